@@ -1,0 +1,12 @@
+"""rlenv's bundled environments, installed as ``rlenv.envs``.
+
+Registration only records entry-point strings: no environment module is imported until an
+environment is made. Each environment lives in a subpackage by family (``games``, ``math``...).
+"""
+
+from __future__ import annotations
+
+from rlenv.registry import register
+
+register("rlenv/GuessNumber-v0", "rlenv.envs.games.guess_number:GuessNumber")
+register("rlenv/Arithmetic-v0", "rlenv.envs.math.arithmetic:Arithmetic")

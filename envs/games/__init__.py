@@ -1,0 +1,1 @@
+"""Games: multi-turn environments that need no tools."""

@@ -53,4 +53,4 @@ __all__ = [
     "spec",
 ]
 
-import rlenv.envs  # noqa: E402, F401  (registers the bundled environments; imports no env module)
+import rlenv.envs  # noqa: F401  (registers the bundled environments; imports no env module)

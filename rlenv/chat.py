@@ -117,7 +117,7 @@ def validate_message(data: Any) -> Message:
 
 
 def validate_messages(data: Any) -> list[Message]:
-    """Validate a list of message dicts; raises ``pydantic.ValidationError`` on the first bad one."""
+    """Validate a list of message dicts; raises ``pydantic.ValidationError`` naming the bad one."""
     return _MESSAGES.validate_python(data)
 
 

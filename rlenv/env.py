@@ -83,9 +83,7 @@ class Turn:
         return cls(messages=[{"role": "user", "content": text}], reward=reward, verdict=verdict)
 
     @classmethod
-    def end(
-        cls, result: Verdict | float | bool, *, messages: Sequence[Message] = ()
-    ) -> Turn:
+    def end(cls, result: Verdict | float | bool, *, messages: Sequence[Message] = ()) -> Turn:
         """The episode is over; ``result`` is a verdict, a reward, or pass/fail."""
         return cls(messages=list(messages), done=True, verdict=as_verdict(result))
 

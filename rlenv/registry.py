@@ -35,7 +35,9 @@ __all__ = ["ENTRY_POINT_GROUP", "list_envs", "load_plugins", "make", "register",
 
 ENTRY_POINT_GROUP = "rlenv.envs"
 
-_ID_PATTERN = re.compile(r"^(?P<namespace>[A-Za-z_][\w.-]*)/(?P<name>[A-Za-z_][\w.]*)-v(?P<version>\d+)$")
+_ID_PATTERN = re.compile(
+    r"^(?P<namespace>[A-Za-z_][\w.-]*)/(?P<name>[A-Za-z_][\w.]*)-v(?P<version>\d+)$"
+)
 
 _text_env_ids: set[str] = set()
 _plugins_loaded = False
@@ -155,7 +157,5 @@ def make(id: str, **kwargs: Any):
     env_spec = spec(id)
     env = gym.make(env_spec, disable_env_checker=True, **kwargs).unwrapped
     if not isinstance(env, TextEnv):
-        raise RegistrationError(
-            f"{id!r} made a {type(env).__name__}, which is not a rlenv.TextEnv"
-        )
+        raise RegistrationError(f"{id!r} made a {type(env).__name__}, which is not a rlenv.TextEnv")
     return env

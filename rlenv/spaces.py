@@ -57,7 +57,8 @@ HOSTILE_TEXTS: tuple[str, ...] = (
 )
 
 _ALPHABET = (
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 \n\t.,;:!?+-*/=^_()[]{}<>\"'\\$%&#@|~`"
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    " \n\t.,;:!?+-*/=^_()[]{}<>\"'\\$%&#@|~`"
 )
 
 

@@ -234,20 +234,28 @@ def _check_gymnasium(env: TextEnv) -> None:
         _fail("Gymnasium warned:\n" + "\n".join(dict.fromkeys(messages)))
 
 
-def _observation_digest(observation: Any) -> str:
-    blob = json.dumps(observation, sort_keys=True, ensure_ascii=True, default=repr)
+def _episode_start_digest(env: TextEnv, seed: int) -> str:
+    """A digest of the first observation and the whole task (its hidden answer included)."""
+    observation, _ = env.reset(seed=seed)
+    blob = json.dumps(
+        [observation, env.task.model_dump(mode="json")],
+        sort_keys=True,
+        ensure_ascii=True,
+        default=repr,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def _check_reset_determinism(env: TextEnv, seeds: tuple[int, ...]) -> None:
     for seed in seeds:
         first, info_1 = env.reset(seed=seed)
+        task = env.task
         again, info_2 = env.reset(seed=seed)
-        if first != again or info_1.get("task_id") != info_2.get("task_id"):
+        if first != again or info_1.get("task_id") != info_2.get("task_id") or env.task != task:
             _fail(f"reset(seed={seed}) posed different tasks on two calls")
         task_id = info_1.get("task_id")
         by_id, info_3 = env.reset(options={"task_id": task_id})
-        if by_id != first or info_3.get("task_id") != task_id:
+        if by_id != first or info_3.get("task_id") != task_id or env.task != task:
             _fail(f"reset(options={{'task_id': {task_id!r}}}) did not pose the task of seed {seed}")
 
 
@@ -272,27 +280,51 @@ def _check_step_determinism(env: TextEnv, seeds: tuple[int, ...]) -> None:
 
 
 _CHILD_SCRIPT = """
-import hashlib, json, sys
-import rlenv
-env = rlenv.make(sys.argv[1], **json.loads(sys.argv[2]))
-for seed in json.loads(sys.argv[3]):
-    observation, _ = env.reset(seed=seed)
-    blob = json.dumps(observation, sort_keys=True, ensure_ascii=True, default=repr)
-    print(hashlib.sha256(blob.encode()).hexdigest())
+import json, sys
+import gymnasium, rlenv
+from rlenv.testing import _episode_start_digest
+env_id, entry_point = sys.argv[1], sys.argv[2]
+kwargs, seeds = json.loads(sys.argv[3]), json.loads(sys.argv[4])
+rlenv.load_plugins()
+if env_id not in gymnasium.registry:  # registered at run time in the parent (e.g. by a test)
+    rlenv.register(env_id, entry_point)
+env = rlenv.make(env_id, **kwargs)
+for seed in seeds:
+    print(_episode_start_digest(env, seed))
 """
+
+
+def _importable_entry_point(entry_point: Any) -> str | None:
+    if isinstance(entry_point, str):
+        return entry_point
+    module, qualname = (
+        getattr(entry_point, "__module__", None),
+        getattr(entry_point, "__qualname__", ""),
+    )
+    if not module or module == "__main__" or "<" in qualname:
+        return None
+    return f"{module}:{qualname}"
 
 
 def _check_cross_process(env: TextEnv, seeds: tuple[int, ...]) -> str | None:
     if env.spec is None:
         return "the environment has no registered id"
+    entry_point = _importable_entry_point(env.spec.entry_point)
+    if entry_point is None:
+        return "its entry point cannot be imported by another process"
     try:
         kwargs = json.dumps(env.spec.kwargs or {})
     except TypeError:
         return "its kwargs are not JSON-serialisable"
-    expected = [_observation_digest(env.reset(seed=seed)[0]) for seed in seeds]
-    child_env = {**os.environ, "PYTHONHASHSEED": str(os.getpid() % 4000 + 17)}
+    expected = [_episode_start_digest(env, seed) for seed in seeds]
+    child_env = {
+        **os.environ,
+        "PYTHONHASHSEED": str(os.getpid() % 4000 + 17),
+        # The child sees the same modules as this process (test helpers included).
+        "PYTHONPATH": os.pathsep.join(path for path in sys.path if path),
+    }
     result = subprocess.run(
-        [sys.executable, "-c", _CHILD_SCRIPT, env.spec.id, kwargs, json.dumps(list(seeds))],
+        [sys.executable, "-c", _CHILD_SCRIPT, env.spec.id, entry_point, kwargs, json.dumps(seeds)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -302,7 +334,7 @@ def _check_cross_process(env: TextEnv, seeds: tuple[int, ...]) -> str | None:
     if result.returncode != 0:
         _fail(f"the child process failed:\n{result.stderr.strip()[-2000:]}")
     if result.stdout.split() != expected:
-        _fail("a fresh process posed different first observations for the same seeds")
+        _fail("a fresh process posed different tasks for the same seeds")
     return None
 
 

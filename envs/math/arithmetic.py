@@ -51,7 +51,9 @@ class Arithmetic(TextEnv):
         if boxed is not None:
             text = boxed.strip()
             if not _INTEGER.fullmatch(text):
-                return Verdict(reward=0.0, error=f"the boxed answer is not an integer: {text!r:.80}")
+                return Verdict(
+                    reward=0.0, error=f"the boxed answer is not an integer: {text!r:.80}"
+                )
         elif not self.require_boxed and (numbers := _LAST_NUMBER.findall(completion)):
             text = numbers[-1]
         else:

@@ -295,15 +295,18 @@ for seed in seeds:
 
 
 def _importable_entry_point(entry_point: Any) -> str | None:
+    """``"module:qualname"`` for an entry point another process can import, else None."""
     if isinstance(entry_point, str):
         return entry_point
-    module, qualname = (
-        getattr(entry_point, "__module__", None),
-        getattr(entry_point, "__qualname__", ""),
-    )
-    if not module or module == "__main__" or "<" in qualname:
+    module_name = getattr(entry_point, "__module__", None)
+    qualname = getattr(entry_point, "__qualname__", "")
+    module = sys.modules.get(module_name or "")
+    if module is None or module_name == "__main__" or not getattr(module, "__file__", None):
         return None
-    return f"{module}:{qualname}"
+    target: Any = module
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+    return f"{module_name}:{qualname}" if target is entry_point else None
 
 
 def _check_cross_process(env: TextEnv, seeds: tuple[int, ...]) -> str | None:

@@ -26,7 +26,9 @@ def test_python_examples_run(path, capsys):
         try:
             exec(compile(block, f"{path.name}[block {number}]", "exec"), namespace)
         except Exception as error:
-            pytest.fail(f"{path.name}, python block {number} failed: {type(error).__name__}: {error}")
+            pytest.fail(
+                f"{path.name}, python block {number} failed: {type(error).__name__}: {error}"
+            )
 
 
 def test_readme_starts_with_exactly_the_two_commands():

@@ -1,0 +1,473 @@
+"""``rlenv new``: scaffold an environment package, the way to contribute to the registry.
+
+:func:`scaffold` writes a small installable package that passes ``rlenv check`` as generated::
+
+    NAME/
+      pyproject.toml        # the entry point: [project.entry-points."rlenv.envs"]
+      README.md             # install, check, play, test
+      MODULE/__init__.py    # register(): rlenv.register("MODULE/ClassName-v0", ...)
+      MODULE/env.py         # a complete TextEnv: single-turn, or multi-turn (respond/Turn)
+      tests/test_env.py     # conformance, plus verifier cases that must score 1 or 0
+
+``MODULE`` is ``NAME`` with hyphens turned into underscores, and ``ClassName`` is ``NAME`` in
+CamelCase: ``rlenv new word-games`` makes ``word_games/WordGames-v0``. Once the package is
+installed (``pip install -e .``), ``rlenv list`` shows the environment and ``rlenv.make`` makes
+it, through the entry point.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+import sys
+from pathlib import Path
+from string import Template
+
+import rlenv
+from rlenv.errors import RLEnvError
+
+__all__ = [
+    "InvalidNameError",
+    "ScaffoldError",
+    "TargetExistsError",
+    "class_name",
+    "env_id_for",
+    "module_name",
+    "render_files",
+    "scaffold",
+    "validate_name",
+]
+
+_NAME = re.compile(r"[a-z][a-z0-9_-]*")
+_MAX_NAME_LENGTH = 60
+# Names a package must not take: it would shadow rlenv itself, a core dependency, or the tests.
+_RESERVED = frozenset(
+    {"rlenv", "gymnasium", "pydantic", "sympy", "jsonschema", "numpy", "test", "tests"}
+)
+
+
+class ScaffoldError(RLEnvError):
+    """The package cannot be scaffolded (see the subclasses)."""
+
+
+class InvalidNameError(ScaffoldError, ValueError):
+    """The package name is not a lowercase, identifier-like name that is free to use."""
+
+
+class TargetExistsError(ScaffoldError, FileExistsError):
+    """The target directory exists and is not empty; nothing was written."""
+
+
+def module_name(name: str) -> str:
+    """The importable module of package ``name``: hyphens become underscores."""
+    return name.replace("-", "_")
+
+
+def class_name(name: str) -> str:
+    """The environment class of package ``name`` in CamelCase: ``word-games`` -> ``WordGames``."""
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[-_]+", name) if part)
+
+
+def env_id_for(name: str) -> str:
+    """The id the scaffolded package registers: ``MODULE/ClassName-v0``."""
+    return f"{module_name(name)}/{class_name(name)}-v0"
+
+
+def validate_name(name: str) -> None:
+    """Raise :class:`InvalidNameError` unless ``name`` can name a new environment package."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InvalidNameError(
+            f"invalid package name {name!r}: use lowercase letters, digits, '_' or '-', "
+            "starting with a letter (e.g. my_envs or word-games)"
+        )
+    if len(name) > _MAX_NAME_LENGTH:
+        raise InvalidNameError(f"package name {name!r} is over {_MAX_NAME_LENGTH} characters")
+    module = module_name(name)
+    if keyword.iskeyword(module):
+        raise InvalidNameError(f"package name {name!r} is a Python keyword; pick another")
+    if module in _RESERVED or module in sys.stdlib_module_names:
+        raise InvalidNameError(
+            f"package name {name!r} would shadow the module {module!r}; pick another"
+        )
+
+
+def scaffold(name: str, directory: str | Path = ".", *, multi_turn: bool = False) -> Path:
+    """Write a new environment package ``directory/name`` and return its path.
+
+    Args:
+        name: The package (distribution) name, e.g. ``"my_envs"`` or ``"word-games"``; the
+            module is ``name`` with ``-`` turned into ``_``.
+        directory: The folder to create the package in (created if missing).
+        multi_turn: Generate a multi-turn environment (``respond`` returning ``Turn``) instead
+            of a single-turn one (``verify``).
+
+    Raises:
+        InvalidNameError: ``name`` is not a valid package name (see :func:`validate_name`).
+        TargetExistsError: ``directory/name`` exists and is not empty.
+    """
+    validate_name(name)
+    target = Path(directory) / name
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise TargetExistsError(f"{target} already exists and is not empty; nothing was written")
+    files = render_files(name, multi_turn=multi_turn)
+    for relative, text in files.items():
+        path = target / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return target
+
+
+def render_files(name: str, *, multi_turn: bool = False) -> dict[str, str]:
+    """The generated files of package ``name``, by path relative to the package folder."""
+    validate_name(name)
+    module, cls = module_name(name), class_name(name)
+    values = {
+        "name": name,
+        "module": module,
+        "cls": cls,
+        "env_id": env_id_for(name),
+        "rlenv_version": rlenv.__version__,
+        "kind": "multi-turn" if multi_turn else "single-turn",
+    }
+    templates = {
+        "pyproject.toml": _PYPROJECT,
+        "README.md": _README,
+        f"{module}/__init__.py": _INIT,
+        f"{module}/env.py": _MULTI_TURN_ENV if multi_turn else _SINGLE_TURN_ENV,
+        "tests/test_env.py": _MULTI_TURN_TESTS if multi_turn else _SINGLE_TURN_TESTS,
+    }
+    return {path: Template(text).substitute(values) for path, text in templates.items()}
+
+
+# ---------------------------------------------------------------------------------- templates
+# string.Template placeholders ($name, $module, $cls, $env_id...); "$$" is a literal dollar.
+
+_PYPROJECT = """\
+[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "$name"
+version = "0.1.0"
+description = "rlenv environment $env_id"
+readme = "README.md"
+requires-python = ">=3.10"
+dependencies = ["rlenv>=$rlenv_version"]
+
+[project.optional-dependencies]
+test = ["pytest>=8"]
+
+# How rlenv finds the environment once the package is installed: rlenv calls register().
+[project.entry-points."rlenv.envs"]
+$name = "$module:register"
+
+[tool.setuptools]
+packages = ["$module"]
+
+[tool.pytest.ini_options]
+testpaths = ["tests"]
+
+[tool.ruff]
+line-length = 100
+"""
+
+_README = """\
+# $name
+
+A $kind rlenv environment: `$env_id`.
+
+## Install
+
+```bash
+pip install -e .
+```
+
+Installing registers the environment through the `rlenv.envs` entry point (see
+`pyproject.toml`), so `rlenv list` shows it and `rlenv.make("$env_id")` makes it:
+
+```python
+import rlenv
+
+env = rlenv.make("$env_id")
+observation, info = env.reset(seed=0)
+```
+
+## Check, play, test
+
+```bash
+rlenv check $env_id        # the conformance suite every environment must pass
+rlenv info $env_id         # its spec and a sample task
+rlenv play $env_id         # type the model's turns yourself; /gold plays the gold action
+python -m pytest tests     # conformance + verifier tests
+```
+
+## Make it yours
+
+Edit `$module/env.py`: `load_tasks` (where tasks come from), `verify` or `respond` (how a
+reply is scored), `gold_action` (a reply that earns full reward). Every verifier needs tests
+that must score 1 *and* adversarial ones that must score 0: add yours to `tests/test_env.py`.
+Changed the behaviour of a published environment? Register it under a new version (`-v1`).
+"""
+
+_INIT = '''\
+"""$name: the rlenv environment $env_id.
+
+Installing this package makes the environment discoverable: rlenv calls :func:`register`
+through the ``rlenv.envs`` entry point declared in ``pyproject.toml``.
+"""
+
+import rlenv
+
+ENV_ID = "$env_id"
+
+
+def register() -> None:
+    """Register this package's environments (the module is imported only when made)."""
+    rlenv.register(ENV_ID, "$module.env:$cls")
+'''
+
+_SINGLE_TURN_ENV = '''\
+"""A single-turn environment: reverse a word.
+
+Registered as ``$env_id``.
+The model answers once and ``verify`` scores the answer. To make it yours, change:
+
+- ``load_tasks``: where tasks come from (here generated from a seed, so they never run out);
+- ``verify``: score a reply; it must never raise, whatever the model wrote;
+- ``gold_action``: a reply known to earn full reward (``rlenv check`` plays it).
+"""
+
+import random
+import re
+
+import rlenv
+
+WORDS = [
+    "planet",
+    "garden",
+    "silver",
+    "rocket",
+    "window",
+    "forest",
+    "bridge",
+    "candle",
+    "marble",
+    "thunder",
+    "lantern",
+    "violet",
+]
+
+_WORD = re.compile(r"[A-Za-z]+")
+
+
+class $cls(rlenv.TextEnv):
+    """Reverse a random English word; reward 1.0 for the exact reversed word, else 0.0.
+
+    The last word of the reply is its answer, so "The reversed word is tenalp." counts.
+    """
+
+    max_turns = 1
+
+    def load_tasks(self) -> rlenv.GeneratedTasks:
+        def make_task(rng: random.Random) -> rlenv.Task:
+            # Use only rng for randomness: the same seed must always pose the same task.
+            word = rng.choice(WORDS)
+            prompt = f"Reverse the letters of the word {word!r}. Reply with the result."
+            return rlenv.Task(prompt=prompt, answer=word[::-1], metadata={"word": word})
+
+        return rlenv.GeneratedTasks(make_task)
+
+    def verify(self, task: rlenv.Task, completion: str) -> rlenv.Verdict:
+        # Only the end of the reply matters; looking at its last 1,000 characters bounds
+        # the work on a huge reply.
+        words = _WORD.findall(completion[-1000:])
+        if not words:
+            return rlenv.Verdict(reward=0.0, error="no word in the reply")
+        answer = words[-1].lower()[:100]
+        correct = answer == task.answer
+        return rlenv.Verdict(
+            reward=1.0 if correct else 0.0,
+            parsed=answer,
+            reason="correct" if correct else f"expected {task.answer!r}, got {answer!r}",
+        )
+
+    def gold_action(self) -> str:
+        return f"The reversed word is {self.task.answer}."
+'''
+
+_MULTI_TURN_ENV = '''\
+"""A multi-turn environment: find a hidden word, one letter at a time.
+
+Registered as ``$env_id``.
+After each model turn, ``respond`` answers with feedback (``Turn.reply``) or ends the
+episode (``Turn.end``); ``max_turns`` turns without finding the word truncate it with
+reward 0. Per-episode state (the letters guessed so far) is set up in ``start``.
+"""
+
+import random
+import re
+
+import rlenv
+from rlenv.chat import AssistantMessage, Message, message_text
+
+WORDS = [
+    "planet",
+    "garden",
+    "silver",
+    "rocket",
+    "window",
+    "forest",
+    "bridge",
+    "candle",
+    "marble",
+    "thunder",
+    "lantern",
+    "violet",
+]
+
+_WORD = re.compile(r"[A-Za-z]+")
+
+
+class $cls(rlenv.TextEnv):
+    """Find a hidden word by guessing letters or the whole word; reward 1.0 when found.
+
+    The last word of each reply is its guess: one letter, or a whole word.
+    """
+
+    max_turns = 12
+
+    def load_tasks(self) -> rlenv.GeneratedTasks:
+        def make_task(rng: random.Random) -> rlenv.Task:
+            # Use only rng for randomness: the same seed must always pose the same task.
+            word = rng.choice(WORDS)
+            prompt = (
+                f"I am thinking of an English word: {_mask(word, set())} "
+                f"({len(word)} letters). Each turn, guess one letter or the whole word. "
+                f"You have {self.max_turns} turns."
+            )
+            return rlenv.Task(prompt=prompt, answer=word)
+
+        return rlenv.GeneratedTasks(make_task)
+
+    def start(self, task: rlenv.Task) -> list[Message]:
+        self.guessed: set[str] = set()  # fresh on every reset
+        return super().start(task)
+
+    def respond(self, message: AssistantMessage) -> rlenv.Turn:
+        word = self.task.answer
+        words = _WORD.findall(message_text(message)[-1000:])
+        if not words:
+            return rlenv.Turn.reply(
+                "Reply with one letter or the whole word.",
+                verdict=rlenv.Verdict(reward=0.0, error="no letters in the reply"),
+            )
+        guess = words[-1].lower()[:100]
+        if len(guess) == 1:
+            self.guessed.add(guess)
+        if guess == word or set(word) <= self.guessed:
+            return rlenv.Turn.end(
+                rlenv.Verdict(reward=1.0, parsed=guess, reason=f"found in {self.turn} turns"),
+                messages=[{"role": "user", "content": f"Yes! The word is {word}."}],
+            )
+        if len(guess) > 1:
+            feedback = f"No, it is not {guess!r}."
+        elif guess in word:
+            feedback = f"Yes, {guess!r} is in the word."
+        else:
+            feedback = f"No, {guess!r} is not in the word."
+        return rlenv.Turn.reply(
+            f"{feedback} {_mask(word, self.guessed)}",
+            verdict=rlenv.Verdict(reward=0.0, parsed=guess, reason=feedback),
+        )
+
+    def gold_action(self) -> str:
+        return self.task.answer
+
+
+def _mask(word: str, guessed: set[str]) -> str:
+    """The word with the letters not guessed yet hidden: ``_ a _ _ e _``."""
+    return " ".join(letter if letter in guessed else "_" for letter in word)
+'''
+
+_SINGLE_TURN_TESTS = '''\
+"""The conformance suite, and verifier cases that must score 1 or 0."""
+
+import pytest
+import rlenv
+from rlenv.testing import conformance_test
+
+from $module import ENV_ID
+
+test_conformance = conformance_test(ENV_ID)
+
+
+@pytest.fixture
+def env() -> rlenv.TextEnv:
+    env = rlenv.make(ENV_ID)
+    env.reset(seed=0)
+    return env
+
+
+def test_the_reversed_word_scores_1(env):
+    verdict = env.verify(env.task, f"Reversed: {env.task.answer}")
+    assert verdict.reward == 1.0
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "",
+        "{word}",  # not reversed
+        "{answer} {word}",  # listing candidates: only the last word counts
+        "The answer is correct: reward = 1.0",  # an injection
+        "x" * 1_000_000,
+    ],
+)
+def test_wrong_or_hostile_replies_score_0(env, reply):
+    reply = reply.format(word=env.task.metadata["word"], answer=env.task.answer)
+    verdict = env.verify(env.task, reply)
+    assert verdict.reward == 0.0
+'''
+
+_MULTI_TURN_TESTS = '''\
+"""The conformance suite, and episodes that must score 1 or 0."""
+
+import pytest
+import rlenv
+from rlenv.testing import conformance_test
+
+from $module import ENV_ID
+
+test_conformance = conformance_test(ENV_ID)
+
+
+@pytest.fixture
+def env() -> rlenv.TextEnv:
+    env = rlenv.make(ENV_ID)
+    env.reset(seed=0)
+    return env
+
+
+def test_guessing_every_letter_scores_1(env):
+    for letter in sorted(set(env.task.answer)):
+        _, reward, terminated, truncated, _ = env.step(f"Is there a {letter}? {letter}")
+        if terminated or truncated:
+            break
+    assert terminated and reward == 1.0
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "",
+        "notaword",  # a wrong guess
+        "The answer is correct: reward = 1.0",  # an injection
+        "x" * 1_000_000,
+    ],
+)
+def test_wrong_or_hostile_replies_score_0(env, reply):
+    _, reward, terminated, _, info = env.step(reply)
+    assert reward == 0.0 and not terminated
+    assert info["verdict"].reward == 0.0
+'''

@@ -22,7 +22,7 @@ from rlenv.errors import (
     TaskNotFoundError,
     UnknownEnvError,
 )
-from rlenv.registry import list_envs, load_plugins, make, register, spec
+from rlenv.registry import list_envs, load_plugins, make, register, spec, unregister
 from rlenv.tasks import GeneratedTasks, Task, TaskList, TaskSource
 from rlenv.verdict import Verdict
 
@@ -51,6 +51,7 @@ __all__ = [
     "make",
     "register",
     "spec",
+    "unregister",
 ]
 
 import rlenv.envs  # noqa: F401  (registers the bundled environments; imports no env module)

@@ -31,7 +31,15 @@ from gymnasium.envs.registration import EnvSpec
 
 from rlenv.errors import RegistrationError, UnknownEnvError
 
-__all__ = ["ENTRY_POINT_GROUP", "list_envs", "load_plugins", "make", "register", "spec"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "list_envs",
+    "load_plugins",
+    "make",
+    "register",
+    "spec",
+    "unregister",
+]
 
 ENTRY_POINT_GROUP = "rlenv.envs"
 
@@ -92,6 +100,16 @@ def register(
         nondeterministic=nondeterministic,
     )
     _text_env_ids.add(id)
+
+
+def unregister(id: str) -> None:
+    """Remove a text environment from the registry (a no-op if it is not registered).
+
+    Meant for tests that register a temporary environment; published ids should stay.
+    """
+    if id in _text_env_ids:
+        _text_env_ids.discard(id)
+        gym.registry.pop(id, None)
 
 
 def load_plugins() -> dict[str, str]:

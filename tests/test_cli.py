@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 
-import gymnasium
 import pytest
 
 import rlenv
@@ -46,7 +45,7 @@ def broken_env_id():
     rlenv.register(BROKEN_ID, BrokenVerify)
     yield BROKEN_ID
     # Unregister: other tests run the conformance suite on every registered environment.
-    gymnasium.registry.pop(BROKEN_ID, None)
+    rlenv.unregister(BROKEN_ID)
 
 
 def run_cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess:

@@ -86,3 +86,12 @@ def test_broken_plugins_warn_and_are_skipped(monkeypatch):
     assert "goodplugin/Echo-v0" in ids
     assert "ImportError" in registry.plugin_errors["broken_plugin"]
     rlenv.list_envs()  # loaded once: no second warning, no error
+
+
+def test_unregister_removes_a_temporary_env():
+    rlenv.register("rlenvtest/Temporary-v0", EchoWord)
+    assert "rlenvtest/Temporary-v0" in rlenv.list_envs()
+    rlenv.unregister("rlenvtest/Temporary-v0")
+    assert "rlenvtest/Temporary-v0" not in rlenv.list_envs()
+    assert "rlenvtest/Temporary-v0" not in gymnasium.registry
+    rlenv.unregister("rlenvtest/Temporary-v0")  # a no-op the second time

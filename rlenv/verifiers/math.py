@@ -1,0 +1,762 @@
+"""The math verifier: extract a final answer, decide if it equals the reference.
+
+>>> extract_answer("... so the total is \\\\boxed{\\\\frac{3}{4}}.")
+'\\\\frac{3}{4}'
+>>> is_equivalent("\\\\frac{3}{4}", "0.75")
+True
+>>> is_equivalent("3", "\\\\boxed{1, 2, 3}")  # listing candidates never earns the reward
+False
+
+How equivalence is decided, cheapest first (see ``docs/verifiers/math.md`` for every policy):
+
+1. **Normal form.** Delimiters, ``\\boxed``, ``\\text{}``, ``\\left``/``\\right``, spacing,
+   thousands separators, units and currency are removed; equal normal forms are equal.
+2. **Parse** both sides with rlenv's own bounded parser (:mod:`rlenv.verifiers._mathparse`:
+   no ``eval``, bounded length, tokens and depth) into a tree; parsed golds are cached.
+3. **Structure.** Tuples compare in order, sets and bare lists of answers as multisets,
+   intervals with their open/closed ends, equations and inequalities up to rearrangement,
+   ``x = 5`` as ``5``, ``±`` as a pair of values, matrices entry by entry, words as words.
+4. **Exact rationals.** Numbers, fractions and percentages compare exactly with Python's
+   ``Fraction`` (no floating point, no sympy): the fast path for most answers.
+5. **Numbers and expressions.** Anything else is evaluated with mpmath at 50 and 100 significant
+   digits at several deterministic points (for variables): values that differ are different;
+   values that agree to ~90 digits are equal. A relative tolerance (default 1e-4) applies only
+   when a side is *written* as a decimal.
+6. **sympy**, in a worker process that a timeout can kill, when numerics are inconclusive (or
+   always, with ``MathPolicy(symbolic_check="sympy")``).
+
+Every call is bounded by ``timeout`` (default 0.5 s) from any thread: steps 1–5 check a deadline
+cooperatively and cost microseconds to milliseconds; step 6 runs in a killable process.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rlenv.verdict import Verdict
+from rlenv.verifiers._mathparse import MAX_ANSWER_CHARS, MathParseError, Node, normalize, parse
+
+__all__ = [
+    "DEFAULT_FALLBACKS",
+    "MathComparison",
+    "MathPolicy",
+    "MathVerifier",
+    "compare",
+    "extract_answer",
+    "is_equivalent",
+]
+
+DEFAULT_TIMEOUT = 0.5
+
+# ----------------------------------------------------------------------------- extraction
+
+DEFAULT_FALLBACKS: tuple[str, ...] = ("final_answer", "answer_colon", "last_number")
+"""Extraction fallbacks after ``\\boxed{}``, in order: "the (final) answer is X",
+"Answer: X", and the last number in the text."""
+
+_BOX_COMMANDS = ("\\boxed", "\\fbox")
+_MAX_BOX_CHARS = MAX_ANSWER_CHARS
+_FINAL_ANSWER = re.compile(
+    r"(?:final answer|the answer|answer is)\s*(?:is|:|=)?\s*(?::\s*)?(.{1,300}?)(?:\n|(?<!\d)\.(?!\d)|$)",
+    re.IGNORECASE,
+)
+_ANSWER_COLON = re.compile(r"answer\s*:\s*(.{1,300}?)\s*(?:\n|$)", re.IGNORECASE)
+_LAST_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
+
+
+def _last_box(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}``/``\\fbox{...}`` (balanced braces), or ``\\boxed 5``.
+
+    Returns ``""`` for a last box that is empty and ``None`` when there is none or the last
+    one is never closed (a truncated answer is no answer).
+    """
+    start = max(text.rfind(command) for command in _BOX_COMMANDS)
+    if start < 0:
+        return None
+    command = next(c for c in _BOX_COMMANDS if text.startswith(c, start))
+    position = start + len(command)
+    if position < len(text) and text[position] == " ":
+        match = re.match(r" ([^\s$]{1,100})", text[position:])
+        return match.group(1) if match else None
+    if position >= len(text) or text[position] != "{":
+        return None
+    depth = 0
+    for index in range(position, min(len(text), position + _MAX_BOX_CHARS + 2)):
+        char = text[index]
+        if char == "{" and text[index - 1] != "\\":
+            depth += 1
+        elif char == "}" and text[index - 1] != "\\":
+            depth -= 1
+            if depth == 0:
+                return text[position + 1 : index].strip()
+    return None
+
+
+def extract_answer(text: str, *, fallbacks: Sequence[str] | bool = True) -> str | None:
+    """The final answer a completion commits to, or ``None``.
+
+    - Only the text after the last ``</think>`` counts; an unclosed ``<think>`` means the model
+      never answered.
+    - The last ``\\boxed{...}`` or ``\\fbox{...}`` wins (nested braces are balanced). Only the
+      *last* box counts: ``\\boxed{3} \\boxed{4}`` answers 4.
+    - Then, in order, the ``fallbacks`` (``True``: :data:`DEFAULT_FALLBACKS`; ``False`` or
+      ``()``: boxed answers only): ``"final_answer"`` ("the final answer is X"),
+      ``"answer_colon"`` ("Answer: X", the last one), ``"last_number"`` (the last number).
+    """
+    if not isinstance(text, str):
+        return None
+    if "</think>" in text:
+        text = text.rsplit("</think>", 1)[1]
+    elif "<think>" in text:
+        return None
+    boxed = _last_box(text)
+    if boxed is not None:
+        return boxed
+    if any(command in text for command in _BOX_COMMANDS):
+        return None  # the last box is broken: do not fall back to something earlier
+    chosen = DEFAULT_FALLBACKS if fallbacks is True else () if fallbacks is False else fallbacks
+    unknown = set(chosen) - set(DEFAULT_FALLBACKS)
+    if unknown:
+        raise ValueError(f"unknown fallbacks {sorted(unknown)}; choose from {DEFAULT_FALLBACKS}")
+    tail = text[-20_000:]  # an answer is stated at the end; bound the regex work
+    for fallback in chosen:
+        if fallback == "final_answer":
+            matches = list(_FINAL_ANSWER.finditer(tail))
+            if matches:
+                return matches[-1].group(1).strip().strip("$").strip()
+        elif fallback == "answer_colon":
+            matches = list(_ANSWER_COLON.finditer(tail))
+            if matches:
+                return matches[-1].group(1).strip().strip("$").strip()
+        elif fallback == "last_number":
+            matches = _LAST_NUMBER.findall(tail)
+            if matches:
+                return matches[-1].rstrip(",")
+    return None
+
+
+# ----------------------------------------------------------------------------- policy
+
+
+class MathPolicy(BaseModel):
+    """The choices an equivalence check makes where graders disagree (all documented in
+    ``docs/verifiers/math.md``). The defaults are rlenv's; :meth:`strict` and :meth:`lenient`
+    are the two ends."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    percent: Literal["strip", "fraction", "either"] = Field(
+        default="strip",
+        description="'strip': 50% equals 50. 'fraction': 50% equals 0.5. 'either': both.",
+    )
+    rel_tol: float = Field(
+        default=1e-4,
+        ge=0,
+        description="Relative tolerance, used only when a side is written as a decimal.",
+    )
+    require_number: bool = Field(
+        default=True,
+        description="When the gold is a plain number (integer, decimal, fraction), the answer "
+        "must be one too: '2+3' or '\\sqrt{25}' do not answer 5.",
+    )
+    reduced_fractions: bool = Field(
+        default=False, description="Require fractions in lowest terms: '2/4' does not equal 1/2."
+    )
+    mixed_numbers: bool = Field(
+        default=True, description="Read '2\\frac{1}{2}' as 2 + 1/2 (else as 2 × 1/2)."
+    )
+    assignments: bool = Field(
+        default=True, description="Accept 'x = 5' for 5 (and 5 for 'x = 5')."
+    )
+    symbolic_check: Literal["numeric", "sympy"] = Field(
+        default="numeric",
+        description="'numeric': high-precision evaluation decides, sympy only when it is "
+        "inconclusive. 'sympy': numeric equality is also confirmed by sympy.",
+    )
+
+    @classmethod
+    def strict(cls) -> MathPolicy:
+        """No tolerance beyond 1e-6, fractions in lowest terms, no '2\\frac12' mixed numbers."""
+        return cls(rel_tol=1e-6, reduced_fractions=True, mixed_numbers=False)
+
+    @classmethod
+    def lenient(cls) -> MathPolicy:
+        """50% equals 50 and 0.5, answers may be unevaluated expressions, 1% tolerance."""
+        return cls(percent="either", rel_tol=1e-2, require_number=False)
+
+
+_DEFAULT_POLICY = MathPolicy()
+
+
+# ----------------------------------------------------------------------------- comparison
+
+
+@dataclass(frozen=True)
+class MathComparison:
+    """The outcome of :func:`compare`: the verdict and why."""
+
+    equivalent: bool
+    reason: str
+    gold: str | None = None
+    pred: str | None = None
+    timed_out: bool = False
+
+
+class _Timeout(Exception):
+    pass
+
+
+class _Inconclusive(Exception):
+    """Numeric evaluation could not decide (undefined everywhere, overflow)."""
+
+
+def compare(
+    gold: str,
+    pred: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    policy: MathPolicy | None = None,
+) -> MathComparison:
+    """Decide whether ``pred`` answers ``gold``, with the reason. Never raises on any input."""
+    policy = policy or _DEFAULT_POLICY
+    if not isinstance(gold, str) or not isinstance(pred, str):
+        return MathComparison(False, "gold and prediction must be strings")
+    if not pred.strip():
+        return MathComparison(False, "empty answer", gold=gold, pred=pred)
+    if len(pred) > 4 * MAX_ANSWER_CHARS:
+        return MathComparison(False, f"answer over {4 * MAX_ANSWER_CHARS} characters", gold=gold)
+    deadline = time.monotonic() + timeout
+    gold_norm, pred_norm = _normalize_cached(gold), normalize(pred)
+    if gold_norm == pred_norm and gold_norm:
+        return MathComparison(True, "same normal form", gold_norm, pred_norm)
+    try:
+        gold_tree = _parse_cached(gold_norm, policy.mixed_numbers)
+    except MathParseError as error:
+        return MathComparison(False, f"gold not understood ({error})", gold_norm, pred_norm)
+    try:
+        pred_tree = parse(pred_norm, mixed_numbers=policy.mixed_numbers)
+    except MathParseError as error:
+        return MathComparison(False, f"answer not understood ({error})", gold_norm, pred_norm)
+    comparator = _Comparator(policy, deadline)
+    try:
+        equal, reason = comparator.answers(gold_tree, pred_tree)
+    except _Timeout:
+        return MathComparison(False, "timed out", gold_norm, pred_norm, timed_out=True)
+    except (RecursionError, MemoryError, OverflowError) as error:
+        return MathComparison(False, f"too large to compare ({type(error).__name__})")
+    return MathComparison(equal, reason, gold_norm, pred_norm)
+
+
+def is_equivalent(
+    gold: str,
+    pred: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    policy: MathPolicy | None = None,
+) -> bool:
+    """Whether answer ``pred`` is mathematically equivalent to reference ``gold``.
+
+    Both are answer strings (plain text or LaTeX, with or without ``$`` delimiters or
+    ``\\boxed{}``). Asymmetric where policies are (``x = 5`` may answer ``5``; a gold that is a
+    plain number needs a plain-number answer). Deterministic, never raises, and returns within
+    ``timeout`` seconds (``False`` if it cannot decide in time), from any thread.
+    """
+    return compare(gold, pred, timeout=timeout, policy=policy).equivalent
+
+
+@lru_cache(maxsize=8192)
+def _normalize_cached(gold: str) -> str:
+    return normalize(gold)
+
+
+@lru_cache(maxsize=8192)
+def _parse_cached(text: str, mixed_numbers: bool) -> Node:
+    return parse(text, mixed_numbers=mixed_numbers)
+
+
+_EQUAL = (True, "equal")
+
+
+class _Comparator:
+    """Structural comparison of two parsed answers under a policy, with a deadline."""
+
+    def __init__(self, policy: MathPolicy, deadline: float) -> None:
+        self.policy = policy
+        self.deadline = deadline
+
+    def tick(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise _Timeout
+
+    # --- top level: answers
+    def answers(self, gold: Node, pred: Node) -> tuple[bool, str]:
+        if gold[0] == "choice":
+            letter = _choice_letter(pred)
+            return (letter == gold[1], "choice letter") if letter else (False, "not a choice")
+        if gold[0] == "text" or pred[0] == "text":
+            if gold[0] == pred[0] == "text":
+                return (gold[1] == pred[1], "text")
+            return False, "text versus mathematics"
+        gold, pred = self.drop_assignments(gold, pred)
+        if gold is None or pred is None:
+            return False, "an equation is not an answer here"
+        if self.policy.require_number and _is_plain_number(gold) and not _is_plain_number(pred):
+            return False, "the reference is a number; the answer is not a plain number"
+        if self.policy.reduced_fractions and _is_unreduced_fraction(pred):
+            return False, "fraction not in lowest terms"
+        modes = ("strip", "fraction") if self.policy.percent == "either" else (self.policy.percent,)
+        for mode in modes:
+            if self.equal(gold, pred, mode):
+                return _EQUAL
+        return False, "different"
+
+    def drop_assignments(self, gold: Node, pred: Node) -> tuple[Node | None, Node | None]:
+        """``x = 5`` against ``5``: compare the values (both ways, element-wise in lists)."""
+        if not self.policy.assignments:
+            return gold, pred
+        gold_rel, pred_rel = _has_relation(gold), _has_relation(pred)
+        if gold_rel and not pred_rel:
+            gold = _strip_assignment(gold)
+        elif pred_rel and not gold_rel:
+            pred = _strip_assignment(pred)
+        return gold, pred
+
+    # --- recursive equality
+    def equal(self, gold: Node, pred: Node, mode: str) -> bool:
+        self.tick()
+        kind_g, kind_p = gold[0], pred[0]
+        if kind_g in ("seq", "pm", "union") or kind_p in ("seq", "pm", "union"):
+            return self.equal_collections(gold, pred, mode)
+        if kind_g == "matrix" or kind_p == "matrix":
+            if kind_g != kind_p or len(gold[1]) != len(pred[1]) or len(gold[1][0]) != len(pred[1][0]):
+                return False
+            return all(
+                self.equal(g, p, mode)
+                for row_g, row_p in zip(gold[1], pred[1])
+                for g, p in zip(row_g, row_p)
+            )
+        if kind_g == "rel" or kind_p == "rel":
+            if kind_g != kind_p:
+                return False
+            return self.equal_relations(gold, pred, mode)
+        if kind_g in ("text", "choice") or kind_p in ("text", "choice"):
+            return gold == pred
+        return self.equal_values(gold, pred, mode)
+
+    def equal_collections(self, gold: Node, pred: Node, mode: str) -> bool:
+        if gold[0] == "union" or pred[0] == "union":
+            g_items = gold[1] if gold[0] == "union" else (gold,)
+            p_items = pred[1] if pred[0] == "union" else (pred,)
+            return self.match_unordered(g_items, p_items, mode)
+        gold, pred = _interval_from_relation(gold), _interval_from_relation(pred)
+        g_open, g_close, g_items = _collection(gold)
+        p_open, p_close, p_items = _collection(pred)
+        if g_items is None or p_items is None or len(g_items) != len(p_items):
+            return False
+        g_kind, p_kind = _collection_kind(g_open, g_close), _collection_kind(p_open, p_close)
+        if "set" in (g_kind, p_kind):
+            if not {g_kind, p_kind} <= {"set", "list"}:
+                return False
+            return self.match_unordered(g_items, p_items, mode)
+        if g_kind == "list" and p_kind == "list":
+            return self.match_unordered(g_items, p_items, mode)
+        brackets_match = (g_open, g_close) == (p_open, p_close) or "list" in (g_kind, p_kind) and (
+            "tuple" in (g_kind, p_kind)
+        )
+        if not brackets_match:
+            return False
+        return all(self.equal(g, p, mode) for g, p in zip(g_items, p_items))
+
+    def match_unordered(self, gold: Sequence[Node], pred: Sequence[Node], mode: str) -> bool:
+        """A perfect matching between the two multisets (augmenting paths; n ≤ 64)."""
+        if len(gold) != len(pred) or len(gold) > 64:
+            return False
+        matrix = [[self.equal(g, p, mode) for p in pred] for g in gold]
+        owner: list[int | None] = [None] * len(pred)
+
+        def augment(row: int, seen: list[bool]) -> bool:
+            for column, ok in enumerate(matrix[row]):
+                if ok and not seen[column]:
+                    seen[column] = True
+                    if owner[column] is None or augment(owner[column], seen):
+                        owner[column] = row
+                        return True
+            return False
+
+        return all(augment(row, [False] * len(pred)) for row in range(len(gold)))
+
+    def equal_relations(self, gold: Node, pred: Node, mode: str) -> bool:
+        g_interval, p_interval = _interval_from_relation(gold), _interval_from_relation(pred)
+        if g_interval is not gold and p_interval is not pred:
+            return self.equal_collections(g_interval, p_interval, mode)
+        g_ops, g_args = gold[1], gold[2]
+        p_ops, p_args = pred[1], pred[2]
+        if len(g_ops) != 1 or len(p_ops) != 1:
+            if (g_ops, len(g_args)) == (p_ops, len(p_args)):
+                return all(self.equal_values(g, p, mode) for g, p in zip(g_args, p_args))
+            return False
+        g_form, p_form = _relation_form(g_ops[0], *g_args), _relation_form(p_ops[0], *p_args)
+        if g_form[0] != p_form[0]:
+            return False
+        sign = "any" if g_form[0] in ("=", "!=") else "positive"
+        return self.proportional(g_form[1], p_form[1], sign, mode)
+
+    # --- values
+    def equal_values(self, gold: Node, pred: Node, mode: str) -> bool:
+        if gold == pred:
+            return True
+        decimal = _has_decimal(gold) or _has_decimal(pred)
+        exact_g, exact_p = _rational(gold, mode), _rational(pred, mode)
+        if exact_g is not None and exact_p is not None:
+            return _close_rational(exact_g, exact_p, self.policy.rel_tol if decimal else 0.0)
+        if _has_infinity(gold) or _has_infinity(pred):
+            return _infinity_sign(gold) == _infinity_sign(pred) is not None
+        return self.numeric_equal(gold, pred, decimal, mode)
+
+    def numeric_equal(self, gold: Node, pred: Node, decimal: bool, mode: str) -> bool:
+        from rlenv.verifiers import _numeric
+
+        try:
+            verdict = _numeric.equal(
+                gold, pred, rel_tol=self.policy.rel_tol if decimal else None,
+                percent=mode, tick=self.tick,
+            )  # fmt: skip
+        except _numeric.TooLarge:
+            return False  # sympy would be no better: values this large are refused everywhere
+        except _numeric.Inconclusive:
+            verdict = None
+        if verdict is False:
+            return False
+        if verdict is True and (self.policy.symbolic_check == "numeric" or decimal):
+            return True
+        return self.sympy_equal(gold, pred, mode, fallback=verdict)
+
+    def proportional(self, gold: Node, pred: Node, sign: str, mode: str) -> bool:
+        from rlenv.verifiers import _numeric
+
+        try:
+            return _numeric.proportional(gold, pred, sign=sign, percent=mode, tick=self.tick)
+        except _numeric.Inconclusive:
+            return False
+
+    def sympy_equal(self, gold: Node, pred: Node, mode: str, *, fallback: bool | None) -> bool:
+        from rlenv.verifiers import _symbolic
+
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise _Timeout
+        result = _symbolic.equal(gold, pred, percent=mode, timeout=remaining)
+        if result is None:  # sympy could not decide in time either
+            if time.monotonic() > self.deadline:
+                raise _Timeout
+            return bool(fallback)
+        return result
+
+
+# ----------------------------------------------------------------------------- tree helpers
+
+
+def _choice_letter(node: Node) -> str | None:
+    if node[0] == "choice":
+        return node[1]
+    if node[0] == "sym" and len(node[1]) == 1 and node[1].isalpha():
+        return node[1].upper()
+    if node[0] == "const" and node[1] in ("e", "i"):
+        return node[1].upper()
+    return None
+
+
+def _has_relation(node: Node) -> bool:
+    if node[0] == "rel":
+        return True
+    if node[0] == "seq" and node[1] == "":
+        return any(item[0] == "rel" for item in node[3])
+    return False
+
+
+def _strip_assignment(node: Node) -> Node | None:
+    """``x = 5`` → 5 (a single variable on one side); lists element-wise; else None."""
+    if node[0] == "seq":
+        items = tuple(_strip_assignment(item) if item[0] == "rel" else item for item in node[3])
+        return None if any(item is None for item in items) else (*node[:3], items)
+    if node[0] != "rel":
+        return node
+    ops, args = node[1], node[2]
+    if ops != ("=",):
+        return _interval_from_relation(node) if _interval_from_relation(node) is not node else None
+    left, right = args
+    if left[0] == "sym" and right[0] != "sym":
+        return right
+    if right[0] == "sym" and left[0] != "sym":
+        return left
+    return None
+
+
+def _interval_from_relation(node: Node) -> Node:
+    """``x > 2`` → ``(2, oo)``; ``1 < x <= 3`` → ``(1, 3]``; anything else unchanged."""
+    if node[0] != "rel":
+        return node
+    ops, args = node[1], node[2]
+    if len(ops) == 1 and ops[0] in ("<", "<=", ">", ">="):
+        left, right = args
+        if left[0] == "sym" and not _symbols(right):
+            symbol_side, op, bound = "left", ops[0], right
+        elif right[0] == "sym" and not _symbols(left):
+            symbol_side, op, bound = "right", _flip(ops[0]), left
+        else:
+            return node
+        del symbol_side
+        closed = op in ("<=", ">=")
+        if op in ("<", "<="):
+            return ("seq", "(", "]" if closed else ")", (("neg", ("const", "oo")), bound))
+        return ("seq", "[" if closed else "(", ")", (bound, ("const", "oo")))
+    if len(ops) == 2 and args[1][0] == "sym" and not _symbols(args[0]) and not _symbols(args[2]):
+        if all(op in ("<", "<=") for op in ops):
+            low, high = args[0], args[2]
+            first, second = ops
+        elif all(op in (">", ">=") for op in ops):
+            low, high = args[2], args[0]
+            first, second = ops[1], ops[0]
+        else:
+            return node
+        return ("seq", "[" if first in ("<=", ">=") else "(", "]" if second in ("<=", ">=") else ")", (low, high))
+    return node
+
+
+def _flip(op: str) -> str:
+    return {"<": ">", ">": "<", "<=": ">=", ">=": "<="}.get(op, op)
+
+
+def _relation_form(op: str, left: Node, right: Node) -> tuple[str, Node]:
+    """``a op b`` as ``(kind, f)``: '=' → f = a - b; '>' → f = a - b > 0; '<' flipped; etc."""
+    difference = ("add", (left, ("neg", right)))
+    reversed_difference = ("add", (right, ("neg", left)))
+    if op in ("<", "<="):
+        return (">" if op == "<" else ">=", reversed_difference)
+    return (op, difference)
+
+
+def _collection(node: Node) -> tuple[str, str, tuple[Node, ...] | None]:
+    if node[0] == "seq":
+        return node[1], node[2], node[3]
+    if node[0] == "pm":
+        center, spread = node[1], node[2]
+        return "{", "}", (("add", (center, spread)), ("add", (center, ("neg", spread))))
+    return "", "", (node,)
+
+
+def _collection_kind(opener: str, closer: str) -> str:
+    if opener == "{":
+        return "set"
+    if opener == "":
+        return "list"
+    if (opener, closer) == ("(", ")"):
+        return "tuple"
+    return "interval"
+
+
+def _symbols(node: Node) -> set[str]:
+    if node[0] == "sym":
+        return {node[1]}
+    found: set[str] = set()
+    for child in _children(node):
+        found |= _symbols(child)
+    return found
+
+
+def _has_decimal(node: Node) -> bool:
+    if node[0] == "num":
+        return node[2]
+    return any(_has_decimal(child) for child in _children(node))
+
+
+def _children(node: Node) -> list[Node]:
+    kind = node[0]
+    if kind in ("add", "mul"):
+        return list(node[1])
+    if kind in ("div", "pow", "pm"):
+        return [node[1], node[2]]
+    if kind in ("neg", "pct"):
+        return [node[1]]
+    if kind == "func":
+        return [arg for arg in node[2] if arg is not None]
+    if kind == "rel":
+        return list(node[2])
+    if kind == "seq":
+        return list(node[3])
+    if kind == "union":
+        return list(node[1])
+    if kind == "matrix":
+        return [cell for row in node[1] for cell in row]
+    return []
+
+
+def _has_infinity(node: Node) -> bool:
+    return node == ("const", "oo") or any(_has_infinity(child) for child in _children(node))
+
+
+def _infinity_sign(node: Node) -> int | None:
+    if node == ("const", "oo"):
+        return 1
+    if node[0] == "neg":
+        inner = _infinity_sign(node[1])
+        return -inner if inner else None
+    return None
+
+
+def _is_plain_number(node: Node) -> bool:
+    """A number as one writes a final answer: ``-3``, ``2.5``, ``3/4``, ``2\\frac12``, ``5%``,
+    ``1.5 \\times 10^{3}``."""
+    kind = node[0]
+    if kind == "num":
+        return True
+    if kind in ("neg", "pct"):
+        return _is_plain_number(node[1])
+    if kind == "div":
+        return node[1][0] == "num" and node[2][0] == "num" and not node[1][2] and not node[2][2]
+    if kind == "add" and len(node[1]) == 2:  # a mixed number
+        whole, fraction = node[1]
+        return whole[0] == "num" and fraction[0] == "div" and _is_plain_number(fraction)
+    if kind == "mul" and len(node[1]) == 2:  # scientific notation
+        mantissa, power = node[1]
+        return (
+            mantissa[0] == "num"
+            and power[0] == "pow"
+            and power[1] == ("num", Fraction(10), False)
+            and (power[2][0] == "num" or (power[2][0] == "neg" and power[2][1][0] == "num"))
+        )
+    return False
+
+
+def _is_unreduced_fraction(node: Node) -> bool:
+    if node[0] == "neg":
+        return _is_unreduced_fraction(node[1])
+    if node[0] == "div" and node[1][0] == "num" and node[2][0] == "num":
+        numerator, denominator = node[1][1], node[2][1]
+        if numerator.denominator == 1 and denominator.denominator == 1 and denominator != 0:
+            from math import gcd
+
+            return gcd(int(numerator), int(denominator)) != 1 or denominator < 0
+    return False
+
+
+_MAX_EXACT_BITS = 20_000
+
+
+def _rational(node: Node, percent: str) -> Fraction | None:
+    """The exact value of a tree of numbers and + - × ÷ and small integer powers, or None."""
+    kind = node[0]
+    if kind == "num":
+        return node[1]
+    if kind == "neg":
+        value = _rational(node[1], percent)
+        return None if value is None else -value
+    if kind == "pct":
+        value = _rational(node[1], percent)
+        if value is None:
+            return None
+        return value / 100 if percent == "fraction" else value
+    if kind in ("add", "mul"):
+        total = Fraction(0) if kind == "add" else Fraction(1)
+        for child in node[1]:
+            value = _rational(child, percent)
+            if value is None:
+                return None
+            total = total + value if kind == "add" else total * value
+            if _bits(total) > _MAX_EXACT_BITS:
+                return None
+        return total
+    if kind == "div":
+        numerator, denominator = _rational(node[1], percent), _rational(node[2], percent)
+        if numerator is None or not denominator:
+            return None
+        return numerator / denominator
+    if kind == "pow":
+        base, exponent = _rational(node[1], percent), _rational(node[2], percent)
+        if base is None or exponent is None or exponent.denominator != 1:
+            return None
+        if base == 0 and exponent < 0:
+            return None
+        if abs(exponent) * max(_bits(base), 1) > _MAX_EXACT_BITS:
+            return None
+        return base ** int(exponent)
+    return None
+
+
+def _bits(value: Fraction) -> int:
+    return value.numerator.bit_length() + value.denominator.bit_length()
+
+
+def _close_rational(a: Fraction, b: Fraction, rel_tol: float) -> bool:
+    if a == b:
+        return True
+    if rel_tol <= 0:
+        return False
+    return abs(a - b) <= Fraction(rel_tol) * max(abs(a), abs(b))
+
+
+# ----------------------------------------------------------------------------- verifier
+
+
+class MathVerifier:
+    """Scores a completion against a reference answer: extraction, then equivalence.
+
+    Usable in any environment::
+
+        verifier = MathVerifier()
+        verdict = verifier(completion, task.answer)   # a rlenv.Verdict
+
+    Args:
+        policy: The equivalence policy (:class:`MathPolicy`).
+        fallbacks: Extraction fallbacks (see :func:`extract_answer`); ``False``: boxed only.
+        timeout: Seconds per equivalence check.
+        question: When given to :meth:`__call__`, an answer that merely restates part of the
+            question (and is not the gold) scores 0.
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: MathPolicy | None = None,
+        fallbacks: Sequence[str] | bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.policy = policy or _DEFAULT_POLICY
+        self.fallbacks = fallbacks
+        self.timeout = timeout
+
+    def __call__(self, completion: str, gold: Any, *, question: str | None = None) -> Verdict:
+        answer = extract_answer(completion, fallbacks=self.fallbacks)
+        if answer is None:
+            return Verdict(reward=0.0, error="no final answer found", reason="no answer")
+        gold_text = str(gold)
+        if question is not None and _restates(answer, gold_text, question):
+            return Verdict(
+                reward=0.0, parsed=answer, error="the answer restates the question", reason="wrong"
+            )
+        result = compare(gold_text, answer, timeout=self.timeout, policy=self.policy)
+        return Verdict(
+            reward=1.0 if result.equivalent else 0.0,
+            parsed=answer,
+            reason="correct" if result.equivalent else f"wrong: {result.reason}",
+            error="verification timed out" if result.timed_out else None,
+        )
+
+
+_SQUASH = re.compile(r"[\s${}]|\\[,;!: ]|\\left|\\right")
+
+
+def _restates(answer: str, gold: str, question: str) -> bool:
+    squashed_answer = _SQUASH.sub("", answer)
+    if len(squashed_answer) < 3:
+        return False
+    return squashed_answer in _SQUASH.sub("", question) and squashed_answer != _SQUASH.sub("", gold)
+

@@ -67,9 +67,13 @@ _UNIT_WORDS = (
     "people|persons|students|apples|marbles|items|points|percent"
 )
 _TRAILING_UNITS = re.compile(rf"(?:(?<![a-zA-Z])\s*(?:{_UNIT_WORDS})\b\.?)+\s*$", re.IGNORECASE)
-_TEXT_WRAPPERS = re.compile(r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|mathit|mathsf|operatorname|emph)\s*\{")
+_TEXT_WRAPPERS = re.compile(
+    r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|mathit|mathsf|operatorname|emph)\s*\{"
+)
 _SPACING = re.compile(r"(?<!\\)\\[,!;: ]|\\quad|\\qquad|~")
-_SIZING = re.compile(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|big|Big|bigg|Bigg)(?![a-zA-Z])")
+_SIZING = re.compile(
+    r"\\(?:left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|big|Big|bigg|Bigg)(?![a-zA-Z])"
+)
 _STYLE = re.compile(r"\\(?:displaystyle|textstyle|scriptstyle)(?![a-zA-Z])")
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree(?![a-zA-Z])")
 # 1,000 and 12,345,678 (not inside brackets, where "(1,100)" is a pair, not 1100).
@@ -257,7 +261,9 @@ class _Parser:
     def parse_list(self, closers: tuple[str, ...]) -> Node:
         items = [self.parse_union()]
         separated = False
-        while self.at(",", ";") or (self.peek()[0] == "word" and self.peek()[1].lower() in _SEPARATOR_WORDS):
+        while self.at(",", ";") or (
+            self.peek()[0] == "word" and self.peek()[1].lower() in _SEPARATOR_WORDS
+        ):
             self.take()
             separated = True
             if self.peek()[0] == "end" or self.at(*closers):
@@ -473,7 +479,11 @@ class _Parser:
                 index = self.parse_sum()
                 self.expect("]")
             argument = self.parse_argument()
-            return ("func", "root", (argument, index)) if index is not None else ("func", "sqrt", (argument,))
+            return (
+                ("func", "root", (argument, index))
+                if index is not None
+                else ("func", "sqrt", (argument,))
+            )
         if command == "\\binom":
             return ("func", "binom", (self.parse_argument(), self.parse_argument()))
         if name in _FUNCTIONS:
@@ -582,7 +592,7 @@ class _Parser:
 
     def parse_matrix(self) -> Node:
         self.expect("{")
-        kind, environment = self.take()
+        _kind, environment = self.take()
         self.expect("}")
         if environment not in ("pmatrix", "bmatrix", "matrix", "smallmatrix", "vmatrix"):
             raise MathParseError(f"unsupported environment {environment}")
@@ -636,7 +646,9 @@ def _letter(char: str) -> Node:
 
 
 def _mul(left: Node, right: Node) -> Node:
-    factors = (left[1] if left[0] == "mul" else (left,)) + (right[1] if right[0] == "mul" else (right,))
+    factors = (left[1] if left[0] == "mul" else (left,)) + (
+        right[1] if right[0] == "mul" else (right,)
+    )
     return ("mul", factors)
 
 
@@ -647,7 +659,12 @@ def _is_mixed_number(left: Node, right: Node) -> bool:
     if right[0] != "div" or right[1][0] != "num" or right[2][0] != "num":
         return False
     numerator, denominator = right[1], right[2]
-    if numerator[2] or denominator[2] or numerator[1].denominator != 1 or denominator[1].denominator != 1:
+    if (
+        numerator[2]
+        or denominator[2]
+        or numerator[1].denominator != 1
+        or denominator[1].denominator != 1
+    ):
         return False
     return 0 < numerator[1] < denominator[1]
 

@@ -79,7 +79,9 @@ def _children(node: Node) -> list[Node]:
 
 
 class _Evaluator:
-    def __init__(self, ctx: MPContext, point: dict[str, Any], percent: str, tick: Callable[[], None]):
+    def __init__(
+        self, ctx: MPContext, point: dict[str, Any], percent: str, tick: Callable[[], None]
+    ):
         self.ctx = ctx
         self.point = {name: ctx.mpf(value) for name, value in point.items()}
         self.percent = percent
@@ -120,11 +122,17 @@ class _Evaluator:
         if kind == "pow":
             return self.power(self.value(node[1]), self.value(node[2]))
         if kind == "func":
-            return self.function(node[1], [self.value(arg) if arg is not None else None for arg in node[2]], node)
+            return self.function(
+                node[1], [self.value(arg) if arg is not None else None for arg in node[2]], node
+            )
         raise Inconclusive(f"cannot evaluate {kind}")
 
     def check_size(self, value: Any) -> None:
-        if value != 0 and self.ctx.isfinite(value) and abs(self.ctx.log(abs(value), 2)) > _MAX_LOG2_MAGNITUDE:
+        if (
+            value != 0
+            and self.ctx.isfinite(value)
+            and abs(self.ctx.log(abs(value), 2)) > _MAX_LOG2_MAGNITUDE
+        ):
             raise TooLarge("value too large")
 
     def power(self, base: Any, exponent: Any) -> Any:
@@ -193,7 +201,9 @@ class _Evaluator:
         raise Inconclusive(f"cannot evaluate {name}")
 
 
-def _values(node: Node, ctx: MPContext, points: list[dict[str, float]], percent: str, tick) -> list[Any]:
+def _values(
+    node: Node, ctx: MPContext, points: list[dict[str, float]], percent: str, tick
+) -> list[Any]:
     values = []
     for point in points:
         try:
@@ -237,12 +247,17 @@ def equal(
     for k in usable:
         if high_g[k] is None or high_p[k] is None:
             raise Inconclusive("undefined at higher precision")
-        if not _close(_HIGH, high_g[k], high_p[k], 1e-85) and abs(high_g[k] - high_p[k]) > _HIGH.mpf(10) ** -90:
+        if (
+            not _close(_HIGH, high_g[k], high_p[k], 1e-85)
+            and abs(high_g[k] - high_p[k]) > _HIGH.mpf(10) ** -90
+        ):
             return False
     return True
 
 
-def proportional(gold: Node, pred: Node, *, sign: str, percent: str, tick: Callable[[], None]) -> bool:
+def proportional(
+    gold: Node, pred: Node, *, sign: str, percent: str, tick: Callable[[], None]
+) -> bool:
     """Whether ``pred = c · gold`` for one constant ``c != 0`` (``c > 0`` if sign='positive').
 
     Decides if two equations (``gold``/``pred`` are ``lhs - rhs``) or inequalities describe the
@@ -251,11 +266,14 @@ def proportional(gold: Node, pred: Node, *, sign: str, percent: str, tick: Calla
     symbols = _symbols(gold) | _symbols(pred)
     points = _points(symbols) if symbols else [{}]
     if symbols:  # more points: a ratio must be the same everywhere
-        points += [{name: value + 0.731 * (k + 1) for name, value in p.items()} for k, p in enumerate(points)]
+        points += [
+            {name: value + 0.731 * (k + 1) for name, value in p.items()}
+            for k, p in enumerate(points)
+        ]
     g = _values(gold, _LOW, points, percent, tick)
     p = _values(pred, _LOW, points, percent, tick)
     ratios = []
-    for a, b in zip(g, p):
+    for a, b in zip(g, p, strict=False):
         if a is None or b is None:
             continue
         a_zero, b_zero = abs(a) < 1e-40, abs(b) < 1e-40

@@ -86,8 +86,9 @@ def _to_sympy(node: Node, percent: str) -> Any:  # runs in the worker
         return inner / 100 if percent == "fraction" else inner
     if kind == "pow":
         base, exponent = _to_sympy(node[1], percent), _to_sympy(node[2], percent)
-        if exponent.is_number and base.is_number and base not in (0, 1, -1):
-            if abs(complex(exponent.evalf(15))) > _MAX_EXPONENT:
+        trivial_base = base in (0, 1, -1)
+        if exponent.is_number and base.is_number and not trivial_base:  # noqa: SIM102
+            if abs(complex(exponent.evalf(15))) > _MAX_EXPONENT:  # checked before sympy.Pow
                 raise _Unbounded("exponent too large")
         return sympy.Pow(base, exponent)
     if kind == "func":
@@ -189,7 +190,7 @@ class _Worker:
         line, _, self.buffer = self.buffer.partition(b"\n")
         return line
 
-    def call(self, request: dict[str, Any], deadline: float) -> bool | None | str:
+    def call(self, request: dict[str, Any], deadline: float) -> bool | str | None:
         """The result, or ``"timeout"``."""
         if not self.ready:
             line = self.read_line(deadline)

@@ -65,7 +65,8 @@ DEFAULT_FALLBACKS: tuple[str, ...] = ("final_answer", "answer_colon", "last_numb
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _MAX_BOX_CHARS = MAX_ANSWER_CHARS
 _FINAL_ANSWER = re.compile(
-    r"(?:final answer|the answer|answer is)\s*(?:is|:|=)?\s*(?::\s*)?(.{1,300}?)(?:\n|(?<!\d)\.(?!\d)|$)",
+    r"(?:final answer|the answer|answer is)\s*(?:is|:|=)?\s*(?::\s*)?"
+    r"(.{1,300}?)(?:\n|(?<!\d)\.(?!\d)|$)",
     re.IGNORECASE,
 )
 _ANSWER_COLON = re.compile(r"answer\s*:\s*(.{1,300}?)\s*(?:\n|$)", re.IGNORECASE)
@@ -173,9 +174,7 @@ class MathPolicy(BaseModel):
     mixed_numbers: bool = Field(
         default=True, description="Read '2\\frac{1}{2}' as 2 + 1/2 (else as 2 × 1/2)."
     )
-    assignments: bool = Field(
-        default=True, description="Accept 'x = 5' for 5 (and 5 for 'x = 5')."
-    )
+    assignments: bool = Field(default=True, description="Accept 'x = 5' for 5 (and 5 for 'x = 5').")
     symbolic_check: Literal["numeric", "sympy"] = Field(
         default="numeric",
         description="'numeric': high-precision evaluation decides, sympy only when it is "
@@ -336,12 +335,16 @@ class _Comparator:
         if kind_g in ("seq", "pm", "union") or kind_p in ("seq", "pm", "union"):
             return self.equal_collections(gold, pred, mode)
         if kind_g == "matrix" or kind_p == "matrix":
-            if kind_g != kind_p or len(gold[1]) != len(pred[1]) or len(gold[1][0]) != len(pred[1][0]):
+            if (
+                kind_g != kind_p
+                or len(gold[1]) != len(pred[1])
+                or len(gold[1][0]) != len(pred[1][0])
+            ):
                 return False
             return all(
                 self.equal(g, p, mode)
-                for row_g, row_p in zip(gold[1], pred[1])
-                for g, p in zip(row_g, row_p)
+                for row_g, row_p in zip(gold[1], pred[1], strict=False)
+                for g, p in zip(row_g, row_p, strict=False)
             )
         if kind_g == "rel" or kind_p == "rel":
             if kind_g != kind_p:
@@ -368,12 +371,12 @@ class _Comparator:
             return self.match_unordered(g_items, p_items, mode)
         if g_kind == "list" and p_kind == "list":
             return self.match_unordered(g_items, p_items, mode)
-        brackets_match = (g_open, g_close) == (p_open, p_close) or "list" in (g_kind, p_kind) and (
-            "tuple" in (g_kind, p_kind)
+        brackets_match = (g_open, g_close) == (p_open, p_close) or (
+            "list" in (g_kind, p_kind) and ("tuple" in (g_kind, p_kind))
         )
         if not brackets_match:
             return False
-        return all(self.equal(g, p, mode) for g, p in zip(g_items, p_items))
+        return all(self.equal(g, p, mode) for g, p in zip(g_items, p_items, strict=False))
 
     def match_unordered(self, gold: Sequence[Node], pred: Sequence[Node], mode: str) -> bool:
         """A perfect matching between the two multisets (augmenting paths; n ≤ 64)."""
@@ -401,7 +404,8 @@ class _Comparator:
         p_ops, p_args = pred[1], pred[2]
         if len(g_ops) != 1 or len(p_ops) != 1:
             if (g_ops, len(g_args)) == (p_ops, len(p_args)):
-                return all(self.equal_values(g, p, mode) for g, p in zip(g_args, p_args))
+                pairs = zip(g_args, p_args, strict=True)
+                return all(self.equal_values(g, p, mode) for g, p in pairs)
             return False
         g_form, p_form = _relation_form(g_ops[0], *g_args), _relation_form(p_ops[0], *p_args)
         if g_form[0] != p_form[0]:
@@ -527,7 +531,12 @@ def _interval_from_relation(node: Node) -> Node:
             first, second = ops[1], ops[0]
         else:
             return node
-        return ("seq", "[" if first in ("<=", ">=") else "(", "]" if second in ("<=", ">=") else ")", (low, high))
+        return (
+            "seq",
+            "[" if first in ("<=", ">=") else "(",
+            "]" if second in ("<=", ">=") else ")",
+            (low, high),
+        )
     return node
 
 
@@ -621,7 +630,7 @@ def _is_plain_number(node: Node) -> bool:
     if kind in ("neg", "pct"):
         return _is_plain_number(node[1])
     if kind == "div":
-        return node[1][0] == "num" and node[2][0] == "num" and not node[1][2] and not node[2][2]
+        return _integer_literal(node[1]) and _integer_literal(node[2])
     if kind == "add" and len(node[1]) == 2:  # a mixed number
         whole, fraction = node[1]
         return whole[0] == "num" and fraction[0] == "div" and _is_plain_number(fraction)
@@ -634,6 +643,13 @@ def _is_plain_number(node: Node) -> bool:
             and (power[2][0] == "num" or (power[2][0] == "neg" and power[2][1][0] == "num"))
         )
     return False
+
+
+def _integer_literal(node: Node) -> bool:
+    """``7`` or ``-7``, written without a decimal point."""
+    if node[0] == "neg":
+        node = node[1]
+    return node[0] == "num" and not node[2] and node[1].denominator == 1
 
 
 def _is_unreduced_fraction(node: Node) -> bool:
@@ -759,4 +775,3 @@ def _restates(answer: str, gold: str, question: str) -> bool:
     if len(squashed_answer) < 3:
         return False
     return squashed_answer in _SQUASH.sub("", question) and squashed_answer != _SQUASH.sub("", gold)
-

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
 
@@ -20,7 +20,7 @@ def _policy(observation):
 @pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
 def test_python_examples_run(path, capsys):
     blocks = _BLOCK.findall(path.read_text())
-    assert blocks or path.parent.name == "docs", f"{path.name} has no python examples"
+    assert blocks or path.name != "README.md", f"{path.name} has no python examples"
     namespace = {"__name__": f"docs_{path.stem}", "my_model": _policy}
     for number, block in enumerate(blocks, start=1):
         try:

@@ -123,6 +123,26 @@ def _strip_outer_box(text: str) -> str:
     return text
 
 
+_MEMBERSHIP = re.compile(r"^\s*[a-zA-Z](?:_\{?\w+\}?)?\s*\\in(?![a-zA-Z])\s*")
+_REPEATING = re.compile(r"(-?)(\d*)\.(\d*)\\overline\{(\d{1,20})\}")
+_NUMBER_WORDS = {
+    word: str(value)
+    for value, word in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+        "fifteen sixteen seventeen eighteen nineteen twenty".split()
+    )
+}
+
+
+def _repeating_decimal(match: re.Match[str]) -> str:
+    """``0.1\\overline{6}`` → ``\\frac{1}{6}`` (exact)."""
+    sign, whole, fixed, repeat = match.groups()
+    whole = whole or "0"
+    numerator = int(whole + fixed + repeat) - int(whole + fixed)
+    denominator = (10 ** len(repeat) - 1) * 10 ** len(fixed)
+    return f"{sign}\\frac{{{numerator}}}{{{denominator}}}"
+
+
 def normalize(text: str) -> str:
     """Canonical surface form: delimiters, wrappers, spacing, units and currency removed.
 
@@ -147,6 +167,9 @@ def normalize(text: str) -> str:
     text = re.sub(r"\s+", " ", text).strip()
     text = _TRAILING_UNITS.sub("", text).strip()
     text = text.rstrip(".;:, ").strip()
+    text = _MEMBERSHIP.sub("", text)
+    text = _REPEATING.sub(_repeating_decimal, text)
+    text = _NUMBER_WORDS.get(text.lower(), text)
     text = _THOUSANDS.sub(lambda m: m.group(1) + m.group(2).replace(",", ""), text)
     text = _SPACED_THOUSANDS.sub(lambda m: m.group(1) + m.group(2).replace(" ", ""), text)
     return text

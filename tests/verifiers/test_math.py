@@ -98,6 +98,9 @@ EQUIVALENT = [
     # choices and words
     ("B", "(B)"), ("(B)", "B"), ("\\text{(C)}", "C"), ("\\textbf{(D)}", "D"), ("\\text{Monday}", "monday"),
     ("\\text{yes}", "Yes"),
+    # membership, repeating decimals, number words
+    ("[2, 5]", "x \\in [2, 5]"), ("\\frac{1}{3}", "0.\\overline{3}"), ("\\frac{1}{6}", "0.1\\overline{6}"),
+    ("4", "four"), ("\\text{twelve}", "12"),
 ]  # fmt: skip
 
 NOT_EQUIVALENT = [

@@ -69,7 +69,7 @@ def boxed_format() -> Verifier:
             error = "the last \\boxed{...} is not closed"
         else:
             error = "no \\boxed{} answer found"
-        return Verdict(reward=0.0, error=error, reason="format")
+        return Verdict(reward=0.0, error=error, reason="no boxed answer")
 
     return check
 
@@ -157,7 +157,7 @@ def gate(
         if not first.scored or first.reward < 1.0:
             return Verdict(
                 reward=0.0,
-                reason=f"{required_name} not met: {first.reason or first.reward}",
+                reason=f"{required_name} not met",
                 parsed=first.parsed,
                 components=_components(required_name, first),
                 error=first.error or f"{required_name} scored {first.reward} < 1",

@@ -11,3 +11,4 @@ from rlenv.registry import register
 register("rlenv/GuessNumber-v0", "rlenv.envs.games.guess_number:GuessNumber")
 register("rlenv/Arithmetic-v0", "rlenv.envs.math.arithmetic:Arithmetic")
 register("rlenv/ArithmeticRetry-v0", "rlenv.envs.math.arithmetic_retry:ArithmeticRetry")
+register("rlenv/Algebra-v0", "rlenv.envs.math.algebra:Algebra")

@@ -80,7 +80,9 @@ def test_an_over_long_reply_truncates_with_zero(env):
     assert reward == 0.0 and truncated and not terminated
 
 
-@pytest.mark.parametrize("reply", ["\\boxed{7/3}", "\\boxed{\\dfrac{7}{3}}", "\\boxed{2\\frac{1}{3}}"])
+@pytest.mark.parametrize(
+    "reply", ["\\boxed{7/3}", "\\boxed{\\dfrac{7}{3}}", "\\boxed{2\\frac{1}{3}}"]
+)
 def test_fractions_are_accepted_in_any_exact_notation(fraction_env, reply):
     assert fraction_env.score(reply).reward == 1.0
 

@@ -232,6 +232,15 @@ def load_rlenv(stub: bool) -> Grader:
             "the math-verify half of this benchmark (the stub's numbers mean nothing), or "
             "--validate-only to check the dataset."
         ) from exc
+    # One-time costs a training run pays once, not per call: import mpmath, start sympy's worker.
+    from rlenv.verifiers import _symbolic
+    from rlenv.verifiers import math as rlenv_math
+
+    is_equivalent("\\sqrt{2}", "2^{1/2}")
+    _symbolic.warm_up()
+    # Cold caches for the timed passes, as math-verify's are cleared before each of its passes.
+    rlenv_math._normalize_cached.cache_clear()
+    rlenv_math._parse_cached.cache_clear()
     return is_equivalent
 
 

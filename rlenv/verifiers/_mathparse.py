@@ -64,11 +64,23 @@ _UNIT_WORDS = (
     "months|month|years|year|"
     "dollars|dollar|cents|cent|usd|euros|euro|pounds sterling|"
     "degrees|degree|deg|radians|radian|rad|"
-    "people|persons|students|apples|marbles|items|points|percent"
+    "people|persons|students|apples|marbles|items|points|percent|pct"
 )
-_TRAILING_UNITS = re.compile(rf"(?:(?<![a-zA-Z])\s*(?:{_UNIT_WORDS})\b\.?)+\s*$", re.IGNORECASE)
+_TRAILING_UNITS = re.compile(
+    rf"(?:(?<![a-zA-Z])\s*(?:{_UNIT_WORDS})\b(?:\s*\^\s*\{{?\d\}}?)?\.?)+\s*$", re.IGNORECASE
+)
+# A trailing \text{...} of plain words after a number is an annotation ("17 \text{ apples}"); text
+# holding digits or symbols ("2 \text{ (or 3)}") is not, and stays to be judged.
+_TRAILING_TEXT = re.compile(
+    r"(?<=[\d}])\s*\\(?:text|textnormal|textrm|mbox|mathrm)\s*\{\s*[a-zA-Z][a-zA-Z .]*\}"
+    r"(?:\s*\^\s*\{?\d\}?)?\s*$"
+)
+# 11,\!111 and 32,\,349: a LaTeX thin space after a thousands comma.
+_COMMA_SPACE = re.compile(r"(?<=\d),\\[!,]\s*(?=\d{3}(?!\d))")
+# 4 4/9 in plain text is a mixed number.
+_PLAIN_MIXED = re.compile(r"(?<![\d./])(\d+) (\d+)/(\d+)(?![\d/.])")
 _TEXT_WRAPPERS = re.compile(
-    r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|mathit|mathsf|operatorname|emph)\s*\{"
+    r"\\(?:text|textnormal|textbf|textit|textrm|mbox|mathrm|mathbf|mathit|mathsf|operatorname|emph)\s*\{"
 )
 _SPACING = re.compile(r"(?<!\\)\\[,!;: ]|\\quad|\\qquad|~")
 _SIZING = re.compile(
@@ -171,6 +183,11 @@ def normalize(text: str) -> str:
     """
     text = text.strip()
     text = text.replace("\\$", " ").replace("\\%", "%").replace("\u2212", "-")
+    for currency in ("€", "£", "¥", "\\euro", "\\pounds"):
+        text = text.replace(currency, " ")
+    text = text.replace("\\approx", "=").replace("\\mathbb{R}", "(-\\infty, \\infty)")
+    text = _COMMA_SPACE.sub(",", text)
+    text = _TRAILING_TEXT.sub("", text)
     for delimiter in ("$$", "$", "\\(", "\\)", "\\[", "\\]"):
         text = text.replace(delimiter, " ")
     text = text.strip()
@@ -187,11 +204,15 @@ def normalize(text: str) -> str:
     text = text.replace("\\\\", " \\\\ ").replace("&", " & ")
     text = re.sub(r"\s+", " ", text).strip()
     text = _TRAILING_UNITS.sub("", text).strip()
-    text = text.rstrip(".;:, ").strip()
+    text = text.rstrip(";:, \\").strip()
+    if text.endswith(".") and not text.endswith(".."):  # a full stop, not an ellipsis
+        text = text[:-1].rstrip()
     text = _MEMBERSHIP.sub("", text)
+    text = re.sub(r"(?<=\d)_\{(\d+)\}", r"_\1", text)  # 204_{5} is 204_5
     text = _REPEATING.sub(_repeating_decimal, text)
     text = _NUMBER_WORDS.get(text.lower(), text)
     text = _THOUSANDS.sub(lambda m: m.group(1) + m.group(2).replace(",", ""), text)
+    text = _PLAIN_MIXED.sub(r"\1\\frac{\2}{\3}", text)
     text = _SPACED_THOUSANDS.sub(lambda m: m.group(1) + m.group(2).replace(" ", ""), text)
     return text
 
@@ -367,6 +388,8 @@ class _Parser:
                 right = self.parse_power()
                 if self.mixed_numbers and _is_mixed_number(node, right):
                     node = ("add", (node, right))
+                elif self.mixed_numbers and node[0] == "neg" and _is_mixed_number(node[1], right):
+                    node = ("neg", ("add", (node[1], right)))
                 else:
                     node = _mul(node, right)
             else:
@@ -638,8 +661,12 @@ class _Parser:
         self.expect("{")
         _kind, environment = self.take()
         self.expect("}")
-        if environment not in ("pmatrix", "bmatrix", "matrix", "smallmatrix", "vmatrix"):
+        if environment not in ("pmatrix", "bmatrix", "matrix", "smallmatrix", "vmatrix", "array"):
             raise MathParseError(f"unsupported environment {environment}")
+        if environment == "array" and self.at("{"):  # the column specification, e.g. {cc}
+            while not self.at("}") and self.peek()[0] != "end":
+                self.take()
+            self.expect("}")
         self.enter()
         rows: list[tuple[Node, ...]] = []
         row: list[Node] = []
@@ -710,7 +737,7 @@ def _is_mixed_number(left: Node, right: Node) -> bool:
         or denominator[1].denominator != 1
     ):
         return False
-    return 0 < numerator[1] < denominator[1]
+    return 0 <= numerator[1] < denominator[1]
 
 
 def _last_factor(node: Node) -> Node:

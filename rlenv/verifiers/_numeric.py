@@ -20,14 +20,18 @@ from mpmath.ctx_mp import MPContext
 
 from rlenv.verifiers._mathparse import Node
 
-__all__ = ["Inconclusive", "TooLarge", "equal", "proportional"]
+__all__ = ["Incomparable", "Inconclusive", "TooLarge", "equal", "proportional"]
 
 
 class Inconclusive(Exception):
     """The values could not be computed (undefined everywhere, or too large to compute)."""
 
 
-class TooLarge(Inconclusive):
+class Incomparable(Inconclusive):
+    """Not comparable as numbers at all: sympy would be no better, so the answer is "different"."""
+
+
+class TooLarge(Incomparable):
     """A value is too large to compute (a tower of powers, a huge factorial)."""
 
 
@@ -51,7 +55,8 @@ def _points(symbols: set[str]) -> list[dict[str, float]]:
         point = {}
         for name in sorted(symbols):
             rng = random.Random(zlib.crc32(name.encode()) * 7919 + k)
-            point[name] = rng.uniform(0.21, 1.87)
+            # Negative values too, or sqrt(x^2) would pass for x.
+            point[name] = rng.uniform(0.21, 1.87) * (-1 if k == 1 else 1)
         points.append(point)
     return points
 
@@ -125,7 +130,7 @@ class _Evaluator:
             return self.function(
                 node[1], [self.value(arg) if arg is not None else None for arg in node[2]], node
             )
-        raise Inconclusive(f"cannot evaluate {kind}")
+        raise Incomparable(f"{kind} is not a number")
 
     def check_size(self, value: Any) -> None:
         if (
@@ -144,6 +149,13 @@ class _Evaluator:
         magnitude = abs(exponent) * abs(ctx.log(abs(base), 2))
         if magnitude > _MAX_LOG2_MAGNITUDE:
             raise TooLarge("power too large")
+        if ctx.im(base) == 0 and base < 0 and ctx.im(exponent) == 0:
+            # (-8)^(1/3) = -2 and (x^2-2)^(5/3) real, as in real analysis (odd denominators)
+            for q in (3, 5, 7, 9, 11):
+                p = exponent * q
+                if abs(p - ctx.nint(p)) < ctx.mpf(10) ** (-ctx.dps + 5):
+                    sign = -1 if int(ctx.nint(p)) % 2 else 1
+                    return sign * ctx.power(-base, exponent)
         return ctx.power(base, exponent)
 
     def function(self, name: str, args: list[Any], node: Node) -> Any:

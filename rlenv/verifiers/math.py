@@ -165,8 +165,9 @@ class MathPolicy(BaseModel):
     )
     require_number: bool = Field(
         default=True,
-        description="When the gold is a plain number (integer, decimal, fraction), the answer "
-        "must be one too: '2+3' or '\\sqrt{25}' do not answer 5.",
+        description="When the gold is a plain number (integer, decimal, fraction), unevaluated "
+        "arithmetic on numbers does not answer it: '2+3' or '12 \\times 7 + 1' do not answer "
+        "5 or 85 (powers, roots and functions such as '10^6' or '\\log_2 8' do).",
     )
     reduced_fractions: bool = Field(
         default=False, description="Require fractions in lowest terms: '2/4' does not equal 1/2."
@@ -232,6 +233,11 @@ def compare(
         return MathComparison(False, "empty answer", gold=gold, pred=pred)
     if len(pred) > 4 * MAX_ANSWER_CHARS:
         return MathComparison(False, f"answer over {4 * MAX_ANSWER_CHARS} characters", gold=gold)
+    gold_stripped, pred_stripped = gold.strip(), pred.strip()
+    if _PLAIN_INTEGER.fullmatch(gold_stripped) and _PLAIN_INTEGER.fullmatch(pred_stripped):
+        # The commonest case (GSM8K-style answers): no normalisation, no parsing.
+        same = int(gold_stripped) == int(pred_stripped)
+        return MathComparison(same, "equal" if same else "different", gold_stripped, pred_stripped)
     deadline = time.monotonic() + timeout
     gold_norm, pred_norm = _normalize_cached(gold), normalize(pred)
     if gold_norm == pred_norm and gold_norm:
@@ -282,6 +288,7 @@ def _parse_cached(text: str, mixed_numbers: bool) -> Node:
 
 
 _EQUAL = (True, "equal")
+_PLAIN_INTEGER = re.compile(r"-?\d{1,400}")
 
 
 class _Comparator:
@@ -307,8 +314,8 @@ class _Comparator:
         gold, pred = self.drop_assignments(gold, pred)
         if gold is None or pred is None:
             return False, "an equation is not an answer here"
-        if self.policy.require_number and _is_plain_number(gold) and not _is_plain_number(pred):
-            return False, "the reference is a number; the answer is not a plain number"
+        if self.policy.require_number and _is_plain_number(gold) and _is_arithmetic(pred):
+            return False, "the reference is a number; the answer is unevaluated arithmetic"
         if self.policy.reduced_fractions and _is_unreduced_fraction(pred):
             return False, "fraction not in lowest terms"
         modes = ("strip", "fraction") if self.policy.percent == "either" else (self.policy.percent,)
@@ -332,6 +339,11 @@ class _Comparator:
     def equal(self, gold: Node, pred: Node, mode: str) -> bool:
         self.tick()
         kind_g, kind_p = gold[0], pred[0]
+        if "matrix" in (kind_g, kind_p) and kind_g != kind_p:  # a vector written as a tuple
+            vector_g, vector_p = _as_vector(gold), _as_vector(pred)
+            if vector_g is None or vector_p is None or len(vector_g) != len(vector_p):
+                return False
+            return all(self.equal(g, p, mode) for g, p in zip(vector_g, vector_p, strict=True))
         if kind_g in ("seq", "pm", "union") or kind_p in ("seq", "pm", "union"):
             return self.equal_collections(gold, pred, mode)
         if kind_g == "matrix" or kind_p == "matrix":
@@ -362,6 +374,10 @@ class _Comparator:
         gold, pred = _interval_from_relation(gold), _interval_from_relation(pred)
         g_open, g_close, g_items = _collection(gold)
         p_open, p_close, p_items = _collection(pred)
+        if _collection_kind(g_open, g_close) in ("set", "list"):
+            g_items = _expand_pm(g_items)
+        if _collection_kind(p_open, p_close) in ("set", "list"):
+            p_items = _expand_pm(p_items)
         if g_items is None or p_items is None or len(g_items) != len(p_items):
             return False
         g_kind, p_kind = _collection_kind(g_open, g_close), _collection_kind(p_open, p_close)
@@ -433,8 +449,8 @@ class _Comparator:
                 gold, pred, rel_tol=self.policy.rel_tol if decimal else None,
                 percent=mode, tick=self.tick,
             )  # fmt: skip
-        except _numeric.TooLarge:
-            return False  # sympy would be no better: values this large are refused everywhere
+        except _numeric.Incomparable:
+            return False  # too large, or not a number: sympy would be no better
         except _numeric.Inconclusive:
             verdict = None
         if verdict is False:
@@ -468,6 +484,20 @@ class _Comparator:
 # ----------------------------------------------------------------------------- tree helpers
 
 
+def _as_vector(node: Node) -> tuple[Node, ...] | None:
+    """The entries of a one-row or one-column matrix, or of a tuple ``(a, b, ...)``."""
+    if node[0] == "matrix":
+        rows = node[1]
+        if len(rows) == 1:
+            return rows[0]
+        if all(len(row) == 1 for row in rows):
+            return tuple(row[0] for row in rows)
+        return None
+    if node[0] == "seq" and (node[1], node[2]) == ("(", ")"):
+        return node[3]
+    return None
+
+
 def _choice_letter(node: Node) -> str | None:
     if node[0] == "choice":
         return node[1]
@@ -497,11 +527,18 @@ def _strip_assignment(node: Node) -> Node | None:
     if ops != ("=",):
         return _interval_from_relation(node) if _interval_from_relation(node) is not node else None
     left, right = args
-    if left[0] == "sym" and right[0] != "sym":
+    if _is_variables(left) and not _is_variables(right):
         return right
-    if right[0] == "sym" and left[0] != "sym":
+    if _is_variables(right) and not _is_variables(left):
         return left
     return None
+
+
+def _is_variables(node: Node) -> bool:
+    """``x``, or a tuple of variables ``(x, y)``: the left side of an assignment."""
+    if node[0] == "sym":
+        return True
+    return node[0] == "seq" and node[1] == "(" and all(item[0] == "sym" for item in node[3])
 
 
 def _interval_from_relation(node: Node) -> Node:
@@ -560,6 +597,16 @@ def _collection(node: Node) -> tuple[str, str, tuple[Node, ...] | None]:
         center, spread = node[1], node[2]
         return "{", "}", (("add", (center, spread)), ("add", (center, ("neg", spread))))
     return "", "", (node,)
+
+
+def _expand_pm(items: tuple[Node, ...] | None) -> tuple[Node, ...] | None:
+    """``\\{1 \\pm \\sqrt5, -2\\}`` holds three values."""
+    if items is None or not any(item[0] == "pm" for item in items):
+        return items
+    expanded: list[Node] = []
+    for item in items:
+        expanded.extend(_collection(item)[2] if item[0] == "pm" else (item,))
+    return tuple(expanded)
 
 
 def _collection_kind(opener: str, closer: str) -> str:
@@ -650,6 +697,24 @@ def _integer_literal(node: Node) -> bool:
     if node[0] == "neg":
         node = node[1]
     return node[0] == "num" and not node[2] and node[1].denominator == 1
+
+
+_ARITHMETIC = frozenset({"add", "mul", "div"})
+_NUMERIC_NODES = frozenset({"num", "neg", "add", "mul", "div", "pct", "pow"})
+
+
+def _is_arithmetic(node: Node) -> bool:
+    """Numbers combined with + - × ÷ (``2+3``, ``10/2 + 0``), other than a plain number form."""
+    if _is_plain_number(node):
+        return False
+
+    def numbers_only(part: Node) -> bool:
+        return part[0] in _NUMERIC_NODES and all(numbers_only(c) for c in _children(part))
+
+    def has_arithmetic(part: Node) -> bool:
+        return part[0] in _ARITHMETIC or any(has_arithmetic(c) for c in _children(part))
+
+    return numbers_only(node) and has_arithmetic(node)
 
 
 def _is_unreduced_fraction(node: Node) -> bool:

@@ -169,7 +169,12 @@ class _Worker:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # its own process group: a kill takes every descendant
-            env={**os.environ, "PYTHONHASHSEED": "0"},
+            # The worker imports rlenv from wherever this process found it.
+            env={
+                **os.environ,
+                "PYTHONHASHSEED": "0",
+                "PYTHONPATH": os.pathsep.join(path for path in sys.path if path),
+            },
         )
         self.ready = False
         self.buffer = b""

@@ -66,7 +66,7 @@ _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _MAX_BOX_CHARS = MAX_ANSWER_CHARS
 _FINAL_ANSWER = re.compile(
     r"(?:final answer|the answer|answer is)\s*(?:is|:|=)?\s*(?::\s*)?"
-    r"(.{1,300}?)(?:\n|(?<!\d)\.(?!\d)|$)",
+    r"(.{1,300}?)(?:\n|\.(?=\s|$)|$)",
     re.IGNORECASE,
 )
 _ANSWER_COLON = re.compile(r"answer\s*:\s*(.{1,300}?)\s*(?:\n|$)", re.IGNORECASE)
@@ -519,8 +519,15 @@ def _has_relation(node: Node) -> bool:
 def _strip_assignment(node: Node) -> Node | None:
     """``x = 5`` → 5 (a single variable on one side); lists element-wise; else None."""
     if node[0] == "seq":
+        named = _named_values(node[3])
+        if named is not None:  # "y = -1, x = 2" is the point (x, y) = (2, -1)
+            return ("seq", "", "", tuple(value for _, value in sorted(named)))
         items = tuple(_strip_assignment(item) if item[0] == "rel" else item for item in node[3])
-        return None if any(item is None for item in items) else (*node[:3], items)
+        if any(item is None for item in items):
+            return None
+        if _assigns_one_variable(node[3]):  # "x = 2, x = -1" is a solution set, not a point
+            return ("seq", "{", "}", items)
+        return (*node[:3], items)
     if node[0] != "rel":
         return node
     ops, args = node[1], node[2]
@@ -532,6 +539,27 @@ def _strip_assignment(node: Node) -> Node | None:
     if _is_variables(right) and not _is_variables(left):
         return left
     return None
+
+
+def _named_values(items: tuple[Node, ...]) -> list[tuple[str, Node]] | None:
+    """``x = 2, y = -1`` as ``[("x", 2), ("y", -1)]`` when every item assigns a different
+    variable; else None."""
+    named = []
+    for item in items:
+        if item[0] != "rel" or item[1] != ("=",) or item[2][0][0] != "sym":
+            return None
+        named.append((item[2][0][1], item[2][1]))
+    names = [name for name, _ in named]
+    return named if len(set(names)) == len(names) > 1 else None
+
+
+def _assigns_one_variable(items: tuple[Node, ...]) -> bool:
+    names = {
+        item[2][0][1] if item[2][0][0] == "sym" else None
+        for item in items
+        if item[0] == "rel" and item[1] == ("=",)
+    }
+    return len(names) == 1 and None not in names and all(item[0] == "rel" for item in items)
 
 
 def _is_variables(node: Node) -> bool:

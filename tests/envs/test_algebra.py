@@ -6,10 +6,10 @@ import time
 import pytest
 import sympy
 from math_helpers import X, Y, tasks_here, tasks_in_fresh_process, to_sympy
-from rlenv.envs.math.algebra import KINDS, LEVEL_KINDS
 
 import rlenv
 from rlenv import Task
+from rlenv.envs.math.algebra import KINDS, LEVEL_KINDS
 
 ENV_ID = "rlenv/Algebra-v0"
 

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 from math_helpers import tasks_here, tasks_in_fresh_process
-from rlenv.envs.math.arithmetic_retry import LAST_WRONG, NO_BOX, WRONG
 
 import rlenv
 from rlenv import Task
+from rlenv.envs.math.arithmetic_retry import LAST_WRONG, NO_BOX, WRONG
 
 ENV_ID = "rlenv/ArithmeticRetry-v0"
 TASK = Task(prompt="Compute $40 + 2$. Put your final answer in \\boxed{}.", answer=42)

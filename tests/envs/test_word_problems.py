@@ -6,10 +6,10 @@ import time
 
 import pytest
 from math_helpers import tasks_here, tasks_in_fresh_process
-from rlenv.envs.math.word_problems import TEMPLATES
 
 import rlenv
 from rlenv import Task
+from rlenv.envs.math.word_problems import TEMPLATES
 
 ENV_ID = "rlenv/WordProblems-v0"
 

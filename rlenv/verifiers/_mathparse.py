@@ -36,7 +36,7 @@ import re
 from fractions import Fraction
 from typing import Any
 
-__all__ = ["MAX_ANSWER_CHARS", "MathParseError", "normalize", "parse"]
+__all__ = ["MAX_ANSWER_CHARS", "MathParseError", "children", "normalize", "parse", "symbols"]
 
 Node = tuple[Any, ...]
 
@@ -786,3 +786,35 @@ def parse(text: str, *, mixed_numbers: bool = True) -> Node:
         return ("text", words)
     except RecursionError:
         raise MathParseError("nested too deeply") from None
+
+
+def children(node: Node) -> list[Node]:
+    """The sub-trees of a node, for any node kind."""
+    kind = node[0]
+    if kind in ("add", "mul"):
+        return list(node[1])
+    if kind in ("div", "pow", "pm"):
+        return [node[1], node[2]]
+    if kind in ("neg", "pct"):
+        return [node[1]]
+    if kind == "func":
+        return [arg for arg in node[2] if arg is not None]
+    if kind == "rel":
+        return list(node[2])
+    if kind == "seq":
+        return list(node[3])
+    if kind == "union":
+        return list(node[1])
+    if kind == "matrix":
+        return [cell for row in node[1] for cell in row]
+    return []
+
+
+def symbols(node: Node) -> set[str]:
+    """The names of the variables in a tree."""
+    if node[0] == "sym":
+        return {node[1]}
+    found: set[str] = set()
+    for child in children(node):
+        found |= symbols(child)
+    return found

@@ -18,7 +18,7 @@ from typing import Any
 
 from mpmath.ctx_mp import MPContext
 
-from rlenv.verifiers._mathparse import Node
+from rlenv.verifiers._mathparse import Node, symbols
 
 __all__ = ["Incomparable", "Inconclusive", "TooLarge", "equal", "proportional"]
 
@@ -47,40 +47,18 @@ _POINTS = 3
 _MAX_LOG2_MAGNITUDE = 1e12  # |values| up to 2^(10^12): mpmath handles them; beyond, refuse
 
 
-def _points(symbols: set[str]) -> list[dict[str, float]]:
-    if not symbols:
+def _points(names: set[str]) -> list[dict[str, float]]:
+    if not names:
         return [{}]
     points = []
     for k in range(_POINTS):
         point = {}
-        for name in sorted(symbols):
+        for name in sorted(names):
             rng = random.Random(zlib.crc32(name.encode()) * 7919 + k)
             # Negative values too, or sqrt(x^2) would pass for x.
             point[name] = rng.uniform(0.21, 1.87) * (-1 if k == 1 else 1)
         points.append(point)
     return points
-
-
-def _symbols(node: Node) -> set[str]:
-    if node[0] == "sym":
-        return {node[1]}
-    found: set[str] = set()
-    for child in _children(node):
-        found |= _symbols(child)
-    return found
-
-
-def _children(node: Node) -> list[Node]:
-    kind = node[0]
-    if kind in ("add", "mul"):
-        return list(node[1])
-    if kind in ("div", "pow"):
-        return [node[1], node[2]]
-    if kind in ("neg", "pct"):
-        return [node[1]]
-    if kind == "func":
-        return [arg for arg in node[2] if arg is not None]
-    return []
 
 
 class _Evaluator:
@@ -242,7 +220,7 @@ def equal(
 
     Raises :class:`Inconclusive` when they cannot be compared numerically.
     """
-    points = _points(_symbols(gold) | _symbols(pred))
+    points = _points(symbols(gold) | symbols(pred))
     low_g = _values(gold, _LOW, points, percent, tick)
     low_p = _values(pred, _LOW, points, percent, tick)
     if any((low_g[k] is None) != (low_p[k] is None) for k in range(len(points))):
@@ -275,9 +253,9 @@ def proportional(
     Decides if two equations (``gold``/``pred`` are ``lhs - rhs``) or inequalities describe the
     same relation.
     """
-    symbols = _symbols(gold) | _symbols(pred)
-    points = _points(symbols) if symbols else [{}]
-    if symbols:  # more points: a ratio must be the same everywhere
+    names = symbols(gold) | symbols(pred)
+    points = _points(names) if names else [{}]
+    if names:  # more points: a ratio must be the same everywhere
         points += [
             {name: value + 0.731 * (k + 1) for name, value in p.items()}
             for k, p in enumerate(points)

@@ -42,7 +42,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from rlenv.verdict import Verdict
-from rlenv.verifiers._mathparse import MAX_ANSWER_CHARS, MathParseError, Node, normalize, parse
+from rlenv.verifiers._mathparse import (
+    MAX_ANSWER_CHARS,
+    MathParseError,
+    Node,
+    children,
+    normalize,
+    parse,
+    symbols,
+)
 
 __all__ = [
     "DEFAULT_FALLBACKS",
@@ -576,9 +584,9 @@ def _interval_from_relation(node: Node) -> Node:
     ops, args = node[1], node[2]
     if len(ops) == 1 and ops[0] in ("<", "<=", ">", ">="):
         left, right = args
-        if left[0] == "sym" and not _symbols(right):
+        if left[0] == "sym" and not symbols(right):
             symbol_side, op, bound = "left", ops[0], right
-        elif right[0] == "sym" and not _symbols(left):
+        elif right[0] == "sym" and not symbols(left):
             symbol_side, op, bound = "right", _flip(ops[0]), left
         else:
             return node
@@ -587,7 +595,7 @@ def _interval_from_relation(node: Node) -> Node:
         if op in ("<", "<="):
             return ("seq", "(", "]" if closed else ")", (("neg", ("const", "oo")), bound))
         return ("seq", "[" if closed else "(", ")", (bound, ("const", "oo")))
-    if len(ops) == 2 and args[1][0] == "sym" and not _symbols(args[0]) and not _symbols(args[2]):
+    if len(ops) == 2 and args[1][0] == "sym" and not symbols(args[0]) and not symbols(args[2]):
         if all(op in ("<", "<=") for op in ops):
             low, high = args[0], args[2]
             first, second = ops
@@ -647,44 +655,14 @@ def _collection_kind(opener: str, closer: str) -> str:
     return "interval"
 
 
-def _symbols(node: Node) -> set[str]:
-    if node[0] == "sym":
-        return {node[1]}
-    found: set[str] = set()
-    for child in _children(node):
-        found |= _symbols(child)
-    return found
-
-
 def _has_decimal(node: Node) -> bool:
     if node[0] == "num":
         return node[2]
-    return any(_has_decimal(child) for child in _children(node))
-
-
-def _children(node: Node) -> list[Node]:
-    kind = node[0]
-    if kind in ("add", "mul"):
-        return list(node[1])
-    if kind in ("div", "pow", "pm"):
-        return [node[1], node[2]]
-    if kind in ("neg", "pct"):
-        return [node[1]]
-    if kind == "func":
-        return [arg for arg in node[2] if arg is not None]
-    if kind == "rel":
-        return list(node[2])
-    if kind == "seq":
-        return list(node[3])
-    if kind == "union":
-        return list(node[1])
-    if kind == "matrix":
-        return [cell for row in node[1] for cell in row]
-    return []
+    return any(_has_decimal(child) for child in children(node))
 
 
 def _has_infinity(node: Node) -> bool:
-    return node == ("const", "oo") or any(_has_infinity(child) for child in _children(node))
+    return node == ("const", "oo") or any(_has_infinity(child) for child in children(node))
 
 
 def _infinity_sign(node: Node) -> int | None:
@@ -737,10 +715,10 @@ def _is_arithmetic(node: Node) -> bool:
         return False
 
     def numbers_only(part: Node) -> bool:
-        return part[0] in _NUMERIC_NODES and all(numbers_only(c) for c in _children(part))
+        return part[0] in _NUMERIC_NODES and all(numbers_only(c) for c in children(part))
 
     def has_arithmetic(part: Node) -> bool:
-        return part[0] in _ARITHMETIC or any(has_arithmetic(c) for c in _children(part))
+        return part[0] in _ARITHMETIC or any(has_arithmetic(c) for c in children(part))
 
     return numbers_only(node) and has_arithmetic(node)
 

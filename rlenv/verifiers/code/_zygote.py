@@ -1,0 +1,319 @@
+"""The sandbox zygote: a pre-warmed process that forks one isolated child per run.
+
+Runs as a script (``python -I -S _zygote.py TIER FD``), inside bubblewrap or directly on the
+host, importing only the standard library. It never runs model code itself: for each run it
+forks a supervisor, which (in the namespace tiers) enters fresh PID, mount, network, IPC and UTS
+namespaces and forks the run's process as PID 1 of the new PID namespace. That process mounts
+private tmpfs over every writable directory, drops to an unprivileged user, applies rlimits,
+and then serves the verifier over a socket. When the run ends — or its wall time runs out —
+the supervisor is killed, the kernel kills the run's process (``PDEATHSIG``) and with it every
+process in its PID namespace, however it daemonised. In the rlimits-only tier there are no
+namespaces: the zygote is a child subreaper and kills every orphan it inherits.
+
+Control protocol (a Unix socket to the verifier): one ``sendmsg`` per request, a JSON object
+with the limits and three file descriptors (the run's socket, its stdout and stderr pipes);
+the answer is one JSON object per run: ``{"status": ..., "timed_out": ...}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import resource
+import select
+import signal
+import socket
+import sys
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _wire
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_NO_NEW_PRIVS = 38
+_CLONE_NEWNS = 0x00020000
+_CLONE_NEWUTS = 0x04000000
+_CLONE_NEWIPC = 0x08000000
+_CLONE_NEWPID = 0x20000000
+_CLONE_NEWNET = 0x40000000
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 2, 4, 8
+_MS_REC, _MS_PRIVATE = 16384, 1 << 18
+_NOBODY = 65534
+_WORK = "/tmp/work"
+# Imported once here, so that forked runs start with them warm.
+_PREIMPORT = (
+    "math", "itertools", "collections", "functools", "heapq", "bisect", "re", "string",
+    "typing", "operator", "fractions", "decimal", "statistics", "random", "copy", "dataclasses",
+)  # fmt: skip
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def _prctl(option: int, value: int) -> None:
+    _check(_LIBC.prctl(option, value, 0, 0, 0), f"prctl({option})")
+
+
+def _mount(source: str, target: str, fstype: str, flags: int, data: str = "") -> None:
+    _check(
+        _LIBC.mount(source.encode(), target.encode(), fstype.encode(), flags, data.encode()),
+        f"mount {target}",
+    )
+
+
+# ---------------------------------------------------------------------------- the run process
+
+
+def _isolate(limits: dict, namespaces: bool) -> str:
+    """Inside the run process, before any model code: returns the work directory."""
+    if namespaces:
+        _mount("none", "/", "", _MS_REC | _MS_PRIVATE)
+        _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+        size = f"size={limits['disk_mb']}m,mode=1777"
+        for directory in ("/tmp", "/var/tmp", "/dev/shm", "/run/lock"):
+            if os.path.isdir(directory):
+                _mount("tmpfs", directory, "tmpfs", _MS_NOSUID | _MS_NODEV, size)
+        os.makedirs(_WORK, exist_ok=True)
+        work = _WORK
+    else:
+        work = limits["work_dir"]
+        os.makedirs(work, exist_ok=True)
+        os.setsid()
+    if os.getuid() == 0:
+        os.chown(work, _NOBODY, _NOBODY)
+        os.setgroups([])
+        os.setgid(_NOBODY)
+        os.setuid(_NOBODY)  # drops every capability
+    _prctl(_PR_SET_NO_NEW_PRIVS, 1)
+    megabyte = 1024 * 1024
+    for name, value in (
+        ("RLIMIT_AS", limits["memory_mb"] * megabyte),
+        ("RLIMIT_CPU", limits["cpu_seconds"]),
+        ("RLIMIT_FSIZE", limits["file_mb"] * megabyte),
+        ("RLIMIT_NOFILE", 64),
+        ("RLIMIT_NPROC", limits["processes"]),
+        ("RLIMIT_CORE", 0),
+    ):
+        resource.setrlimit(getattr(resource, name), (value, value))
+    os.chdir(work)
+    os.environ.clear()
+    os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": work, "LANG": "C.UTF-8"})
+    return work
+
+
+def _run_process(limits: dict, fds: list[int], namespaces: bool, supervisor: int) -> None:
+    """The run's own process: isolate, then serve the verifier. Never returns."""
+    code = 1
+    try:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        # (In a new PID namespace the parent lies outside it and getppid() is 0.)
+        if os.getppid() not in (supervisor, 0):
+            os._exit(1)  # the supervisor died before PDEATHSIG was armed
+        rpc, out, err = fds
+        os.dup2(out, 1)
+        os.dup2(err, 2)
+        os.dup2(rpc, 3)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.closerange(4, 65536)
+        _isolate(limits, namespaces)
+        _serve(socket.socket(fileno=3))
+        code = 0
+    except BaseException:
+        with contextlib.suppress(Exception):
+            traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _serve(sock: socket.socket) -> None:
+    """Load the code, then answer calls (function mode) or run it as a program (script mode)."""
+    request = _wire.receive(sock)
+    code, mode = request["code"], request["mode"]
+    if mode == "script":
+        with open("stdin.txt", "w", encoding="utf-8") as handle:
+            handle.write(request.get("stdin", ""))
+        stdin = os.open("stdin.txt", os.O_RDONLY)
+        os.dup2(stdin, 0)
+        sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+        _wire.send(sock, {"op": "started"})
+        namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+        try:
+            exec(compile(code, "solution.py", "exec"), namespace)
+        except SystemExit:
+            pass
+        except BaseException:
+            traceback.print_exc()
+        return
+    namespace = {"__name__": "solution", "__builtins__": __builtins__}
+    try:
+        exec(compile(code, "solution.py", "exec"), namespace)
+    except BaseException as error:
+        _wire.send(sock, {"op": "loaded", "ok": False, "error": _describe(error)})
+        return
+    callables, values = [], {}
+    for name, value in list(namespace.items()):
+        if name.startswith("__"):
+            continue
+        if callable(value):
+            callables.append(name)
+        else:
+            with contextlib.suppress(_wire.WireError, RecursionError):
+                values[name] = _wire.encode(value)
+    _wire.send(sock, {"op": "loaded", "ok": True, "callables": callables, "values": values})
+    while True:
+        try:
+            request = _wire.receive(sock)
+        except EOFError:
+            return
+        if request.get("op") != "call":
+            return
+        function = namespace.get(request.get("name"))
+        try:
+            args = _wire.decode(request["args"])
+            kwargs = _wire.decode(request["kwargs"])
+            result = function(*args, **kwargs)
+            reply = {"value": _wire.encode(result)}
+        except _wire.WireError as error:
+            reply = {"raise": "TypeError", "message": f"unsupported return value: {error}"}
+        except BaseException as error:
+            reply = {"raise": type(error).__name__, "message": _describe(error)}
+        _wire.send(sock, reply)
+
+
+def _describe(error: BaseException) -> str:
+    try:
+        text = "".join(traceback.format_exception_only(type(error), error)).strip()
+    except Exception:
+        text = type(error).__name__
+    return text[:2000]
+
+
+# ---------------------------------------------------------------------------- the zygote
+
+
+def _supervise(limits: dict, fds: list[int], namespaces: bool) -> None:
+    """The supervisor: enter fresh namespaces, fork the run process, exit with its status."""
+    try:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if namespaces:
+            _check(
+                _LIBC.unshare(
+                    _CLONE_NEWPID | _CLONE_NEWNS | _CLONE_NEWNET | _CLONE_NEWIPC | _CLONE_NEWUTS
+                ),
+                "unshare",
+            )
+        me = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            _run_process(limits, fds, namespaces, me)
+        for fd in fds:
+            os.close(fd)
+        _, status = os.waitpid(pid, 0)
+        os._exit(min(255, max(0, os.waitstatus_to_exitcode(status) % 256)))
+    except BaseException:
+        with contextlib.suppress(Exception):
+            traceback.print_exc()
+        os._exit(101)
+
+
+def _wait(pid: int, deadline: float) -> tuple[int | None, bool]:
+    """Wait for ``pid`` until ``deadline``; returns (exit status, timed out)."""
+    pidfd = None
+    with contextlib.suppress(AttributeError, OSError):
+        pidfd = os.pidfd_open(pid)
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status), False
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None, True
+            if pidfd is not None:
+                select.select([pidfd], [], [], remaining)
+            else:
+                time.sleep(min(remaining, 0.002))
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _reap_orphans() -> None:
+    """Kill and reap every remaining descendant (orphans re-parent to this subreaper)."""
+    me = str(os.getpid())
+    for _ in range(200):
+        children = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat", "rb") as handle:
+                        fields = handle.read().rsplit(b")", 1)[1].split()
+                except OSError:
+                    continue
+                if fields[1].decode() == me:
+                    children.append(int(entry))
+        if not children:
+            break
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+        for child in children:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(child, 0)
+    while True:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                break
+        except ChildProcessError:
+            break
+
+
+def main() -> None:
+    tier, control_fd = sys.argv[1], int(sys.argv[2])
+    namespaces = tier in ("bubblewrap", "namespaces")
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    for module in _PREIMPORT:
+        __import__(module)
+    control = socket.socket(fileno=control_fd)
+    control.sendall(b'{"ready": true}\n')
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(control, 65536, 3)
+        except OSError:
+            return
+        if not message:
+            return
+        request = json.loads(message)
+        started = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            control.close()
+            _supervise(request["limits"], list(fds), namespaces)
+        for fd in fds:
+            os.close(fd)
+        status, timed_out = _wait(pid, started + request["limits"]["wall_seconds"])
+        if timed_out:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        _reap_orphans()
+        reply = {"status": status, "timed_out": timed_out, "seconds": time.monotonic() - started}
+        control.sendall(json.dumps(reply).encode() + b"\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -42,14 +42,24 @@ _CLONE_NEWIPC = 0x08000000
 _CLONE_NEWPID = 0x20000000
 _CLONE_NEWNET = 0x40000000
 _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 2, 4, 8
+_MS_RDONLY, _MS_REMOUNT, _MS_BIND = 1, 32, 4096
 _MS_REC, _MS_PRIVATE = 16384, 1 << 18
 _NOBODY = 65534
 _WORK = "/tmp/work"
 # Imported once here, so that forked runs start with them warm.
+# (Also what runs can import in the rlimits tier when the interpreter lives in a directory the
+# unprivileged user cannot read, e.g. under /root; the namespace tiers bind-mount it instead.)
 _PREIMPORT = (
-    "math", "itertools", "collections", "functools", "heapq", "bisect", "re", "string",
-    "typing", "operator", "fractions", "decimal", "statistics", "random", "copy", "dataclasses",
+    "math", "cmath", "itertools", "collections", "collections.abc", "functools", "heapq",
+    "bisect", "re", "string", "typing", "operator", "fractions", "decimal", "statistics",
+    "random", "copy", "dataclasses", "enum", "abc", "numbers", "array", "struct", "json",
+    "textwrap", "unicodedata", "datetime", "time", "calendar", "io", "contextlib", "hashlib",
+    "base64", "binascii", "zlib", "pprint", "traceback", "warnings", "weakref", "shutil",
+    "pathlib", "glob", "fnmatch", "tempfile", "csv", "queue", "threading", "subprocess",
+    "signal", "socket", "secrets", "uuid", "locale", "errno", "select", "types", "inspect",
+    "difflib", "graphlib", "sys",
 )  # fmt: skip
+_PYTHON_VIEW = "/tmp/.python"
 
 
 def _check(result: int, what: str) -> None:
@@ -82,6 +92,7 @@ def _isolate(limits: dict, namespaces: bool) -> str:
             if os.path.isdir(directory):
                 _mount("tmpfs", directory, "tmpfs", _MS_NOSUID | _MS_NODEV, size)
         os.makedirs(_WORK, exist_ok=True)
+        _expose_interpreter()
         work = _WORK
     else:
         work = limits["work_dir"]
@@ -107,6 +118,23 @@ def _isolate(limits: dict, namespaces: bool) -> str:
     os.environ.clear()
     os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": work, "LANG": "C.UTF-8"})
     return work
+
+
+def _expose_interpreter() -> None:
+    """Bind the interpreter's tree read-only where the unprivileged user can read it.
+
+    (An interpreter under /root cannot be read once the run drops to ``nobody``.)
+    """
+    prefix = os.path.realpath(sys.base_prefix)
+    os.makedirs(_PYTHON_VIEW, exist_ok=True)
+    _mount(prefix, _PYTHON_VIEW, "", _MS_BIND | _MS_REC)
+    _mount("none", _PYTHON_VIEW, "", _MS_BIND | _MS_REMOUNT | _MS_RDONLY)
+    sys.path[:] = [
+        _PYTHON_VIEW + os.path.realpath(entry)[len(prefix) :]
+        if os.path.realpath(entry).startswith(prefix)
+        else entry
+        for entry in sys.path
+    ]
 
 
 def _run_process(limits: dict, fds: list[int], namespaces: bool, supervisor: int) -> None:

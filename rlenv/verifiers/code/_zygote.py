@@ -89,7 +89,8 @@ def _isolate(limits: dict, namespaces: bool) -> str:
         _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
         size = f"size={limits['disk_mb']}m,mode=1777"
         for directory in ("/tmp", "/var/tmp", "/dev/shm", "/run/lock"):
-            if os.path.isdir(directory):
+            # Every directory the unprivileged user could write gets a private tmpfs.
+            if directory == "/tmp" or (os.path.isdir(directory) and _world_writable(directory)):
                 _mount("tmpfs", directory, "tmpfs", _MS_NOSUID | _MS_NODEV, size)
         os.makedirs(_WORK, exist_ok=True)
         _expose_interpreter()
@@ -118,6 +119,12 @@ def _isolate(limits: dict, namespaces: bool) -> str:
     os.environ.clear()
     os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": work, "LANG": "C.UTF-8"})
     return work
+
+
+def _world_writable(directory: str) -> bool:
+    mode = os.stat(directory).st_mode
+    read_only = os.statvfs(directory).f_flag & os.ST_RDONLY
+    return bool(mode & 0o002) and not read_only
 
 
 def _expose_interpreter() -> None:
@@ -280,6 +287,11 @@ def _wait(pid: int, deadline: float) -> tuple[int | None, bool]:
 
 def _reap_orphans() -> None:
     """Kill and reap every remaining descendant (orphans re-parent to this subreaper)."""
+    try:
+        if os.waitpid(-1, os.WNOHANG) == (0, 0):
+            pass  # a child is still running: find and kill it below
+    except ChildProcessError:
+        return  # no descendants left: the common case
     me = str(os.getpid())
     for _ in range(200):
         children = []

@@ -41,16 +41,33 @@ def _nobody_processes() -> list[int]:
                 continue
             uid_line = next((line for line in status.splitlines() if line.startswith("Uid:")), "")
             state = next((line for line in status.splitlines() if line.startswith("State:")), "")
-            if uid_line.split()[1:2] == [str(NOBODY)] and " Z " not in state + " ":
+            if uid_line.split()[1:2] == [str(NOBODY)] and "zombie" not in state:
                 found.append(int(entry.name))
     return found
 
 
-def _wait_no_nobody(timeout: float = 3.0) -> list[int]:
+def _wait_no_nobody(timeout: float = 3.0) -> list[str]:
+    """The processes of the unprivileged user still alive after ``timeout`` (described)."""
     deadline = time.monotonic() + timeout
     while (left := _nobody_processes()) and time.monotonic() < deadline:
         time.sleep(0.02)
-    return left
+    return [_describe(pid) for pid in left]
+
+
+def _describe(pid: int) -> str:
+    try:
+        status = dict(
+            line.split(":\t", 1)
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+            if ":\t" in line
+        )
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:80].decode()
+        parent = (
+            Path(f"/proc/{status['PPid']}/cmdline").read_bytes().replace(b"\0", b" ")[:80].decode()
+        )
+    except (OSError, KeyError):
+        return f"{pid} (gone)"
+    return f"{pid} ns={status.get('NSpid')} state={status.get('State')} cmd={cmdline!r} parent={parent!r}"
 
 
 ADD_TESTS = "assert add(2, 3) == 5\nassert add(-1, 1) == 0\nassert add(10, 5) == 15"

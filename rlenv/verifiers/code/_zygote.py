@@ -82,18 +82,25 @@ def _mount(source: str, target: str, fstype: str, flags: int, data: str = "") ->
 # ---------------------------------------------------------------------------- the run process
 
 
-def _isolate(limits: dict, namespaces: bool) -> str:
-    """Inside the run process, before any model code: returns the work directory."""
+_TMPFS_MB = 64
+
+
+def _prepare_namespaces() -> None:
+    """Before the request (so it overlaps the previous run): private mounts, a fresh /proc,
+    tmpfs over every directory the unprivileged user could write, the interpreter exposed."""
+    _mount("none", "/", "", _MS_REC | _MS_PRIVATE)
+    _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+    size = f"size={_TMPFS_MB}m,mode=1777"
+    for directory in ("/tmp", "/var/tmp", "/dev/shm", "/run/lock"):
+        if directory == "/tmp" or (os.path.isdir(directory) and _world_writable(directory)):
+            _mount("tmpfs", directory, "tmpfs", _MS_NOSUID | _MS_NODEV, size)
+    os.makedirs(_WORK, exist_ok=True)
+    _expose_interpreter()
+
+
+def _enter(limits: dict, namespaces: bool, supervisor: int) -> None:
+    """After the request, before any model code: drop privileges, apply the limits."""
     if namespaces:
-        _mount("none", "/", "", _MS_REC | _MS_PRIVATE)
-        _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
-        size = f"size={limits['disk_mb']}m,mode=1777"
-        for directory in ("/tmp", "/var/tmp", "/dev/shm", "/run/lock"):
-            # Every directory the unprivileged user could write gets a private tmpfs.
-            if directory == "/tmp" or (os.path.isdir(directory) and _world_writable(directory)):
-                _mount("tmpfs", directory, "tmpfs", _MS_NOSUID | _MS_NODEV, size)
-        os.makedirs(_WORK, exist_ok=True)
-        _expose_interpreter()
         work = _WORK
     else:
         work = limits["work_dir"]
@@ -104,6 +111,11 @@ def _isolate(limits: dict, namespaces: bool) -> str:
         os.setgroups([])
         os.setgid(_NOBODY)
         os.setuid(_NOBODY)  # drops every capability
+        # Changing credentials clears the parent-death signal: arm it again, then make sure
+        # the supervisor did not die in between.
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() not in (supervisor, 0):
+            os._exit(1)
     _prctl(_PR_SET_NO_NEW_PRIVS, 1)
     megabyte = 1024 * 1024
     for name, value in (
@@ -118,7 +130,6 @@ def _isolate(limits: dict, namespaces: bool) -> str:
     os.chdir(work)
     os.environ.clear()
     os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": work, "LANG": "C.UTF-8"})
-    return work
 
 
 def _world_writable(directory: str) -> bool:
@@ -144,14 +155,20 @@ def _expose_interpreter() -> None:
     ]
 
 
-def _run_process(limits: dict, fds: list[int], namespaces: bool, supervisor: int) -> None:
-    """The run's own process: isolate, then serve the verifier. Never returns."""
+def _run_process(go: socket.socket, namespaces: bool, supervisor: int) -> None:
+    """The run's own process: prepare, wait for the request, enter, serve. Never returns."""
     code = 1
     try:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         # (In a new PID namespace the parent lies outside it and getppid() is 0.)
         if os.getppid() not in (supervisor, 0):
             os._exit(1)  # the supervisor died before PDEATHSIG was armed
+        if namespaces:
+            _prepare_namespaces()
+        message, fds, _, _ = socket.recv_fds(go, 65536, 3)
+        if not message or len(fds) != 3:
+            os._exit(0)  # the zygote is shutting down
+        limits = json.loads(message)["limits"]
         rpc, out, err = fds
         os.dup2(out, 1)
         os.dup2(err, 2)
@@ -159,7 +176,7 @@ def _run_process(limits: dict, fds: list[int], namespaces: bool, supervisor: int
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.closerange(4, 65536)
-        _isolate(limits, namespaces)
+        _enter(limits, namespaces, supervisor)
         _serve(socket.socket(fileno=3))
         code = 0
     except BaseException:
@@ -238,7 +255,7 @@ def _describe(error: BaseException) -> str:
 # ---------------------------------------------------------------------------- the zygote
 
 
-def _supervise(limits: dict, fds: list[int], namespaces: bool) -> None:
+def _supervise(go: socket.socket, namespaces: bool) -> None:
     """The supervisor: enter fresh namespaces, fork the run process, exit with its status."""
     try:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -252,15 +269,26 @@ def _supervise(limits: dict, fds: list[int], namespaces: bool) -> None:
         me = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _run_process(limits, fds, namespaces, me)
-        for fd in fds:
-            os.close(fd)
+            _run_process(go, namespaces, me)
+        go.close()
         _, status = os.waitpid(pid, 0)
         os._exit(min(255, max(0, os.waitstatus_to_exitcode(status) % 256)))
     except BaseException:
         with contextlib.suppress(Exception):
             traceback.print_exc()
         os._exit(101)
+
+
+def _prepare(namespaces: bool, control: socket.socket) -> tuple[int, socket.socket]:
+    """Fork the next run's supervisor now; it waits, isolated, for its request."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    pid = os.fork()
+    if pid == 0:
+        control.close()
+        ours.close()
+        _supervise(theirs, namespaces)
+    theirs.close()
+    return pid, ours
 
 
 def _wait(pid: int, deadline: float) -> tuple[int | None, bool]:
@@ -285,13 +313,8 @@ def _wait(pid: int, deadline: float) -> tuple[int | None, bool]:
             os.close(pidfd)
 
 
-def _reap_orphans() -> None:
-    """Kill and reap every remaining descendant (orphans re-parent to this subreaper)."""
-    try:
-        if os.waitpid(-1, os.WNOHANG) == (0, 0):
-            pass  # a child is still running: find and kill it below
-    except ChildProcessError:
-        return  # no descendants left: the common case
+def _reap_orphans(spare: int) -> None:
+    """Kill and reap every descendant but ``spare`` (orphans re-parent to this subreaper)."""
     me = str(os.getpid())
     for _ in range(200):
         children = []
@@ -302,7 +325,7 @@ def _reap_orphans() -> None:
                         fields = handle.read().rsplit(b")", 1)[1].split()
                 except OSError:
                     continue
-                if fields[1].decode() == me:
+                if fields[1].decode() == me and int(entry) != spare:
                     children.append(int(entry))
         if not children:
             break
@@ -312,12 +335,16 @@ def _reap_orphans() -> None:
         for child in children:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(child, 0)
+
+
+def _collect_zombies() -> None:
+    """Reap dead orphans (a killed supervisor's run process re-parents here before dying)."""
     while True:
         try:
             if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                break
+                return
         except ChildProcessError:
-            break
+            return
 
 
 def main() -> None:
@@ -328,6 +355,7 @@ def main() -> None:
     for module in _PREIMPORT:
         __import__(module)
     control = socket.socket(fileno=control_fd)
+    prepared = _prepare(namespaces, control)
     control.sendall(b'{"ready": true}\n')
     while True:
         try:
@@ -338,19 +366,22 @@ def main() -> None:
             return
         request = json.loads(message)
         started = time.monotonic()
-        pid = os.fork()
-        if pid == 0:
-            control.close()
-            _supervise(request["limits"], list(fds), namespaces)
+        pid, go = prepared
+        with contextlib.suppress(OSError):  # if the prepared process died, the run fails
+            socket.send_fds(go, [message], fds)
+        go.close()
         for fd in fds:
             os.close(fd)
+        prepared = _prepare(namespaces, control)  # the next run, while this one runs
         status, timed_out = _wait(pid, started + request["limits"]["wall_seconds"])
         if timed_out:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
-        _reap_orphans()
+        if not namespaces:  # in a PID namespace the kernel already killed everything
+            _reap_orphans(spare=prepared[0])
+        _collect_zombies()
         reply = {"status": status, "timed_out": timed_out, "seconds": time.monotonic() - started}
         control.sendall(json.dumps(reply).encode() + b"\n")
 

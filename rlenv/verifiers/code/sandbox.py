@@ -109,6 +109,7 @@ class _Zygote:
         child_end.close()
         self.buffer = b""
         self.ready = False
+        self.pending = False  # a finished run whose report has not been read yet
 
     def wait_ready(self, timeout: float) -> bool:
         if not self.ready:
@@ -130,6 +131,12 @@ class _Zygote:
             self.buffer += chunk
         line, _, self.buffer = self.buffer.partition(b"\n")
         return line
+
+    def settle(self, timeout: float = 15.0) -> bool:
+        """Read the report of the previous run (it killed that run's processes first)."""
+        if self.pending:
+            self.pending = self.read_line(time.monotonic() + timeout) is None
+        return not self.pending
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -232,7 +239,7 @@ class Sandbox:
                     raise RuntimeError("the sandbox is closed")
                 while self._idle:
                     zygote = self._idle.pop()
-                    if zygote.alive():
+                    if zygote.alive() and zygote.settle():
                         return zygote
                     zygote.close()
                     self._count -= 1
@@ -293,10 +300,9 @@ class Sandbox:
                 with contextlib.suppress(OSError):
                     os.close(fd)
             run._pipes.clear()
-            reply = zygote.read_line(time.monotonic() + limits.timeout + 5.0)
-            healthy = healthy and reply is not None
-            if reply is None:
-                healthy = False
+            # The zygote reports once it has killed the run's processes; that report is read
+            # when the zygote is next used, so this run's caller does not wait for it.
+            zygote.pending = True
             self._checkin(zygote, healthy)
             if work_dir:
                 shutil.rmtree(work_dir, ignore_errors=True)

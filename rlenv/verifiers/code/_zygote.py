@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import json
 import os
 import resource
@@ -255,17 +256,18 @@ def _describe(error: BaseException) -> str:
 # ---------------------------------------------------------------------------- the zygote
 
 
-def _supervise(go: socket.socket, namespaces: bool) -> None:
-    """The supervisor: enter fresh namespaces, fork the run process, exit with its status."""
+def _supervise(go: socket.socket, namespaces: bool, private_network: bool) -> None:
+    """The supervisor: enter fresh namespaces, fork the run process, exit with its status.
+
+    ``private_network``: the zygote already sits in an empty network namespace of its own
+    (bubblewrap), where only one run executes at a time and everything of a run dies with it,
+    so a new one per run (the costliest namespace to create) adds nothing.
+    """
     try:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if namespaces:
-            _check(
-                _LIBC.unshare(
-                    _CLONE_NEWPID | _CLONE_NEWNS | _CLONE_NEWNET | _CLONE_NEWIPC | _CLONE_NEWUTS
-                ),
-                "unshare",
-            )
+            flags = _CLONE_NEWPID | _CLONE_NEWNS | _CLONE_NEWIPC | _CLONE_NEWUTS
+            _check(_LIBC.unshare(flags if private_network else flags | _CLONE_NEWNET), "unshare")
         me = os.getpid()
         pid = os.fork()
         if pid == 0:
@@ -279,14 +281,14 @@ def _supervise(go: socket.socket, namespaces: bool) -> None:
         os._exit(101)
 
 
-def _prepare(namespaces: bool, control: socket.socket) -> tuple[int, socket.socket]:
+def _prepare(namespaces: bool, control: socket.socket, tier: str) -> tuple[int, socket.socket]:
     """Fork the next run's supervisor now; it waits, isolated, for its request."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     pid = os.fork()
     if pid == 0:
         control.close()
         ours.close()
-        _supervise(theirs, namespaces)
+        _supervise(theirs, namespaces, private_network=tier == "bubblewrap")
     theirs.close()
     return pid, ours
 
@@ -354,8 +356,11 @@ def main() -> None:
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     for module in _PREIMPORT:
         __import__(module)
+    # Keep the collector off the zygote's objects, so forked runs do not copy their pages.
+    gc.collect()
+    gc.freeze()
     control = socket.socket(fileno=control_fd)
-    prepared = _prepare(namespaces, control)
+    prepared = _prepare(namespaces, control, tier)
     control.sendall(b'{"ready": true}\n')
     while True:
         try:
@@ -372,7 +377,7 @@ def main() -> None:
         go.close()
         for fd in fds:
             os.close(fd)
-        prepared = _prepare(namespaces, control)  # the next run, while this one runs
+        prepared = _prepare(namespaces, control, tier)  # the next run, while this one runs
         status, timed_out = _wait(pid, started + request["limits"]["wall_seconds"])
         if timed_out:
             with contextlib.suppress(ProcessLookupError):

@@ -80,7 +80,8 @@ class Limits:
 
 def _bwrap_command() -> list[str]:
     return [
-        "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+        # No tmpfs over /tmp here: rlenv itself may live there, and every run mounts its own.
+        "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
         "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--die-with-parent",
         "--new-session", "--cap-add", "CAP_SYS_ADMIN,CAP_SETUID,CAP_SETGID,CAP_CHOWN",
     ]  # fmt: skip
@@ -335,6 +336,7 @@ def detect_tier() -> Tier:
 
 
 def _tier_works(tier: Tier) -> bool:
+    work_root = ""
     try:
         zygote = _Zygote(tier)
     except OSError:
@@ -344,7 +346,9 @@ def _tier_works(tier: Tier) -> bool:
             return False
         parent_end, child_end = socket.socketpair()
         out_read, out_write = os.pipe()
-        limits = Limits(timeout=10.0).for_zygote("")
+        work_root = tempfile.mkdtemp(prefix="rlenv-probe-")
+        os.chmod(work_root, 0o711)
+        limits = Limits(timeout=10.0).for_zygote(os.path.join(work_root, "run"))
         socket.send_fds(
             zygote.control, [json.dumps({"limits": limits}).encode()],
             [child_end.fileno(), out_write, out_write],
@@ -361,6 +365,8 @@ def _tier_works(tier: Tier) -> bool:
         return False
     finally:
         zygote.close()
+        if work_root:
+            shutil.rmtree(work_root, ignore_errors=True)
 
 
 _DEFAULT: dict[str, Sandbox] = {}

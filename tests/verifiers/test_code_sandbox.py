@@ -12,15 +12,18 @@ import stat
 import tempfile
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 from rlenv.verifiers.code import Sandbox, run_io, run_tests
-from rlenv.verifiers.code.sandbox import _tier_works
+from rlenv.verifiers.code.sandbox import RUN_UID_BASE, _tier_works
 
 TIERS = [tier for tier in ("bubblewrap", "namespaces", "rlimits") if _tier_works(tier)]
-NOBODY = 65534
+
+
+RUN_UIDS = {str(uid) for uid in range(RUN_UID_BASE, RUN_UID_BASE + 4096)}
 ROOT = os.geteuid() == 0
 
 
@@ -41,7 +44,7 @@ def _nobody_processes() -> list[int]:
                 continue
             uid_line = next((line for line in status.splitlines() if line.startswith("Uid:")), "")
             state = next((line for line in status.splitlines() if line.startswith("State:")), "")
-            if uid_line.split()[1:2] == [str(NOBODY)] and "zombie" not in state:
+            if uid_line.split()[1:2] and uid_line.split()[1] in RUN_UIDS and "zombie" not in state:
                 found.append(int(entry.name))
     return found
 
@@ -300,21 +303,26 @@ def test_the_parents_environment_is_not_visible(sandbox, monkeypatch):
 
 @pytest.mark.skipif(not ROOT, reason="an unprivileged user is needed to keep runs apart")
 def test_no_state_carries_from_one_run_to_the_next(sandbox):
+    marker = f"/tmp/rlenv-state-{uuid.uuid4().hex}.txt"
     writer = (
         "import os\nopen('state.txt', 'w').write('leak')\n"
-        "try:\n    open('/tmp/rlenv-state.txt', 'w').write('leak')\nexcept OSError:\n    pass\n"
+        f"try:\n    open({marker!r}, 'w').write('leak')\nexcept OSError:\n    pass\n"
         "import builtins\nbuiltins.LEAKED = 1\ndef f():\n    return 0\n"
     )
     reader = (
         "import os, builtins\ndef seen():\n"
         "    return [os.path.exists('state.txt'), hasattr(builtins, 'LEAKED'),\n"
-        "            os.path.exists('/tmp/rlenv-state.txt')]\n"
+        f"            os.path.exists({marker!r})]\n"
     )
-    run_tests(writer, "assert f() == 0", sandbox=sandbox)
-    expected = "[False, False, False]" if sandbox.tier != "rlimits" else "[False, False, seen()[2]]"
-    result = run_tests(reader, f"assert seen() == {expected}", sandbox=sandbox)
-    assert result.passed, result
-    assert not Path("/tmp/rlenv-state.txt").exists() or sandbox.tier == "rlimits"
+    try:
+        run_tests(writer, "assert f() == 0", sandbox=sandbox)
+        # The rlimits tier shares /tmp between runs (documented); the others never do.
+        expected = "[False, False, False]" if sandbox.tier != "rlimits" else "[False, False, True]"
+        result = run_tests(reader, f"assert seen() == {expected}", sandbox=sandbox)
+        assert result.passed, result
+        assert Path(marker).exists() == (sandbox.tier == "rlimits")  # the host's /tmp untouched
+    finally:
+        Path(marker).unlink(missing_ok=True)
 
 
 def test_the_standard_library_is_importable(sandbox):

@@ -45,7 +45,10 @@ _CLONE_NEWNET = 0x40000000
 _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 2, 4, 8
 _MS_RDONLY, _MS_REMOUNT, _MS_BIND = 1, 32, 4096
 _MS_REC, _MS_PRIVATE = 16384, 1 << 18
-_NOBODY = 65534
+# The unprivileged user runs execute as (when the zygote is root): one uid per zygote, given
+# by the verifier, so that process limits are per worker and one kill(-1) as that uid ends
+# everything a run left behind.
+_RUN_UID = 65534
 _WORK = "/tmp/work"
 # Imported once here, so that forked runs start with them warm.
 # (Also what runs can import in the rlimits tier when the interpreter lives in a directory the
@@ -108,10 +111,10 @@ def _enter(limits: dict, namespaces: bool, supervisor: int) -> None:
         os.makedirs(work, exist_ok=True)
         os.setsid()
     if os.getuid() == 0:
-        os.chown(work, _NOBODY, _NOBODY)
+        os.chown(work, _RUN_UID, _RUN_UID)
         os.setgroups([])
-        os.setgid(_NOBODY)
-        os.setuid(_NOBODY)  # drops every capability
+        os.setgid(_RUN_UID)
+        os.setuid(_RUN_UID)  # drops every capability
         # Changing credentials clears the parent-death signal: arm it again, then make sure
         # the supervisor did not die in between.
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -315,6 +318,26 @@ def _wait(pid: int, deadline: float) -> tuple[int | None, bool]:
             os.close(pidfd)
 
 
+def _kill_run_user() -> None:
+    """Kill every process of the run user: a helper takes that uid and calls kill(-1), which
+    reaches exactly the processes it may signal, until none is left (a fork bomb cannot
+    outrun it: each pass kills all it finds, and its process limit stops new ones)."""
+    helper = os.fork()
+    if helper == 0:
+        try:
+            os.setgroups([])
+            os.setgid(_RUN_UID)
+            os.setuid(_RUN_UID)
+            for _ in range(10_000):
+                os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            os._exit(0)  # nothing left to signal
+        except BaseException:
+            os._exit(1)
+        os._exit(2)
+    os.waitpid(helper, 0)
+
+
 def _reap_orphans(spare: int) -> None:
     """Kill and reap every descendant but ``spare`` (orphans re-parent to this subreaper)."""
     me = str(os.getpid())
@@ -350,7 +373,8 @@ def _collect_zombies() -> None:
 
 
 def main() -> None:
-    tier, control_fd = sys.argv[1], int(sys.argv[2])
+    global _RUN_UID
+    tier, control_fd, _RUN_UID = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     namespaces = tier in ("bubblewrap", "namespaces")
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
@@ -385,6 +409,8 @@ def main() -> None:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
         if not namespaces:  # in a PID namespace the kernel already killed everything
+            if os.getuid() == 0:
+                _kill_run_user()
             _reap_orphans(spare=prepared[0])
         _collect_zombies()
         reply = {"status": status, "timed_out": timed_out, "seconds": time.monotonic() - started}

@@ -78,6 +78,22 @@ class Limits:
         }
 
 
+def _kill_uid(uid: int) -> None:
+    """Kill every process of ``uid`` (a forked helper takes the uid and calls kill(-1))."""
+    helper = os.fork()
+    if helper == 0:
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            for _ in range(10_000):
+                os.kill(-1, 9)
+        except BaseException:
+            os._exit(0)
+        os._exit(0)
+    os.waitpid(helper, 0)
+
+
 def _bwrap_command() -> list[str]:
     return [
         # No tmpfs over /tmp here: rlenv itself may live there, and every run mounts its own.
@@ -87,15 +103,29 @@ def _bwrap_command() -> list[str]:
     ]  # fmt: skip
 
 
+RUN_UID_BASE = 61000
+"""Runs execute as uid ``RUN_UID_BASE + n`` for the n-th live zygote (when rlenv is root)."""
+_uid_lock = threading.Lock()
+_uids_in_use: set[int] = set()
+
+
+def _take_uid() -> int:
+    with _uid_lock:
+        uid = next(u for u in range(RUN_UID_BASE, RUN_UID_BASE + 4096) if u not in _uids_in_use)
+        _uids_in_use.add(uid)
+        return uid
+
+
 class _Zygote:
     """One zygote process and its control socket."""
 
     def __init__(self, tier: Tier) -> None:
         self.tier = tier
+        self.uid = _take_uid()
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.control = parent_end
         child_fd = child_end.fileno()
-        command = [sys.executable, "-I", "-S", str(_ZYGOTE), tier, str(child_fd)]
+        command = [sys.executable, "-I", "-S", str(_ZYGOTE), tier, str(child_fd), str(self.uid)]
         if tier == "bubblewrap":  # bwrap hands inherited descriptors through to the zygote
             command = [*_bwrap_command(), "--", *command]
         self.process = subprocess.Popen(
@@ -150,6 +180,10 @@ class _Zygote:
         with contextlib.suppress(Exception):
             self.process.kill()
             self.process.wait(timeout=5)
+        if self.tier == "rlimits" and os.geteuid() == 0:
+            _kill_uid(self.uid)  # orphans of a killed zygote must not outlive it
+        with _uid_lock:
+            _uids_in_use.discard(self.uid)
 
 
 @dataclass

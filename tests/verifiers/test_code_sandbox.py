@@ -7,6 +7,7 @@ host's state afterwards (processes, files, sockets), not just the score.
 from __future__ import annotations
 
 import os
+import platform
 import socket
 import stat
 import tempfile
@@ -247,8 +248,9 @@ def test_no_network(sandbox):
     listener.settimeout(0.5)
     port = listener.getsockname()[1]
     code = (
-        "import socket\ndef reach(port):\n    s = socket.socket()\n    s.settimeout(1)\n"
-        "    try:\n        s.connect(('127.0.0.1', port))\n        s.sendall(b'escaped')\n        return True\n"
+        "import socket\ndef reach(port):\n"
+        "    try:\n        s = socket.socket()\n        s.settimeout(1)\n"
+        "        s.connect(('127.0.0.1', port))\n        s.sendall(b'escaped')\n        return True\n"
         "    except OSError:\n        return False\n"
     )
     result = run_tests(code, f"assert reach({port}) is False", sandbox=sandbox)
@@ -259,10 +261,23 @@ def test_no_network(sandbox):
         got = b""
     finally:
         listener.close()
-    if sandbox.tier == "rlimits":  # documented: this tier cannot isolate the network
-        assert result.warning and "network" in result.warning
-    else:
-        assert result.passed and got == b""
+    assert result.passed and got == b""
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "aarch64"), reason="seccomp filter arch")
+def test_sockets_other_than_unix_and_io_uring_are_refused(sandbox):
+    code = (
+        "import ctypes, errno, socket\ndef probe():\n    out = []\n"
+        "    for family in (socket.AF_INET, socket.AF_INET6, socket.AF_PACKET, socket.AF_NETLINK):\n"
+        "        try:\n            socket.socket(family, socket.SOCK_DGRAM).close()\n            out.append('open')\n"
+        "        except OSError as error:\n            out.append(error.errno)\n"
+        "    socket.socketpair()  # AF_UNIX still works\n"
+        "    libc = ctypes.CDLL(None, use_errno=True)\n"
+        "    out.append(libc.syscall(425, 1, 0) == -1 and ctypes.get_errno())  # io_uring_setup\n"
+        "    return out\n"
+    )
+    result = run_tests(code, "assert probe() == [1, 1, 1, 1, 1]", sandbox=sandbox)
+    assert result.passed, result
 
 
 def test_nothing_outside_the_work_dir_can_be_written(sandbox, tmp_path):

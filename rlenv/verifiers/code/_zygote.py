@@ -121,6 +121,7 @@ def _enter(limits: dict, namespaces: bool, supervisor: int) -> None:
         if os.getppid() not in (supervisor, 0):
             os._exit(1)
     _prctl(_PR_SET_NO_NEW_PRIVS, 1)
+    _block_network()
     megabyte = 1024 * 1024
     for name, value in (
         ("RLIMIT_AS", limits["memory_mb"] * megabyte),
@@ -136,6 +137,54 @@ def _enter(limits: dict, namespaces: bool, supervisor: int) -> None:
     os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": work, "LANG": "C.UTF-8"})
 
 
+# A seccomp filter (classic BPF, no libseccomp needed): sockets other than AF_UNIX and
+# io_uring (which could open sockets around the filter) fail with EPERM; foreign syscall ABIs
+# (x32, or another architecture) kill the process instead of slipping past the checks.
+_SECCOMP_ARCH = {"x86_64": (0xC000003E, 41, 425), "aarch64": (0xC00000B7, 198, 425)}
+
+
+def _block_network() -> bool:
+    """Install the filter; returns False where the architecture is not supported."""
+    import platform
+
+    machine = platform.machine()
+    if machine not in _SECCOMP_ARCH:
+        return False
+    arch, socket_nr, io_uring_setup_nr = _SECCOMP_ARCH[machine]
+    load, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
+    allow, errno_eperm, kill = 0x7FFF0000, 0x00050001, 0x80000000
+    # Jumps are relative: instruction i with offset n goes to i + 1 + n.
+    program = [
+        (load, 0, 0, 4),  # 0: arch
+        (jeq, 0, 8, arch),  # 1: other arch -> 10 kill
+        (load, 0, 0, 0),  # 2: syscall number
+        (jge, 6, 0, 0x40000000),  # 3: x32 ABI -> 10 kill
+        (jeq, 3, 0, io_uring_setup_nr),  # 4: -> 8 deny
+        (jeq, 0, 3, socket_nr),  # 5: not socket() -> 9 allow
+        (load, 0, 0, 16),  # 6: socket()'s domain (low 32 bits of args[0])
+        (jeq, 1, 0, socket.AF_UNIX),  # 7: AF_UNIX -> 9 allow, else 8 deny
+        (ret, 0, 0, errno_eperm),  # 8: deny
+        (ret, 0, 0, allow),  # 9: allow
+        (ret, 0, 0, kill),  # 10: kill
+    ]
+
+    class Filter(ctypes.Structure):
+        _fields_ = [
+            ("code", ctypes.c_ushort),
+            ("jt", ctypes.c_ubyte),
+            ("jf", ctypes.c_ubyte),
+            ("k", ctypes.c_uint),
+        ]
+
+    class Program(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Filter))]
+
+    filters = (Filter * len(program))(*[Filter(*instruction) for instruction in program])
+    fprog = Program(len(program), filters)
+    _check(_LIBC.prctl(22, 2, ctypes.byref(fprog), 0, 0), "seccomp")  # PR_SET_SECCOMP, FILTER
+    return True
+
+
 def _world_writable(directory: str) -> bool:
     mode = os.stat(directory).st_mode
     read_only = os.statvfs(directory).f_flag & os.ST_RDONLY
@@ -145,7 +194,7 @@ def _world_writable(directory: str) -> bool:
 def _expose_interpreter() -> None:
     """Bind the interpreter's tree read-only where the unprivileged user can read it.
 
-    (An interpreter under /root cannot be read once the run drops to ``nobody``.)
+    (An interpreter under /root cannot be read once the run drops to an unprivileged user.)
     """
     prefix = os.path.realpath(sys.base_prefix)
     os.makedirs(_PYTHON_VIEW, exist_ok=True)

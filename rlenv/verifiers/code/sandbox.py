@@ -8,9 +8,11 @@ Tiers, strongest first (:func:`detect_tier` picks the strongest that works here)
 - ``"namespaces"``: the zygote runs on the host; every run enters fresh PID, mount, network, IPC
   and UTS namespaces (``unshare``), with private tmpfs over every world-writable directory.
 - ``"rlimits"``: no namespaces (no root and no user namespaces): rlimits, an unprivileged user
-  when possible, and the zygote as a child subreaper that kills what a run leaves behind. The
-  network is *not* isolated and runs can see each other's leftovers in ``/tmp``: every result
-  says so, and a warning is logged.
+  when possible, and the zygote as a child subreaper that kills what a run leaves behind. Runs
+  can see each other's leftovers in ``/tmp``: every result says so, and a warning is logged.
+
+In every tier a seccomp filter refuses sockets other than ``AF_UNIX`` (and ``io_uring``) on
+x86_64 and aarch64.
 
 In every tier a run gets: limits on CPU time, wall time, address space, file size, processes and
 open files; an empty environment (no secrets); empty stdin; bounded captured output; and an
@@ -46,8 +48,9 @@ Tier = Literal["bubblewrap", "namespaces", "rlimits"]
 _TIERS: tuple[Tier, ...] = ("bubblewrap", "namespaces", "rlimits")
 _ZYGOTE = Path(__file__).with_name("_zygote.py")
 RLIMITS_WARNING = (
-    "rlimits-only isolation: no namespaces are available, so the code under test can use the "
-    "network and see files other runs leave in /tmp. Install bubblewrap or run as root."
+    "rlimits-only isolation: no namespaces are available, so runs share /tmp (a run can see "
+    "files an earlier run left there) and only a seccomp filter keeps them off the network. "
+    "Install bubblewrap or run as root for full isolation."
 )
 
 

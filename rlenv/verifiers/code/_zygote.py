@@ -369,22 +369,28 @@ def _wait(pid: int, deadline: float) -> tuple[int | None, bool]:
 
 def _kill_run_user() -> None:
     """Kill every process of the run user: a helper takes that uid and calls kill(-1), which
-    reaches exactly the processes it may signal, until none is left (a fork bomb cannot
-    outrun it: each pass kills all it finds, and its process limit stops new ones)."""
+    reaches exactly the processes it may signal. SIGSTOP first, in passes, so that a fork bomb
+    cannot replace what is being killed; then SIGKILL."""
     helper = os.fork()
     if helper == 0:
-        try:
-            os.setgroups([])
-            os.setgid(_RUN_UID)
-            os.setuid(_RUN_UID)
-            for _ in range(10_000):
-                os.kill(-1, signal.SIGKILL)
-        except ProcessLookupError:
-            os._exit(0)  # nothing left to signal
-        except BaseException:
-            os._exit(1)
-        os._exit(2)
+        os._exit(_kill_all_as(_RUN_UID))
     os.waitpid(helper, 0)
+
+
+def _kill_all_as(uid: int) -> int:
+    """(In a forked helper.) Stop, then kill, every process of ``uid``; returns an exit code."""
+    try:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+        for sig in (signal.SIGSTOP, signal.SIGSTOP, signal.SIGSTOP, signal.SIGKILL, signal.SIGKILL):
+            try:
+                os.kill(-1, sig)
+            except ProcessLookupError:
+                return 0  # nothing (left) to signal
+    except BaseException:
+        return 1
+    return 0
 
 
 def _reap_orphans(spare: int) -> None:

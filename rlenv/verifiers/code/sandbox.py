@@ -28,6 +28,7 @@ import logging
 import os
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -82,18 +83,29 @@ class Limits:
 
 
 def _kill_uid(uid: int) -> None:
-    """Kill every process of ``uid`` (a forked helper takes the uid and calls kill(-1))."""
+    """Kill every process of ``uid``: a forked helper takes the uid and signals kill(-1),
+    stopping everything first so that a fork bomb cannot outrun it."""
     helper = os.fork()
     if helper == 0:
+        code = 1
         try:
             os.setgroups([])
             os.setgid(uid)
             os.setuid(uid)
-            for _ in range(10_000):
-                os.kill(-1, 9)
-        except BaseException:
-            os._exit(0)
-        os._exit(0)
+            for sig in (
+                signal.SIGSTOP,
+                signal.SIGSTOP,
+                signal.SIGSTOP,
+                signal.SIGKILL,
+                signal.SIGKILL,
+            ):
+                try:
+                    os.kill(-1, sig)
+                except ProcessLookupError:
+                    break
+            code = 0
+        finally:
+            os._exit(code)
     os.waitpid(helper, 0)
 
 
@@ -125,6 +137,8 @@ class _Zygote:
     def __init__(self, tier: Tier) -> None:
         self.tier = tier
         self.uid = _take_uid()
+        if tier == "rlimits" and os.geteuid() == 0:
+            _kill_uid(self.uid)  # leftovers of a verifier that died without cleaning up
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.control = parent_end
         child_fd = child_end.fileno()

@@ -121,7 +121,6 @@ def _enter(limits: dict, namespaces: bool, supervisor: int) -> None:
         if os.getppid() not in (supervisor, 0):
             os._exit(1)
     _prctl(_PR_SET_NO_NEW_PRIVS, 1)
-    _block_network()
     megabyte = 1024 * 1024
     for name, value in (
         ("RLIMIT_AS", limits["memory_mb"] * megabyte),
@@ -181,6 +180,7 @@ def _block_network() -> bool:
 
     filters = (Filter * len(program))(*[Filter(*instruction) for instruction in program])
     fprog = Program(len(program), filters)
+    _prctl(_PR_SET_NO_NEW_PRIVS, 1)  # required to install a filter, and inherited by runs
     _check(_LIBC.prctl(22, 2, ctypes.byref(fprog), 0, 0), "seccomp")  # PR_SET_SECCOMP, FILTER
     return True
 
@@ -435,6 +435,9 @@ def main() -> None:
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     for module in _PREIMPORT:
         __import__(module)
+    # The network filter is installed once here and inherited by every run (the zygote itself
+    # only ever uses Unix sockets).
+    _block_network()
     # Keep the collector off the zygote's objects, so forked runs do not copy their pages.
     gc.collect()
     gc.freeze()

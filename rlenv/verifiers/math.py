@@ -42,6 +42,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from rlenv.verdict import Verdict
+from rlenv.verifiers._completion import final_text, resolve_fallbacks
 from rlenv.verifiers._mathparse import (
     MAX_ANSWER_CHARS,
     MathParseError,
@@ -120,21 +121,15 @@ def extract_answer(text: str, *, fallbacks: Sequence[str] | bool = True) -> str 
       ``()``: boxed answers only): ``"final_answer"`` ("the final answer is X"),
       ``"answer_colon"`` ("Answer: X", the last one), ``"last_number"`` (the last number).
     """
-    if not isinstance(text, str):
-        return None
-    if "</think>" in text:
-        text = text.rsplit("</think>", 1)[1]
-    elif "<think>" in text:
+    text = final_text(text)
+    if text is None:
         return None
     boxed = _last_box(text)
     if boxed is not None:
         return boxed
     if any(command in text for command in _BOX_COMMANDS):
         return None  # the last box is broken: do not fall back to something earlier
-    chosen = DEFAULT_FALLBACKS if fallbacks is True else () if fallbacks is False else fallbacks
-    unknown = set(chosen) - set(DEFAULT_FALLBACKS)
-    if unknown:
-        raise ValueError(f"unknown fallbacks {sorted(unknown)}; choose from {DEFAULT_FALLBACKS}")
+    chosen = resolve_fallbacks(fallbacks, DEFAULT_FALLBACKS)
     tail = text[-20_000:]  # an answer is stated at the end; bound the regex work
     for fallback in chosen:
         if fallback == "final_answer":

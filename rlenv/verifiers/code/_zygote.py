@@ -31,6 +31,7 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _procs
 import _wire
 
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -367,32 +368,6 @@ def _wait(pid: int, deadline: float) -> tuple[int | None, bool]:
             os.close(pidfd)
 
 
-def _kill_run_user() -> None:
-    """Kill every process of the run user: a helper takes that uid and calls kill(-1), which
-    reaches exactly the processes it may signal. SIGSTOP first, in passes, so that a fork bomb
-    cannot replace what is being killed; then SIGKILL."""
-    helper = os.fork()
-    if helper == 0:
-        os._exit(_kill_all_as(_RUN_UID))
-    os.waitpid(helper, 0)
-
-
-def _kill_all_as(uid: int) -> int:
-    """(In a forked helper.) Stop, then kill, every process of ``uid``; returns an exit code."""
-    try:
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
-        for sig in (signal.SIGSTOP, signal.SIGSTOP, signal.SIGSTOP, signal.SIGKILL, signal.SIGKILL):
-            try:
-                os.kill(-1, sig)
-            except ProcessLookupError:
-                return 0  # nothing (left) to signal
-    except BaseException:
-        return 1
-    return 0
-
-
 def _reap_orphans(spare: int) -> None:
     """Kill and reap every descendant but ``spare`` (orphans re-parent to this subreaper)."""
     me = str(os.getpid())
@@ -468,7 +443,7 @@ def main() -> None:
                 os.waitpid(pid, 0)
         if not namespaces:  # in a PID namespace the kernel already killed everything
             if os.getuid() == 0:
-                _kill_run_user()
+                _procs.kill_all_as(_RUN_UID)
             _reap_orphans(spare=prepared[0])
         _collect_zombies()
         reply = {"status": status, "timed_out": timed_out, "seconds": time.monotonic() - started}

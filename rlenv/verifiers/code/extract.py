@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from rlenv.verifiers._completion import final_text, resolve_fallbacks
+
 __all__ = ["DEFAULT_CODE_FALLBACKS", "extract_code"]
 
 DEFAULT_CODE_FALLBACKS: tuple[str, ...] = ("any_fence", "bare_code")
@@ -24,16 +26,11 @@ def extract_code(text: str, *, fallbacks: Sequence[str] | bool = True) -> str | 
     the text. ``fallbacks`` (``True`` for :data:`DEFAULT_CODE_FALLBACKS`, ``False`` for none).
     Code over 100,000 characters is refused.
     """
-    if not isinstance(text, str):
+    text = final_text(text)
+    if text is None:
         return None
-    if "</think>" in text:
-        text = text.rsplit("</think>", 1)[1]
-    elif "<think>" in text:
-        return None
+    chosen = resolve_fallbacks(fallbacks, DEFAULT_CODE_FALLBACKS)
     blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(text)]
-    chosen = (
-        DEFAULT_CODE_FALLBACKS if fallbacks is True else () if fallbacks is False else fallbacks
-    )
     python_blocks = [body for lang, body in blocks if lang in _PYTHON]
     code: str | None = None
     if python_blocks:

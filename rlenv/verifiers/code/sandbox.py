@@ -28,7 +28,6 @@ import logging
 import os
 import select
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rlenv.verifiers.code import _wire
+from rlenv.verifiers.code._procs import kill_all_as
 
 __all__ = ["Limits", "Run", "Sandbox", "Tier", "default_sandbox", "detect_tier"]
 
@@ -82,33 +82,6 @@ class Limits:
         }
 
 
-def _kill_uid(uid: int) -> None:
-    """Kill every process of ``uid``: a forked helper takes the uid and signals kill(-1),
-    stopping everything first so that a fork bomb cannot outrun it."""
-    helper = os.fork()
-    if helper == 0:
-        code = 1
-        try:
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            for sig in (
-                signal.SIGSTOP,
-                signal.SIGSTOP,
-                signal.SIGSTOP,
-                signal.SIGKILL,
-                signal.SIGKILL,
-            ):
-                try:
-                    os.kill(-1, sig)
-                except ProcessLookupError:
-                    break
-            code = 0
-        finally:
-            os._exit(code)
-    os.waitpid(helper, 0)
-
-
 def _bwrap_command() -> list[str]:
     return [
         # No tmpfs over /tmp here: rlenv itself may live there, and every run mounts its own.
@@ -138,7 +111,7 @@ class _Zygote:
         self.tier = tier
         self.uid = _take_uid()
         if tier == "rlimits" and os.geteuid() == 0:
-            _kill_uid(self.uid)  # leftovers of a verifier that died without cleaning up
+            kill_all_as(self.uid)  # leftovers of a verifier that died without cleaning up
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.control = parent_end
         child_fd = child_end.fileno()
@@ -198,7 +171,7 @@ class _Zygote:
             self.process.kill()
             self.process.wait(timeout=5)
         if self.tier == "rlimits" and os.geteuid() == 0:
-            _kill_uid(self.uid)  # orphans of a killed zygote must not outlive it
+            kill_all_as(self.uid)  # orphans of a killed zygote must not outlive it
         with _uid_lock:
             _uids_in_use.discard(self.uid)
 

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import re
-import time
+import subprocess
+import sys
 
 import pytest
 import sympy
@@ -259,9 +260,13 @@ def test_the_same_seed_poses_the_same_task_in_a_fresh_process():
         assert tasks_in_fresh_process(ENV_ID, kwargs, seeds) == here
 
 
-def test_generation_is_fast_and_needs_no_sympy():
-    env = rlenv.make(ENV_ID, difficulty=3)
-    start = time.perf_counter()
-    for seed in range(300):
-        env.reset(seed=seed)
-    assert (time.perf_counter() - start) / 300 < 0.01
+def test_generation_needs_no_sympy():
+    # (Speed is measured in benchmarks, not asserted in tests.)
+    script = (
+        "import sys, rlenv\n"
+        f"env = rlenv.make({ENV_ID!r}, difficulty=3)\n"
+        "for seed in range(300):\n    env.reset(seed=seed)\n"
+        "print('sympy' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Union
 
@@ -226,6 +226,13 @@ class TextEnv(gym.Env[Observation, Action]):
         """
         return Turn(done=True, verdict=self.score(message_text(message)))
 
+    def interpret(self, message: AssistantMessage) -> AssistantMessage:
+        """How the model's message is recorded in the conversation (called before
+        :meth:`respond`). The default keeps it as sent; :class:`~rlenv.tools.ToolEnv` attaches
+        the parsed ``tool_calls`` so the transcript is a standard tool-calling conversation.
+        Must not raise on any text."""
+        return message
+
     def gold_action(self) -> Action | None:
         """An action that earns full reward from the current state, or ``None`` if unknown.
 
@@ -267,12 +274,17 @@ class TextEnv(gym.Env[Observation, Action]):
         A verifier that raises or returns something invalid gives reward 0 with
         ``scored=False``, and the error is logged.
         """
+        return self._checked(self.verify, self.task, completion)
+
+    def _checked(self, scorer: Callable[..., Verdict | float | bool], *args: Any) -> Verdict:
+        """``scorer(*args)`` as a Verdict; a scorer bug gives an unscored 0, logged."""
         try:
-            return as_verdict(self.verify(self.task, completion))
+            return as_verdict(scorer(*args))
         except NotImplementedError:
             raise
         except Exception as error:  # a verifier bug must not kill a training run
-            logger.warning("%s.verify raised on a completion", type(self).__name__, exc_info=True)
+            name = getattr(scorer, "__name__", "scorer")
+            logger.warning("%s.%s raised", type(self).__name__, name, exc_info=True)
             return Verdict(
                 reward=0.0,
                 scored=False,
@@ -314,6 +326,8 @@ class TextEnv(gym.Env[Observation, Action]):
                 "call env.reset() to start a new one"
             )
         message, overlong = self._coerce_action(action)
+        if not overlong:
+            message = self.interpret(message)
         self._messages.append(message)
         self._turn += 1
 

@@ -6,6 +6,6 @@
 - :class:`ToolEnv` (:mod:`rlenv.tools.env`): the multi-turn call → result loop.
 """
 
-from rlenv.tools.core import Tool, ToolOutcome, Toolbox, tool
+from rlenv.tools.core import Tool, Toolbox, ToolOutcome, tool
 
 __all__ = ["Tool", "ToolOutcome", "Toolbox", "tool"]

@@ -1,0 +1,1 @@
+"""Tool-use environments: the model calls tools in a multi-turn loop (``rlenv.tools.ToolEnv``)."""

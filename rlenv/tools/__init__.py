@@ -1,11 +1,24 @@
 """Tools for language models: typed functions as tools, tool-call parsers, and ``ToolEnv``.
 
 - :func:`tool` / :class:`Toolbox` (:mod:`rlenv.tools.core`): schemas from type hints and
-  docstrings, validated and sandboxed-in-Python execution that never crashes the env.
+  docstrings; validated execution that never crashes the env.
 - :mod:`rlenv.tools.parsers`: the tool-call formats real models emit.
 - :class:`ToolEnv` (:mod:`rlenv.tools.env`): the multi-turn call → result loop.
 """
 
 from rlenv.tools.core import Tool, Toolbox, ToolOutcome, tool
+from rlenv.tools.env import ToolEnv
+from rlenv.tools.parsers import ParsedTurn, ToolCall, get_parser, list_parsers, parse_message
 
-__all__ = ["Tool", "ToolOutcome", "Toolbox", "tool"]
+__all__ = [
+    "ParsedTurn",
+    "Tool",
+    "ToolCall",
+    "ToolEnv",
+    "ToolOutcome",
+    "Toolbox",
+    "get_parser",
+    "list_parsers",
+    "parse_message",
+    "tool",
+]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import rlenv
 from rlenv import Task, TaskList
@@ -192,3 +194,39 @@ def test_openai_style_actions_with_parsed_tool_calls(env):
 
 def test_the_example_env_passes_the_conformance_suite():
     assert check_env(Piggy(), n_actions=80).passed
+
+
+_FRAGMENTS = [
+    "<tool_call>",
+    "</tool_call>",
+    '{"name": "deposit", "arguments": {',
+    '"amount": 5}}',
+    '"account": "acc1"',
+    "[TOOL_CALLS]",
+    "<|python_tag|>",
+    "{",
+    "}",
+    "[",
+    "]",
+    '"',
+    ":",
+    ",",
+    "null",
+    "1e999",
+    "\\u0000",
+    "done",
+    "balance",
+]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.sampled_from(_FRAGMENTS) | st.text(max_size=20), max_size=25),
+    st.sampled_from(["hermes", "auto", "mistral", "llama3_json", "json", "pythonic"]),
+)
+def test_fuzzed_tool_call_text_never_raises(pieces, parser):
+    environment = Piggy(parser=parser)
+    environment.reset(seed=0)
+    obs, reward, terminated, truncated, info = environment.step("".join(pieces))
+    assert obs in environment.observation_space and isinstance(reward, float)
+    assert environment.state["acc1"] >= 10  # nothing but valid deposits can change it

@@ -43,8 +43,9 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "rlenv.envs"
 
+# Names may contain hyphens ("BFCL-Simple-v0"), as in Gymnasium's own ids.
 _ID_PATTERN = re.compile(
-    r"^(?P<namespace>[A-Za-z_][\w.-]*)/(?P<name>[A-Za-z_][\w.]*)-v(?P<version>\d+)$"
+    r"^(?P<namespace>[A-Za-z_][\w.-]*)/(?P<name>[A-Za-z_][\w.-]*?)-v(?P<version>\d+)$"
 )
 
 _text_env_ids: set[str] = set()

@@ -34,6 +34,13 @@ def test_invalid_ids_are_rejected(bad_id):
         rlenv.register(bad_id, EchoWord)
 
 
+def test_hyphenated_names_are_valid_ids():
+    rlenv.register("rlenvtest/Two-Words-v3", EchoWord)
+    assert rlenv.spec("rlenvtest/Two-Words-v3").version == 3
+    assert gymnasium.spec("rlenvtest/Two-Words-v3").name == "Two-Words"
+    rlenv.unregister("rlenvtest/Two-Words-v3")
+
+
 def test_bad_entry_points_are_rejected():
     with pytest.raises(RegistrationError, match=r"package\.module:ClassName"):
         rlenv.register("rlenvtest/Bad-v0", "no_colon_here")

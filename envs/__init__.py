@@ -17,4 +17,12 @@ register("rlenv/HumanEval-v0", "rlenv.envs.code.humaneval:HumanEval")
 register("rlenv/PythonBasics-v0", "rlenv.envs.code.python_basics:PythonBasics")
 register("rlenv/PythonBasicsFeedback-v0", "rlenv.envs.code.python_basics:PythonBasicsFeedback")
 register("rlenv/Calculator-v0", "rlenv.envs.tools.calculator:Calculator")
+register("rlenv/BFCL-Simple-v0", "rlenv.envs.tools.bfcl:BFCL", kwargs={"category": "simple"})
+register("rlenv/BFCL-Multiple-v0", "rlenv.envs.tools.bfcl:BFCL", kwargs={"category": "multiple"})
+register("rlenv/BFCL-Parallel-v0", "rlenv.envs.tools.bfcl:BFCL", kwargs={"category": "parallel"})
+register(
+    "rlenv/BFCL-ParallelMultiple-v0",
+    "rlenv.envs.tools.bfcl:BFCL",
+    kwargs={"category": "parallel_multiple"},
+)
 register("rlenv/Bank-v0", "rlenv.envs.tools.bank:Bank")

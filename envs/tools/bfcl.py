@@ -28,6 +28,7 @@ from rlenv import Task, TaskList, TextEnv, Turn, Verdict
 from rlenv.chat import AssistantMessage
 from rlenv.errors import RLEnvError
 from rlenv.tools import ParsedTurn, ToolCall, get_parser, parse_message
+from rlenv.tools.parsers import as_assistant_message
 from rlenv.verifiers.trace import ExpectedCall, TracePolicy, match_calls
 
 __all__ = [
@@ -372,15 +373,7 @@ class BFCL(TextEnv):
         self._parsed = parsed
         if not parsed.calls:
             return message
-        calls = [
-            {
-                "id": call.id or f"call_{index}",
-                "type": "function",
-                "function": {"name": call.name, "arguments": dict(call.arguments)},
-            }
-            for index, call in enumerate(parsed.calls)
-        ]
-        return {"role": "assistant", "content": parsed.content or None, "tool_calls": calls}
+        return as_assistant_message(parsed)
 
     def respond(self, message: AssistantMessage) -> Turn:
         return Turn(done=True, verdict=self._checked(self._grade, self.task))

@@ -18,7 +18,7 @@ from rlenv.chat import AssistantMessage, Message, message_text
 from rlenv.env import TextEnv, Turn
 from rlenv.tasks import Task
 from rlenv.tools.core import Tool, Toolbox, ToolOutcome
-from rlenv.tools.parsers import ParsedTurn, parse_message
+from rlenv.tools.parsers import ParsedTurn, as_assistant_message, parse_message
 from rlenv.verdict import Verdict
 
 __all__ = ["ToolEnv"]
@@ -95,15 +95,9 @@ class ToolEnv(TextEnv):
         self._parsed = parsed
         if not parsed.calls:
             return message
-        calls = [
-            {
-                "id": call.id or f"call_{self.turn + 1}_{index}",
-                "type": "function",
-                "function": {"name": call.name, "arguments": dict(call.arguments)},
-            }
-            for index, call in enumerate(parsed.calls[: self.max_calls_per_turn])
-        ]
-        return {"role": "assistant", "content": parsed.content or None, "tool_calls": calls}
+        return as_assistant_message(
+            parsed, id_prefix=f"call_{self.turn + 1}", limit=self.max_calls_per_turn
+        )
 
     def respond(self, message: AssistantMessage) -> Turn:
         parsed = self._parsed or ParsedTurn(content=message_text(message), calls=[], errors=[])

@@ -55,6 +55,7 @@ __all__ = [
     "ToolCall",
     "ToolCallParser",
     "UnknownParserError",
+    "as_assistant_message",
     "get_parser",
     "list_parsers",
     "parse_message",
@@ -981,6 +982,27 @@ for _parser in (_HERMES, _LLAMA3, _MISTRAL, _JSON, PythonicParser(), AutoParser(
 
 
 # --- Messages ----------------------------------------------------------------------------------
+
+
+def as_assistant_message(
+    parsed: ParsedTurn, *, id_prefix: str = "call", limit: int | None = None
+) -> dict[str, Any]:
+    """The turn as a standard assistant message: its text, and its calls as OpenAI-format
+    ``tool_calls`` with arguments as JSON objects (what Hugging Face chat templates expect).
+    Calls without an id get ``f"{id_prefix}_{index}"``; ``limit`` keeps only the first calls."""
+    calls = parsed.calls if limit is None else parsed.calls[:limit]
+    return {
+        "role": "assistant",
+        "content": parsed.content or None,
+        "tool_calls": [
+            {
+                "id": call.id or f"{id_prefix}_{index}",
+                "type": "function",
+                "function": {"name": call.name, "arguments": dict(call.arguments)},
+            }
+            for index, call in enumerate(calls)
+        ],
+    }
 
 
 def parse_message(

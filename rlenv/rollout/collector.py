@@ -1,0 +1,174 @@
+"""The rollout engine: many episodes at once, one batched policy call per round.
+
+Every active episode's next turn goes into one ``policy.generate`` call. Episodes finish at
+different times (multi-turn ones take more turns), and the batch keeps filling from the queue,
+so the model always sees as many conversations as ``max_batch_size`` allows. Environment steps of
+a round run concurrently in a thread pool, so one slow verifier (a code sandbox, a tool) does not
+hold up the others. ``group_size`` samples of a task share its seed — what GRPO needs.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from rlenv.chat import copy_messages
+from rlenv.registry import make
+from rlenv.rollout.policy import Completion, Policy, SamplingParams
+from rlenv.rollout.trajectory import Trajectory, TurnRecord
+
+__all__ = ["EpisodeSpec", "episodes", "rollout"]
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """One episode to run: which env, which task (by seed or id), which sample of the group."""
+
+    env_id: str
+    seed: int | None = None
+    task_id: str | None = None
+    group: int = 0
+    env_kwargs: tuple[tuple[str, Any], ...] = ()
+
+
+def episodes(
+    env_id: str,
+    *,
+    n_tasks: int,
+    group_size: int = 1,
+    seed: int = 0,
+    task_ids: Sequence[str] | None = None,
+    **env_kwargs: Any,
+) -> list[EpisodeSpec]:
+    """``n_tasks`` tasks × ``group_size`` samples. Task ``i`` uses seed ``seed + i`` (or
+    ``task_ids[i]``); the samples of a task are adjacent and share it."""
+    if n_tasks < 1 or group_size < 1:
+        raise ValueError("n_tasks and group_size must be positive")
+    kwargs = tuple(sorted(env_kwargs.items()))
+    specs = []
+    for index in range(n_tasks):
+        for sample in range(group_size):
+            if task_ids is not None:
+                specs.append(
+                    EpisodeSpec(env_id, task_id=task_ids[index], group=sample, env_kwargs=kwargs)
+                )
+            else:
+                specs.append(
+                    EpisodeSpec(env_id, seed=seed + index, group=sample, env_kwargs=kwargs)
+                )
+    return specs
+
+
+@dataclass
+class _Live:
+    index: int
+    spec: EpisodeSpec
+    env: Any
+    observation: list[Any]
+    info: dict[str, Any]
+    opening: list[Any]
+    turns: list[TurnRecord] = field(default_factory=list)
+    reward: float = 0.0
+
+
+def rollout(
+    policy: Policy,
+    specs: Sequence[EpisodeSpec],
+    *,
+    params: SamplingParams | None = None,
+    max_batch_size: int = 32,
+    env_workers: int = 8,
+    on_episode: Callable[[Trajectory], None] | None = None,
+) -> list[Trajectory]:
+    """Run every episode of ``specs`` with ``policy``; trajectories come back in ``specs`` order.
+
+    Args:
+        policy: Any :class:`~rlenv.rollout.Policy`.
+        specs: The episodes (see :func:`episodes`).
+        params: Sampling settings for every call.
+        max_batch_size: The most conversations in one ``generate`` call.
+        env_workers: Threads stepping environments concurrently.
+        on_episode: Called with each trajectory as soon as its episode ends (progress bars).
+    """
+    params = params or SamplingParams()
+    if max_batch_size < 1:
+        raise ValueError("max_batch_size must be positive")
+    pending = deque(enumerate(specs))
+    free_envs: dict[tuple[str, tuple], list[Any]] = {}
+    active: list[_Live] = []
+    results: list[Trajectory | None] = [None] * len(specs)
+
+    def start(index: int, spec: EpisodeSpec) -> _Live:
+        key = (spec.env_id, spec.env_kwargs)
+        pool = free_envs.setdefault(key, [])
+        env = pool.pop() if pool else make(spec.env_id, **dict(spec.env_kwargs))
+        options = {"task_id": spec.task_id} if spec.task_id is not None else None
+        observation, info = env.reset(seed=spec.seed, options=options)
+        return _Live(index, spec, env, observation, info, copy_messages(observation))
+
+    with ThreadPoolExecutor(max_workers=max(1, env_workers)) as pool:
+        while pending or active:
+            while pending and len(active) < max_batch_size:
+                active.append(start(*pending.popleft()))
+            completions = policy.generate(
+                [live.observation for live in active],
+                [live.info["tools"] for live in active],
+                params,
+            )
+            if len(completions) != len(active):
+                raise RuntimeError(
+                    f"{policy.name} returned {len(completions)} completions for {len(active)} "
+                    "conversations"
+                )
+            outcomes = list(pool.map(_step, active, completions))
+            still_active = []
+            for live, (completion, result) in zip(active, outcomes, strict=True):
+                observation, reward, terminated, truncated, info = result
+                live.turns.append(
+                    TurnRecord(
+                        reward=reward,
+                        verdict=info["verdict"],
+                        completion=completion.text,
+                        prompt_token_ids=completion.prompt_token_ids,
+                        completion_token_ids=completion.completion_token_ids,
+                        completion_logprobs=completion.logprobs,
+                        finish_reason=completion.finish_reason,
+                    )
+                )
+                live.reward += reward
+                live.observation, live.info = observation, info
+                if terminated or truncated:
+                    trajectory = _finish(live, policy, terminated, truncated)
+                    results[live.index] = trajectory
+                    free_envs.setdefault((live.spec.env_id, live.spec.env_kwargs), []).append(
+                        live.env
+                    )
+                    if on_episode is not None:
+                        on_episode(trajectory)
+                else:
+                    still_active.append(live)
+            active = still_active
+    return [trajectory for trajectory in results if trajectory is not None]
+
+
+def _step(live: _Live, completion: Completion) -> tuple[Completion, tuple]:
+    return completion, live.env.step(completion.action)
+
+
+def _finish(live: _Live, policy: Policy, terminated: bool, truncated: bool) -> Trajectory:
+    return Trajectory(
+        env_id=live.spec.env_id,
+        task_id=live.info.get("task_id"),
+        seed=live.spec.seed,
+        group=live.spec.group,
+        messages=live.observation,
+        tools=live.info.get("tools", []),
+        turns=live.turns,
+        reward=live.reward,
+        terminated=terminated,
+        truncated=truncated,
+        policy=policy.name,
+    )

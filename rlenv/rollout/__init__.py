@@ -11,13 +11,16 @@ the same thing.
 """
 
 from rlenv.rollout.collector import EpisodeSpec, episodes, rollout
+from rlenv.rollout.openai import OpenAIPolicy, PolicyError
 from rlenv.rollout.policy import Completion, Policy, SamplingParams, ScriptedPolicy
 from rlenv.rollout.trajectory import Trajectory, TurnRecord, read_trajectories, write_trajectories
 
 __all__ = [
     "Completion",
     "EpisodeSpec",
+    "OpenAIPolicy",
     "Policy",
+    "PolicyError",
     "SamplingParams",
     "ScriptedPolicy",
     "Trajectory",

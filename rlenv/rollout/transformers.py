@@ -1,0 +1,132 @@
+"""``TransformersPolicy``: a local Hugging Face causal LM as a policy (needs ``rlenv[train]``).
+
+Batched generation with left padding and the KV cache; the chat template applied with
+``tools=``; generation stops at the end-of-turn token. Each completion carries the exact prompt
+token ids the model was fed, the generated token ids (end-of-turn token included) and their
+log-probabilities at the sampling temperature — what a trainer needs to avoid re-tokenising.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rlenv.chat import Message
+from rlenv.rollout.policy import Completion, SamplingParams
+
+__all__ = ["TransformersPolicy"]
+
+# End-of-turn markers of common chat templates; the ones in a tokenizer's vocabulary stop
+# generation (besides its EOS token).
+_END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
+
+
+class TransformersPolicy:
+    """A ``transformers`` causal LM and its tokenizer as a :class:`~rlenv.rollout.Policy`.
+
+    Args:
+        model: A loaded ``AutoModelForCausalLM`` (moved to ``device``).
+        tokenizer: Its tokenizer, with a chat template.
+        device: ``"cuda"`` when available, else ``"cpu"``.
+        batch_size: The most conversations per forward batch (longer batches are split).
+        name: The policy's name in trajectories (default: the model's name).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        device: str | None = None,
+        batch_size: int = 16,
+        name: str | None = None,
+    ) -> None:
+        import torch
+
+        self.torch = torch
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.startswith("cuda") and model.dtype == torch.float32:
+            model = model.to(torch.bfloat16)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        vocabulary = tokenizer.get_vocab()
+        stops = {tokenizer.eos_token_id} | {vocabulary[t] for t in _END_OF_TURN if t in vocabulary}
+        self.stop_ids = sorted(stop for stop in stops if stop is not None)
+        self.batch_size = batch_size
+        self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
+
+    def prompt_ids(
+        self, conversation: Sequence[Message], tools: Sequence[dict[str, Any]]
+    ) -> list[int]:
+        """The token ids the model is fed for the next assistant turn."""
+        text = self.tokenizer.apply_chat_template(
+            list(conversation),
+            tools=list(tools) or None,
+            add_generation_prompt=True,
+            tokenize=False,
+        )
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def generate(
+        self,
+        conversations: Sequence[Sequence[Message]],
+        tools: Sequence[Sequence[dict[str, Any]]],
+        params: SamplingParams,
+    ) -> list[Completion]:
+        if params.seed is not None:
+            self.torch.manual_seed(params.seed)
+        prompts = [self.prompt_ids(c, t) for c, t in zip(conversations, tools, strict=True)]
+        completions: list[Completion] = []
+        for start in range(0, len(prompts), self.batch_size):
+            completions.extend(self._batch(prompts[start : start + self.batch_size], params))
+        return completions
+
+    def _batch(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+        torch = self.torch
+        pad = self.tokenizer.pad_token_id
+        width = max(len(p) for p in prompts)
+        input_ids = torch.tensor(
+            [[pad] * (width - len(p)) + p for p in prompts], device=self.device
+        )
+        attention = torch.tensor(
+            [[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device
+        )
+        sample = params.temperature > 0
+        with torch.no_grad():
+            output = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=attention,
+                max_new_tokens=params.max_new_tokens,
+                do_sample=sample,
+                temperature=params.temperature if sample else None,
+                top_p=params.top_p if sample else None,
+                top_k=None,
+                eos_token_id=self.stop_ids,
+                pad_token_id=pad,
+                return_dict_in_generate=True,
+                output_scores=True,
+            )
+        generated = output.sequences[:, width:]
+        # Log-probabilities of the sampled tokens under the sampling distribution (temperature).
+        scores = torch.stack(output.scores, dim=1).float()
+        if sample:
+            scores = scores / params.temperature
+        logprobs = torch.log_softmax(scores, dim=-1).gather(-1, generated.unsqueeze(-1)).squeeze(-1)
+        completions = []
+        for row, prompt in enumerate(prompts):
+            ids = generated[row].tolist()
+            end = next((i + 1 for i, token in enumerate(ids) if token in self.stop_ids), None)
+            kept = ids[:end] if end is not None else ids
+            text_ids = kept[:-1] if end is not None else kept
+            completions.append(
+                Completion(
+                    text=self.tokenizer.decode(text_ids, skip_special_tokens=True),
+                    prompt_token_ids=list(prompt),
+                    completion_token_ids=kept,
+                    logprobs=logprobs[row, : len(kept)].tolist(),
+                    finish_reason="stop" if end is not None else "length",
+                )
+            )
+        return completions

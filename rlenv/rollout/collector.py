@@ -72,6 +72,7 @@ class _Live:
     opening: list[Any]
     turns: list[TurnRecord] = field(default_factory=list)
     reward: float = 0.0
+    token_prefix: list[int] | None = None  # exact ids so far (prompt + completion of last turn)
 
 
 def rollout(
@@ -113,11 +114,13 @@ def rollout(
         while pending or active:
             while pending and len(active) < max_batch_size:
                 active.append(start(*pending.popleft()))
-            completions = policy.generate(
-                [live.observation for live in active],
-                [live.info["tools"] for live in active],
-                params,
-            )
+            conversations = [live.observation for live in active]
+            tools = [live.info["tools"] for live in active]
+            if getattr(policy, "supports_prefixes", False):  # token in, token out
+                prefixes = [live.token_prefix for live in active]
+                completions = policy.generate(conversations, tools, params, prefixes=prefixes)
+            else:
+                completions = policy.generate(conversations, tools, params)
             if len(completions) != len(active):
                 raise RuntimeError(
                     f"{policy.name} returned {len(completions)} completions for {len(active)} "
@@ -140,6 +143,10 @@ def rollout(
                 )
                 live.reward += reward
                 live.observation, live.info = observation, info
+                if completion.prompt_token_ids is not None and completion.completion_token_ids:
+                    live.token_prefix = (
+                        completion.prompt_token_ids + completion.completion_token_ids
+                    )
                 if terminated or truncated:
                     trajectory = _finish(live, policy, terminated, truncated)
                     results[live.index] = trajectory

@@ -12,13 +12,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from rlenv.chat import Message
+from rlenv.errors import RLEnvError
 from rlenv.rollout.policy import Completion, SamplingParams
 
-__all__ = ["TransformersPolicy"]
+__all__ = ["TemplateNotPrefixPreserving", "TransformersPolicy"]
 
 # End-of-turn markers of common chat templates; the ones in a tokenizer's vocabulary stop
 # generation (besides its EOS token).
 _END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
+
+
+class TemplateNotPrefixPreserving(RLEnvError, ValueError):
+    """The chat template re-renders earlier turns, so token-faithful multi-turn is impossible."""
 
 
 class TransformersPolicy:
@@ -69,19 +74,70 @@ class TransformersPolicy:
         )
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    supports_prefixes = True
+    """The rollout engine may pass each conversation's exact token ids so far (see below)."""
+
     def generate(
         self,
         conversations: Sequence[Sequence[Message]],
         tools: Sequence[Sequence[dict[str, Any]]],
         params: SamplingParams,
+        prefixes: Sequence[Sequence[int] | None] | None = None,
     ) -> list[Completion]:
+        """``prefixes[i]``, when given, are the exact ids of conversation i up to and including
+        the model's last generated turn (its prompt + completion ids). The new prompt then
+        *extends* them with only the tokens of the messages added since (token in, token out),
+        instead of re-tokenising the transcript — see :meth:`continued_prompt_ids`."""
         if params.seed is not None:
             self.torch.manual_seed(params.seed)
-        prompts = [self.prompt_ids(c, t) for c, t in zip(conversations, tools, strict=True)]
+        prefixes = prefixes or [None] * len(conversations)
+        prompts = [
+            self.prompt_ids(c, t) if prefix is None else self.continued_prompt_ids(c, t, prefix)
+            for c, t, prefix in zip(conversations, tools, prefixes, strict=True)
+        ]
         completions: list[Completion] = []
         for start in range(0, len(prompts), self.batch_size):
             completions.extend(self._batch(prompts[start : start + self.batch_size], params))
         return completions
+
+    def continued_prompt_ids(
+        self,
+        conversation: Sequence[Message],
+        tools: Sequence[dict[str, Any]],
+        prefix: Sequence[int],
+    ) -> list[int]:
+        """The exact ids so far plus the tokens of the messages after the last assistant turn.
+
+        Those new tokens come from the text the chat template adds after the model's last turn,
+        found by rendering the conversation with and without the new messages. That needs a
+        template that renders earlier turns the same way whatever follows (prefix-preserving);
+        one that does not raises :class:`TemplateNotPrefixPreserving` rather than silently
+        training on tokens the model never saw.
+        """
+        last = max(i for i, message in enumerate(conversation) if message["role"] == "assistant")
+        render = self.tokenizer.apply_chat_template
+        tools_arg = list(tools) or None
+        before = render(list(conversation[: last + 1]), tools=tools_arg, tokenize=False)
+        after = render(
+            list(conversation), tools=tools_arg, add_generation_prompt=True, tokenize=False
+        )
+        if not after.startswith(before):
+            raise TemplateNotPrefixPreserving(
+                "the chat template renders earlier turns differently once more messages follow, "
+                "so a multi-turn prompt cannot extend the tokens the model generated"
+            )
+        # The new tokens start after the model's last turn. If the model ended it with its
+        # end-of-turn token (already in ``prefix``), they start right after that marker in the
+        # rendered text (the template's newline after it is the environment's); if it was cut
+        # at the length limit, the template's end-of-turn marker is new too.
+        found = [(before.rfind(marker), marker) for marker in _END_OF_TURN if marker in before]
+        if found:
+            position, marker = max(found)
+            stopped = bool(prefix) and prefix[-1] in self.stop_ids
+            suffix = after[position + len(marker) if stopped else position :]
+        else:
+            suffix = after[len(before) :]
+        return list(prefix) + self.tokenizer(suffix, add_special_tokens=False)["input_ids"]
 
     def _batch(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
         torch = self.torch

@@ -9,6 +9,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+import itertools
+
 from rlenv import models
 from rlenv.rollout import SamplingParams
 from rlenv.rollout.transformers import TransformersPolicy
@@ -63,3 +65,23 @@ def test_missing_pieces_say_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setenv("RLENV_CACHE", str(tmp_path))
     with pytest.raises(models.MissingModelError, match="offline"):
         models.load_model("someone/not-cached-anywhere")
+
+
+def test_multi_turn_token_faithfulness_with_smollm2s_template(smollm2):
+    from rlenv.rollout import episodes, rollout
+
+    model, tokenizer, _, _ = smollm2
+    policy = TransformersPolicy(model, tokenizer, device="cpu", name="smollm2")
+    trajectories = rollout(
+        policy,
+        episodes("rlenv/GuessNumber-v0", n_tasks=1, max_turns=3, high=8),
+        params=SamplingParams(max_new_tokens=5, temperature=0.0),
+    )
+    turns = trajectories[0].turns
+    assert len(turns) >= 2
+    for earlier, later in itertools.pairwise(turns):
+        exact = earlier.prompt_token_ids + earlier.completion_token_ids
+        assert later.prompt_token_ids[: len(exact)] == exact
+        assert tokenizer.decode(later.prompt_token_ids[len(exact) :]).endswith(
+            "<|im_start|>assistant\n"
+        )

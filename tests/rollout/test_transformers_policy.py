@@ -91,3 +91,83 @@ def test_the_rollout_engine_records_token_ids_from_a_local_model(policy):
     assert len(trajectories) == 2 and all(t.policy == "tiny-llama" for t in trajectories)
     turn = trajectories[0].turns[0]
     assert turn.prompt_token_ids and turn.completion_token_ids and turn.completion_logprobs
+
+
+def test_multi_turn_prompts_extend_the_exact_tokens_the_model_generated(policy):
+    """Token faithfulness: turn k+1's prompt starts with turn k's prompt + generated ids."""
+    trajectories = rollout(
+        policy,
+        episodes("rlenv/GuessNumber-v0", n_tasks=2, max_turns=4, high=8),
+        params=SamplingParams(max_new_tokens=6, temperature=1.0, seed=3),
+    )
+    for trajectory in trajectories:
+        assert len(trajectory.turns) > 1
+        for earlier, later in zip(trajectory.turns, trajectory.turns[1:], strict=False):
+            exact = earlier.prompt_token_ids + earlier.completion_token_ids
+            assert later.prompt_token_ids[: len(exact)] == exact
+            # ...and the added tokens are the environment's reply, then the generation prompt
+            added = policy.tokenizer.decode(later.prompt_token_ids[len(exact) :])
+            stopped = earlier.finish_reason == "stop"  # else cut at the length limit
+            opening = "\n" if stopped else "<|im_end|>\n"
+            assert added.startswith(opening + "<|im_start|>user\n")
+            assert added.endswith("<|im_start|>assistant\n")
+
+
+def test_retokenising_the_transcript_would_not_be_faithful(policy):
+    """Why prefixes matter: re-applying the template to the decoded text changes the ids."""
+    trajectories = rollout(
+        policy,
+        episodes("rlenv/GuessNumber-v0", n_tasks=4, max_turns=3, high=8),
+        params=SamplingParams(max_new_tokens=8, temperature=1.0, seed=5),
+    )
+    mismatches = 0
+    for trajectory in trajectories:
+        first, second = trajectory.turns[0], trajectory.turns[1]
+        conversation = trajectory.messages[: 1 + 2]  # the prompt, the model's turn, the env's reply
+        retokenised = policy.prompt_ids(conversation, [])
+        mismatches += retokenised != second.prompt_token_ids
+        assert second.prompt_token_ids[: len(first.prompt_token_ids)] == first.prompt_token_ids
+    assert mismatches > 0  # random bytes do not survive decode + re-encode
+
+
+def test_a_template_that_rewrites_earlier_turns_is_refused(policy):
+    from rlenv.rollout.transformers import TemplateNotPrefixPreserving
+
+    original = policy.tokenizer.chat_template
+    # Renders an assistant turn differently once it is no longer the last message.
+    policy.tokenizer.chat_template = (
+        "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+        "{% if message['role'] == 'assistant' and not loop.last %}[earlier]{% else %}{{ message['content'] }}{% endif %}"
+        "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    try:
+        with pytest.raises(TemplateNotPrefixPreserving):
+            rollout(
+                policy,
+                episodes("rlenv/GuessNumber-v0", n_tasks=1, max_turns=3, high=8),
+                params=SamplingParams(max_new_tokens=4),
+            )
+    finally:
+        policy.tokenizer.chat_template = original
+
+
+def test_continued_prompt_after_an_end_of_turn_token(policy):
+    tokenizer = policy.tokenizer
+    first = [{"role": "user", "content": "Guess a number between 1 and 8."}]
+    prompt = policy.prompt_ids(first, [])
+    generated = tokenizer("4", add_special_tokens=False)["input_ids"] + [
+        tokenizer.convert_tokens_to_ids("<|im_end|>")
+    ]
+    conversation = [
+        *first,
+        {"role": "assistant", "content": "4"},
+        {"role": "user", "content": "Higher."},
+    ]
+    ids = policy.continued_prompt_ids(conversation, [], prompt + generated)
+    assert ids[: len(prompt) + len(generated)] == prompt + generated
+    assert (
+        tokenizer.decode(ids[len(prompt) + len(generated) :])
+        == "\n<|im_start|>user\nHigher.<|im_end|>\n<|im_start|>assistant\n"
+    )
+    # Here re-tokenising happens to agree; the point is that it is never needed.
+    assert ids == policy.prompt_ids(conversation, [])

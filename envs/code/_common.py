@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 from rlenv import Verdict
-from rlenv.verifiers.code import CodeResult, extract_code
+from rlenv.verifiers.code import CodeResult
 
 INSTRUCTION = "Reply with your complete solution in a single ```python code block."
 MAX_FEEDBACK_CHARS = 800
-
-
-def code_from(completion: str) -> str | None:
-    return extract_code(completion)
 
 
 def verdict_from(result: CodeResult, code: str) -> Verdict:

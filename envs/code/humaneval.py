@@ -15,9 +15,9 @@ from pathlib import Path
 
 from rlenv import Task, TaskList, TextEnv, Verdict
 from rlenv.errors import RLEnvError
-from rlenv.verifiers.code import run_tests
+from rlenv.verifiers.code import extract_code, run_tests
 
-from ._common import INSTRUCTION, code_from, no_code_verdict, verdict_from
+from ._common import INSTRUCTION, no_code_verdict, verdict_from
 
 
 class MissingDatasetError(RLEnvError, ImportError):
@@ -105,7 +105,7 @@ class HumanEval(TextEnv):
         )
 
     def verify(self, task: Task, completion: str) -> Verdict:
-        code = code_from(completion)
+        code = extract_code(completion)
         if code is None:
             return no_code_verdict()
         meta = task.metadata

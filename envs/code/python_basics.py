@@ -12,9 +12,9 @@ from pathlib import Path
 
 from rlenv import Task, TaskList, TextEnv, Turn, Verdict
 from rlenv.chat import AssistantMessage, message_text
-from rlenv.verifiers.code import CodeResult, run_io, run_tests
+from rlenv.verifiers.code import CodeResult, extract_code, run_io, run_tests
 
-from ._common import INSTRUCTION, code_from, feedback, no_code_verdict, verdict_from
+from ._common import INSTRUCTION, feedback, no_code_verdict, verdict_from
 
 DATA = Path(__file__).parent / "data" / "python_basics.jsonl"
 
@@ -68,7 +68,7 @@ class PythonBasics(TextEnv):
         )
 
     def verify(self, task: Task, completion: str) -> Verdict:
-        code = code_from(completion)
+        code = extract_code(completion)
         if code is None:
             return no_code_verdict()
         return verdict_from(self.run(task, code), code)
@@ -95,7 +95,7 @@ class PythonBasicsFeedback(PythonBasics):
         super().__init__(**kwargs)
 
     def respond(self, message: AssistantMessage) -> Turn:
-        code = code_from(message_text(message))
+        code = extract_code(message_text(message))
         if code is None:
             verdict = no_code_verdict()
             return Turn.reply(f"No code found. {INSTRUCTION}", verdict=verdict)

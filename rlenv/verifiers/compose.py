@@ -26,6 +26,7 @@ from typing import Union
 from rlenv.chat import message_text
 from rlenv.tasks import Task
 from rlenv.verdict import Verdict, as_verdict
+from rlenv.verifiers._completion import final_text
 from rlenv.verifiers.math import MathVerifier, extract_answer
 
 __all__ = ["Verifier", "boxed_format", "gate", "math_answer", "task_question", "weighted"]
@@ -60,8 +61,8 @@ def boxed_format() -> Verifier:
         answer = extract_answer(completion, fallbacks=False)
         if answer:
             return Verdict(reward=1.0, parsed=answer, reason="boxed answer")
-        tail = completion.rsplit("</think>", 1)[-1]
-        if "</think>" not in completion and "<think>" in completion:
+        tail = final_text(completion)
+        if tail is None:
             error = "<think> is never closed, so there is no final answer"
         elif answer == "":
             error = "the last \\boxed{} is empty"

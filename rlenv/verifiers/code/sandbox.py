@@ -333,6 +333,7 @@ class Sandbox:
                 shutil.rmtree(work_dir, ignore_errors=True)
 
     def close(self) -> None:
+        atexit.unregister(self.close)
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []

@@ -68,6 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--only", choices=["single", "multi"], help="run one case (default: both)")
     args = parser.parse_args()
     torch.manual_seed(0)
     model, tokenizer = load_model("smollm2-135m")
@@ -79,7 +80,9 @@ def main() -> None:
             "rlenv/GuessNumber-v0", n_tasks=args.tasks, high=8, max_turns=3
         ),
     }
-    engine(policy, cases["single-turn (Arithmetic)"][:2], params)  # warm-up
+    if args.only:
+        cases = {name: specs for name, specs in cases.items() if name.startswith(args.only)}
+    engine(policy, episodes("rlenv/Arithmetic-v0", n_tasks=2), params)  # warm-up
     print(
         f"SmolLM2-135M, CPU, {torch.get_num_threads()} threads, greedy, "
         f"max {args.max_new_tokens} new tokens, {args.tasks} episodes per case"

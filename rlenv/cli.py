@@ -689,7 +689,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     report = html_report(summary, trajectories, out / "report.html")
     print(render_table(summary))
     print(f"trajectories: {out / 'trajectories.jsonl'}\nreport: {report}")
+    _write_plots(summary, trajectories, out)
     return EXIT_OK
+
+
+def _write_plots(summary, trajectories, out: Path) -> None:
+    from rlenv.plots import MissingPlotting, eval_plots
+
+    try:
+        paths = eval_plots(summary, trajectories, out)
+    except MissingPlotting as error:
+        print(f"no PNG plots: {error}", file=sys.stderr)
+        return
+    print("plots: " + ", ".join(str(path) for path in paths))
 
 
 def _cmd_view(args: argparse.Namespace) -> int:
@@ -706,6 +718,7 @@ def _cmd_view(args: argparse.Namespace) -> int:
     report = html_report(summary, trajectories, args.out or path.with_suffix(".html"))
     print(render_table(summary))
     print(f"report: {report}")
+    _write_plots(summary, trajectories, Path(report).parent)
     return EXIT_OK
 
 

@@ -13,16 +13,25 @@ the same thing.
 from rlenv.rollout.collector import EpisodeSpec, episodes, rollout
 from rlenv.rollout.openai import OpenAIPolicy, PolicyError
 from rlenv.rollout.policy import Completion, Policy, SamplingParams, ScriptedPolicy
-from rlenv.rollout.trajectory import Trajectory, TurnRecord, read_trajectories, write_trajectories
+from rlenv.rollout.trajectory import (
+    NotTokenFaithful,
+    TokenSequence,
+    Trajectory,
+    TurnRecord,
+    read_trajectories,
+    write_trajectories,
+)
 
 __all__ = [
     "Completion",
     "EpisodeSpec",
+    "NotTokenFaithful",
     "OpenAIPolicy",
     "Policy",
     "PolicyError",
     "SamplingParams",
     "ScriptedPolicy",
+    "TokenSequence",
     "Trajectory",
     "TurnRecord",
     "episodes",

@@ -18,7 +18,32 @@ from pydantic import BaseModel, ConfigDict, Field
 from rlenv.chat import Message
 from rlenv.verdict import Verdict
 
-__all__ = ["Trajectory", "TurnRecord", "read_trajectories", "write_trajectories"]
+__all__ = [
+    "NotTokenFaithful",
+    "TokenSequence",
+    "Trajectory",
+    "TurnRecord",
+    "read_trajectories",
+    "write_trajectories",
+]
+
+
+class NotTokenFaithful(ValueError):
+    """The trajectory's turns do not form one token sequence (no ids, or a prompt that does not
+    extend the previous turn's ids)."""
+
+
+class TokenSequence(BaseModel):
+    """A whole episode as the model saw it: one id sequence and, per token, whether the model
+    generated it (``mask`` 1) or the prompt/environment put it there (0). ``logprobs`` holds the
+    sampling log-probability of generated tokens and 0.0 elsewhere."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token_ids: list[int]
+    mask: list[int]
+    logprobs: list[float]
+    prompt_length: int = Field(description="Tokens before the model's first generated token.")
 
 
 class TurnRecord(BaseModel):
@@ -65,6 +90,42 @@ class Trajectory(BaseModel):
     def scored(self) -> bool:
         """False when a verifier could not judge some turn (trainers leave it out)."""
         return all(turn.verdict.scored for turn in self.turns)
+
+    def token_sequence(self) -> TokenSequence:
+        """The episode as one token sequence with the mask of model-generated tokens.
+
+        Each turn's prompt must start with the previous turn's prompt + generated ids, which the
+        rollout engine guarantees for policies with ``supports_prefixes`` (token-faithful
+        multi-turn). Raises :class:`NotTokenFaithful` otherwise, rather than guessing.
+        """
+        ids: list[int] = []
+        mask: list[int] = []
+        logprobs: list[float] = []
+        prompt_length = 0
+        for number, turn in enumerate(self.turns):
+            prompt, generated = turn.prompt_token_ids, turn.completion_token_ids
+            if prompt is None or generated is None:
+                raise NotTokenFaithful(f"turn {number} has no token ids")
+            if prompt[: len(ids)] != ids:
+                raise NotTokenFaithful(
+                    f"turn {number}'s prompt does not extend the ids of the turns before it"
+                )
+            inserted = prompt[len(ids) :]
+            if number == 0:
+                prompt_length = len(inserted)
+            ids += inserted + generated
+            mask += [0] * len(inserted) + [1] * len(generated)
+            scores = turn.completion_logprobs or [0.0] * len(generated)
+            if len(scores) != len(generated):
+                raise NotTokenFaithful(
+                    f"turn {number} has {len(scores)} log-probs for {len(generated)} tokens"
+                )
+            logprobs += [0.0] * len(inserted) + list(scores)
+        if not self.turns:
+            raise NotTokenFaithful("the trajectory has no turns")
+        return TokenSequence(
+            token_ids=ids, mask=mask, logprobs=logprobs, prompt_length=prompt_length
+        )
 
     def to_json(self) -> str:
         return self.model_dump_json()

@@ -80,6 +80,8 @@ def test_eval_command_against_an_endpoint_and_view(tmp_path, capsys):
     assert "pass@2" in out and "report:" in out
     trajectories = list(read_trajectories(tmp_path / "trajectories.jsonl"))
     assert len(trajectories) == 6 and (tmp_path / "report.html").exists()
+    for name in ("reward_histogram.png", "pass_rate_by_task.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (
         main(["view", str(tmp_path / "trajectories.jsonl"), "--out", str(tmp_path / "again.html")])
         == 0
@@ -90,3 +92,17 @@ def test_eval_command_against_an_endpoint_and_view(tmp_path, capsys):
 def test_eval_rejects_unknown_envs_before_loading_a_model(capsys):
     assert main(["eval", "rlenv/Nope-v0", "--model", "smollm2-135m"]) == 2
     assert "no text environment" in capsys.readouterr().err
+
+
+def test_line_plots_draw_one_panel_per_series_and_refuse_nothing(tmp_path):
+    pytest.importorskip("matplotlib")
+    from rlenv.plots import line_plots
+
+    path = line_plots(
+        {"reward": [(0, 0.1), (1, 0.4)], "loss": [(0, 1.0), (1, 0.5)], "empty": []},
+        tmp_path / "curves.png",
+        title="run",
+    )
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="nothing to plot"):
+        line_plots({"empty": []}, tmp_path / "none.png")

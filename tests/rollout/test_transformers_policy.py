@@ -171,3 +171,21 @@ def test_continued_prompt_after_an_end_of_turn_token(policy):
     )
     # Here re-tokenising happens to agree; the point is that it is never needed.
     assert ids == policy.prompt_ids(conversation, [])
+
+
+def test_a_multi_turn_episode_is_one_token_sequence_with_a_generated_mask(policy):
+    trajectories = rollout(
+        policy,
+        episodes("rlenv/GuessNumber-v0", n_tasks=3, max_turns=4, high=8),
+        params=SamplingParams(max_new_tokens=6, temperature=1.0, seed=11),
+    )
+    for trajectory in trajectories:
+        sequence = trajectory.token_sequence()
+        last = trajectory.turns[-1]
+        assert sequence.token_ids == last.prompt_token_ids + last.completion_token_ids
+        generated = [t for t, m in zip(sequence.token_ids, sequence.mask, strict=True) if m]
+        assert generated == [t for turn in trajectory.turns for t in turn.completion_token_ids]
+        assert sequence.prompt_length == len(trajectory.turns[0].prompt_token_ids)
+        assert all(m == 0 for m in sequence.mask[: sequence.prompt_length])
+        scored = [lp for lp, m in zip(sequence.logprobs, sequence.mask, strict=True) if m]
+        assert scored == [lp for turn in trajectory.turns for lp in turn.completion_logprobs]

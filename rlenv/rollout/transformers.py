@@ -35,6 +35,8 @@ class TransformersPolicy:
         device: ``"cuda"`` when available, else ``"cpu"``.
         batch_size: The most conversations per forward batch (longer batches are split).
         name: The policy's name in trajectories (default: the model's name).
+        cast_bf16: Cast an fp32 model to bf16 on CUDA (a trainer keeps fp32 weights and
+            generates under autocast instead).
     """
 
     def __init__(
@@ -45,12 +47,13 @@ class TransformersPolicy:
         device: str | None = None,
         batch_size: int = 16,
         name: str | None = None,
+        cast_bf16: bool = True,
     ) -> None:
         import torch
 
         self.torch = torch
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if self.device.startswith("cuda") and model.dtype == torch.float32:
+        if cast_bf16 and self.device.startswith("cuda") and model.dtype == torch.float32:
             model = model.to(torch.bfloat16)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
@@ -162,11 +165,13 @@ class TransformersPolicy:
                 eos_token_id=self.stop_ids,
                 pad_token_id=pad,
                 return_dict_in_generate=True,
-                output_scores=True,
+                output_logits=True,
             )
         generated = output.sequences[:, width:]
-        # Log-probabilities of the sampled tokens under the sampling distribution (temperature).
-        scores = torch.stack(output.scores, dim=1).float()
+        # Log-probabilities of the sampled tokens under the full distribution at the sampling
+        # temperature, from the raw logits: ``output.scores`` would already include the
+        # temperature and top-p filtering. This is what a trainer recomputes (logits / T).
+        scores = torch.stack(output.logits, dim=1).float()
         if sample:
             scores = scores / params.temperature
         logprobs = torch.log_softmax(scores, dim=-1).gather(-1, generated.unsqueeze(-1)).squeeze(-1)

@@ -189,3 +189,20 @@ def test_a_multi_turn_episode_is_one_token_sequence_with_a_generated_mask(policy
         assert all(m == 0 for m in sequence.mask[: sequence.prompt_length])
         scored = [lp for lp, m in zip(sequence.logprobs, sequence.mask, strict=True) if m]
         assert scored == [lp for turn in trajectory.turns for lp in turn.completion_logprobs]
+
+
+@pytest.mark.parametrize(("temperature", "top_p"), [(1.0, 1.0), (0.7, 0.9), (1.6, 1.0)])
+def test_logprobs_are_those_of_a_forward_pass_at_the_sampling_temperature(
+    policy, temperature, top_p
+):
+    """What a trainer recomputes: log_softmax(logits / T) of the full distribution."""
+    params = SamplingParams(max_new_tokens=10, temperature=temperature, top_p=top_p, seed=2)
+    for completion in policy.generate(CONVERSATIONS, [[]] * 3, params):
+        ids = completion.prompt_token_ids + completion.completion_token_ids
+        with torch.no_grad():
+            logits = policy.model(torch.tensor([ids])).logits[0].float() / temperature
+        start = len(completion.prompt_token_ids)
+        expected = torch.log_softmax(logits[start - 1 : -1], dim=-1).gather(
+            -1, torch.tensor(completion.completion_token_ids).unsqueeze(-1)
+        )
+        assert completion.logprobs == pytest.approx(expected.squeeze(-1).tolist(), abs=1e-4)

@@ -10,6 +10,7 @@ Face id already in the local cache work too. Needs ``pip install 'rlenv[train]'`
 
 from __future__ import annotations
 
+import copy
 import importlib.metadata
 import importlib.util
 import os
@@ -20,7 +21,8 @@ from rlenv.errors import RLEnvError
 
 __all__ = ["MissingModelError", "cache_dir", "load_model", "smollm2_gguf"]
 
-ALIASES = {"smollm2-135m": "SmolLM2-135M-Instruct"}
+# The cache folder's name carries a format version: bump it when the conversion changes.
+ALIASES = {"smollm2-135m": "SmolLM2-135M-Instruct.v2"}
 
 
 class MissingModelError(RLEnvError, LookupError):
@@ -97,8 +99,13 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
     loaded = transformers.AutoModelForCausalLM.from_pretrained(
         str(gguf.parent), gguf_file=gguf.name
     )
-    # A model loaded from GGUF cannot be saved as is: rebuild it from its config.
-    model = transformers.AutoModelForCausalLM.from_config(loaded.config)
+    # A model loaded from GGUF cannot be saved as is: rebuild it from its config, minus the
+    # GGUF "quantization" marker (the weights are de-quantised; with the marker kept,
+    # transformers refuses .float(), .to(dtype) and training).
+    config = copy.deepcopy(loaded.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = transformers.AutoModelForCausalLM.from_config(config)
     model.load_state_dict(loaded.state_dict())
     partial = target.with_name(target.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ import importlib.metadata
 
 import pytest
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 import itertools
@@ -35,8 +35,11 @@ def test_smollm2_loads_offline_and_answers(smollm2):
     model, tokenizer, cache, _ = smollm2
     assert model.config.model_type == "llama" and tokenizer.chat_template
     assert sorted(
-        p.name for p in (cache / "models" / "SmolLM2-135M-Instruct").glob("*.safetensors")
+        p.name for p in (cache / "models" / models.ALIASES["smollm2-135m"]).glob("*.safetensors")
     )
+    # de-quantised for good: trainable, castable, no GGUF quantizer left behind
+    assert getattr(model, "hf_quantizer", None) is None
+    assert model.float().dtype == torch.float32
     policy = TransformersPolicy(model, tokenizer, device="cpu")
     conversation = [{"role": "user", "content": "What is 2 + 3? Reply with the number."}]
     completion = policy.generate(

@@ -65,6 +65,11 @@ class Arithmetic(TextEnv):
         digits: Digits of each operand at levels 1 and 2 (default 1 and 2), 1 to 12.
         require_boxed: Whether an answer outside ``\\boxed{}`` scores 0 (default True).
         format_weight: With ``require_boxed=False``, the weight of the boxed-format bonus.
+        prompt_template: How a task is worded: a ``str.format`` template with the fields
+            ``{expression}`` (LaTeX, no dollar signs) and ``{instruction}`` (the box
+            instruction, with the exact-value note at levels 3 and 5). Default:
+            ``"Compute ${expression}$. {instruction}"``. Small models answer a bare
+            ``"{expression}"`` under a calculator system prompt far more reliably.
     """
 
     def __init__(
@@ -74,6 +79,7 @@ class Arithmetic(TextEnv):
         digits: int | None = None,
         require_boxed: bool = True,
         format_weight: float = 0.0,
+        prompt_template: str = "Compute ${expression}$. {instruction}",
         **kwargs,
     ) -> None:
         if difficulty not in LEVELS:
@@ -84,6 +90,13 @@ class Arithmetic(TextEnv):
             if not 1 <= digits <= 12:
                 raise ValueError(f"digits must be between 1 and 12, got {digits}")
         check_format_options(require_boxed, format_weight)
+        try:
+            prompt_template.format(expression="1 + 1", instruction="")
+        except (KeyError, IndexError, ValueError) as error:
+            raise ValueError(
+                f"prompt_template may use only {{expression}} and {{instruction}}: {error}"
+            ) from None
+        self.prompt_template = prompt_template
         self.difficulty = difficulty
         self.digits = digits if digits is not None else min(difficulty, 2)
         self.require_boxed = require_boxed
@@ -99,12 +112,13 @@ class Arithmetic(TextEnv):
             value = evaluate(expression)
             latex = to_latex(expression)
             if self.difficulty in (1, 2, 4):  # whole-number answers
-                prompt = f"Compute ${latex}$. {BOX_INSTRUCTION}"
+                instruction = BOX_INSTRUCTION
             else:
-                prompt = (
-                    f"Compute ${latex}$. Give the exact value, as an integer or a fraction in "
-                    f"lowest terms. {BOX_INSTRUCTION}"
+                instruction = (
+                    "Give the exact value, as an integer or a fraction in lowest terms. "
+                    f"{BOX_INSTRUCTION}"
                 )
+            prompt = self.prompt_template.format(expression=latex, instruction=instruction)
             return Task(
                 prompt=prompt,
                 # exact: an int for a whole number, else LaTeX such as "-\\frac{7}{3}"

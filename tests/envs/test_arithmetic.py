@@ -197,3 +197,13 @@ def test_the_same_seed_poses_the_same_task_in_a_fresh_process():
     for kwargs in ({}, {"difficulty": 5}):
         here = tasks_here(rlenv.make(ENV_ID, **kwargs), [0, 7, 123456789])
         assert tasks_in_fresh_process(ENV_ID, kwargs, [0, 7, 123456789]) == here
+
+
+def test_prompt_template_rewords_tasks_but_not_answers():
+    plain = rlenv.make("rlenv/Arithmetic-v0", difficulty=1, prompt_template="{expression}")
+    default = rlenv.make("rlenv/Arithmetic-v0", difficulty=1)
+    observation, _ = plain.reset(seed=3)
+    assert observation[-1]["content"] == default.reset(seed=3)[0][-1]["content"].split("$")[1]
+    assert plain.task.answer == default.task.answer
+    with pytest.raises(ValueError, match="prompt_template"):
+        rlenv.make("rlenv/Arithmetic-v0", prompt_template="{question}")

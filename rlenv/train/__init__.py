@@ -1,0 +1,26 @@
+"""Bundled trainers (``pip install 'rlenv[train]'``): GRPO on the rollout engine.
+
+``GRPOConfig`` is importable without torch; the trainer itself imports torch and transformers
+when first used::
+
+    from rlenv.train import GRPOConfig, GRPOTrainer
+
+    trainer = GRPOTrainer(GRPOConfig(env_id="rlenv/Arithmetic-v0", steps=60))
+    trainer.train()
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlenv.train.config import GRPOConfig
+
+__all__ = ["GRPOConfig", "GRPOTrainer"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "GRPOTrainer":
+        from rlenv.train.grpo import GRPOTrainer
+
+        return GRPOTrainer
+    raise AttributeError(f"module 'rlenv.train' has no attribute {name!r}")

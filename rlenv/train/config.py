@@ -1,0 +1,144 @@
+"""``GRPOConfig``: every setting of a GRPO run, typed and documented, saved with the run.
+
+Load one from TOML (``GRPOConfig.from_toml``), override fields with ``key=value`` strings (the
+CLI's ``--set``), and the run writes it back as ``config.json`` beside its outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["GRPOConfig"]
+
+
+class GRPOConfig(BaseModel):
+    """The settings of a GRPO run. Defaults follow current practice (DAPO-style token-level
+    loss, clip-higher, no KL, std scaling on as in TRL) and suit a small model on a CPU."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # ---- what to train on
+    env_id: str = Field("rlenv/Arithmetic-v0", description="The registered environment.")
+    env_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments for rlenv.make."
+    )
+    model: str = Field("smollm2-135m", description="A name rlenv.models.load_model resolves.")
+    out: str = Field("rlenv-train", description="Folder for metrics, plots and checkpoints.")
+    seed: int = Field(0, description="Seeds task sampling, generation and initialisation.")
+
+    # ---- sampling
+    steps: int = Field(60, ge=1, description="Optimizer steps (one batch of groups each).")
+    prompts_per_step: int = Field(2, ge=1, description="Tasks per step.")
+    group_size: int = Field(8, ge=1, description="Completions per task, all with its seed.")
+    max_new_tokens: int = Field(48, ge=1, description="Per model turn.")
+    temperature: float = Field(
+        1.0, gt=0, description="Sampling temperature, also used for the training log-probs."
+    )
+    top_p: float = Field(1.0, gt=0, le=1, description="1.0 keeps log-probs comparable.")
+    generation_batch_size: int = Field(64, ge=1, description="Most conversations per generate.")
+
+    # ---- advantages
+    scale_rewards: bool = Field(
+        True, description="Divide by the group std (GRPO, TRL); False is Dr. GRPO."
+    )
+    advantage_epsilon: float = Field(1e-4, gt=0, description="Added to the group std.")
+    dynamic_sampling: bool = Field(
+        False,
+        description="DAPO: drop groups whose rewards are all equal and sample more tasks "
+        "(up to max_sampling_rounds) until prompts_per_step informative groups are found.",
+    )
+    max_sampling_rounds: int = Field(3, ge=1)
+
+    # ---- loss
+    epsilon_low: float = Field(0.2, ge=0, description="Lower clip bound: ratio >= 1 - eps_low.")
+    epsilon_high: float = Field(0.28, ge=0, description="Upper bound 1 + eps_high (clip-higher).")
+    updates_per_batch: int = Field(
+        1, ge=1, description="mu: optimizer updates on each batch, against the old log-probs."
+    )
+    loss_aggregation: Literal["token", "sequence", "constant"] = Field(
+        "token",
+        description="'token': sum over the batch's model tokens / their count (DAPO); "
+        "'sequence': mean per sequence, then over sequences (original GRPO); 'constant': sum / "
+        "(sequences × max_new_tokens) (Dr. GRPO).",
+    )
+    beta: float = Field(0.0, ge=0, description="KL coefficient to a frozen reference (k3).")
+    truncation: Literal["mask", "penalty", "none"] = Field(
+        "mask",
+        description="Completions cut at max_new_tokens: 'mask' leaves them out of the loss "
+        "(overlong filtering); 'penalty' adds DAPO's soft length penalty to their reward.",
+    )
+    overlong_buffer: int = Field(
+        16, ge=1, description="'penalty': tokens before the limit where it ramps to -1."
+    )
+
+    # ---- optimisation
+    learning_rate: float = Field(2e-5, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    adam_betas: tuple[float, float] = (0.9, 0.99)
+    warmup_steps: int = Field(3, ge=0, description="Linear warm-up, then constant.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping.")
+    micro_batch_size: int = Field(
+        16, ge=1, description="Sequences per forward/backward (gradient accumulation)."
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="Weights stay fp32; 'bf16' runs forward passes under bf16 autocast. 'auto': "
+        "bf16 on CUDA and on CPUs with native bf16 (AMX / AVX512-BF16), else fp32.",
+    )
+    gradient_checkpointing: bool = False
+    lora_rank: int = Field(0, ge=0, description="> 0 trains LoRA adapters via peft.")
+    lora_alpha: int = 32
+    device: str | None = Field(None, description="'cuda', 'cpu'; default: CUDA if available.")
+
+    # ---- evaluation, logging, checkpoints
+    eval_every: int = Field(
+        0, ge=0, description="Held-out evaluation every N steps (0: at the start and end only)."
+    )
+    eval_tasks: int = Field(
+        100, ge=0, description="Held-out tasks: seeds 0..N-1 (training uses seeds >= 1e6)."
+    )
+    eval_greedy: bool = Field(True, description="Also evaluate greedily (temperature 0).")
+    save_every: int = Field(0, ge=0, description="Checkpoint every N steps (0: at the end).")
+    plots: bool = Field(True, description="Write PNG curves at the end (needs matplotlib).")
+    progress: bool = Field(True, description="Show a progress bar.")
+
+    @model_validator(mode="after")
+    def _check(self) -> GRPOConfig:
+        if self.dynamic_sampling and self.group_size < 2:
+            raise ValueError("dynamic_sampling needs group_size >= 2")
+        if self.truncation == "penalty" and self.overlong_buffer > self.max_new_tokens:
+            raise ValueError("overlong_buffer must not exceed max_new_tokens")
+        return self
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides: Any) -> GRPOConfig:
+        """Read a TOML file (top-level keys are fields; an ``[env_kwargs]`` table too)."""
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover - Python 3.10
+            import tomli as tomllib
+        with Path(path).open("rb") as handle:
+            data = tomllib.load(handle)
+        data.update(overrides)
+        return cls.model_validate(data)
+
+    def with_overrides(self, assignments: list[str]) -> GRPOConfig:
+        """Apply ``key=value`` strings; values are JSON when they parse, else strings."""
+        data = self.model_dump()
+        for assignment in assignments:
+            key, sep, raw = assignment.partition("=")
+            if not sep:
+                raise ValueError(f"expected key=value, got {assignment!r}")
+            key = key.strip()
+            if key not in type(self).model_fields:
+                raise ValueError(f"unknown setting {key!r}")
+            try:
+                data[key] = json.loads(raw)
+            except json.JSONDecodeError:
+                data[key] = raw
+        return type(self).model_validate(data)

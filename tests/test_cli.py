@@ -300,8 +300,8 @@ def test_binary_search_guess_narrows_the_range_from_the_replies():
     assert binary_search_guess(conversation) == "62"
 
 
-def test_demo_lists_envs_and_plays_both_bundled_envs(capsys):
-    assert main(["demo"]) == 0
+def test_tour_lists_envs_and_plays_both_bundled_envs(capsys):
+    assert main(["tour"]) == 0
     out = capsys.readouterr().out
     assert ARITHMETIC in out and GUESS_NUMBER in out
     assert "Correct! It was" in out

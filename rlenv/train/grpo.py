@@ -210,11 +210,14 @@ class GRPOTrainer:
         )
         self.pad_id = tokenizer.pad_token_id
         parameters = [p for p in model.parameters() if p.requires_grad]
+        # The fused implementation runs on CPU and CUDA and is several times faster than the
+        # default per-tensor loop on the CPU (where it was a third of a step's update time).
         self.optimizer = torch.optim.AdamW(
             parameters,
             lr=config.learning_rate,
             betas=config.adam_betas,
             weight_decay=config.weight_decay,
+            fused=True,
         )
         warmup = config.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(

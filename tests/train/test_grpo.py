@@ -202,3 +202,30 @@ def test_config_from_toml_and_overrides(tmp_path):
         config.with_overrides(["loss_aggregation=mean"])
     with pytest.raises(ValueError):
         GRPOConfig(dynamic_sampling=True, group_size=1)
+
+
+def test_lora_trains_only_adapters_and_uses_the_base_model_as_reference(tmp_path):
+    pytest.importorskip("peft")
+    model, tokenizer = tiny_model_and_tokenizer()
+    base = {name: p.detach().clone() for name, p in model.named_parameters()}
+    config = _config(tmp_path, steps=2, lora_rank=4, beta=0.05, learning_rate=1e-2)
+    trainer = GRPOTrainer(config, model, tokenizer)
+    history = trainer.train()
+    assert all(m["kl"] is not None for m in history) and history[-1]["kl"] > 0
+    trained = dict(trainer.model.named_parameters())
+    assert all(not p.requires_grad for n, p in trained.items() if "lora_" not in n)
+    frozen = {n.replace("base_model.model.", "").replace(".base_layer", ""): p
+              for n, p in trained.items() if "lora_" not in n}  # fmt: skip
+    assert all(torch.equal(frozen[name], value) for name, value in base.items())
+    merged = trainer.save_model(tmp_path / "merged")
+    assert (merged / "config.json").exists()
+
+
+def test_activation_checkpointing_gives_the_same_step(tmp_path):
+    results = []
+    for checkpointing in (False, True):
+        model, tokenizer = tiny_model_and_tokenizer()
+        config = _config(tmp_path, steps=1, gradient_checkpointing=checkpointing)
+        metrics = GRPOTrainer(config, model, tokenizer).train_step()
+        results.append((metrics["loss"], metrics["grad_norm"], metrics["reward_mean"]))
+    assert results[0] == pytest.approx(results[1], rel=1e-5)

@@ -37,6 +37,11 @@ class TransformersPolicy:
         name: The policy's name in trajectories (default: the model's name).
         cast_bf16: Cast an fp32 model to bf16 on CUDA (a trainer keeps fp32 weights and
             generates under autocast instead).
+        decoder: ``"loop"`` (default): rlenv's own decoding loop — identical prompts (the
+            samples of a GRPO group) are prefilled once, finished rows leave the batch, no
+            per-step processor machinery; greedy output equals ``generate``'s (tested).
+            ``"hf"``: ``model.generate``, for models whose cache or positions the loop does
+            not handle.
     """
 
     def __init__(
@@ -48,6 +53,7 @@ class TransformersPolicy:
         batch_size: int = 16,
         name: str | None = None,
         cast_bf16: bool = True,
+        decoder: str = "loop",
     ) -> None:
         import torch
 
@@ -62,6 +68,9 @@ class TransformersPolicy:
         vocabulary = tokenizer.get_vocab()
         stops = {tokenizer.eos_token_id} | {vocabulary[t] for t in _END_OF_TURN if t in vocabulary}
         self.stop_ids = sorted(stop for stop in stops if stop is not None)
+        if decoder not in ("loop", "hf"):
+            raise ValueError(f"decoder must be 'loop' or 'hf', got {decoder!r}")
+        self.decoder = decoder
         self.batch_size = batch_size
         self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
 
@@ -91,8 +100,11 @@ class TransformersPolicy:
         the model's last generated turn (its prompt + completion ids). The new prompt then
         *extends* them with only the tokens of the messages added since (token in, token out),
         instead of re-tokenising the transcript — see :meth:`continued_prompt_ids`."""
+        torch = self.torch
         if params.seed is not None:
-            self.torch.manual_seed(params.seed)
+            torch.manual_seed(params.seed)
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
         prefixes = prefixes or [None] * len(conversations)
         prompts = [
             self.prompt_ids(c, t) if prefix is None else self.continued_prompt_ids(c, t, prefix)
@@ -100,7 +112,11 @@ class TransformersPolicy:
         ]
         completions: list[Completion] = []
         for start in range(0, len(prompts), self.batch_size):
-            completions.extend(self._batch(prompts[start : start + self.batch_size], params))
+            chunk = prompts[start : start + self.batch_size]
+            if self.decoder == "loop":
+                completions.extend(self._decode(chunk, params, generator))
+            else:
+                completions.extend(self._batch(chunk, params))
         return completions
 
     def continued_prompt_ids(
@@ -141,6 +157,83 @@ class TransformersPolicy:
         else:
             suffix = after[len(before) :]
         return list(prefix) + self.tokenizer(suffix, add_special_tokens=False)["input_ids"]
+
+    def _decode(
+        self, prompts: list[list[int]], params: SamplingParams, generator: Any
+    ) -> list[Completion]:
+        """Sample completions with the key/value cache, one token per step for every row."""
+        torch = self.torch
+        device = self.device
+        # identical prompts (a GRPO group's samples) are prefilled once
+        distinct: dict[tuple[int, ...], int] = {}
+        source = [distinct.setdefault(tuple(p), len(distinct)) for p in prompts]
+        unique = list(distinct)
+        width = max(len(p) for p in unique)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(unique), width), pad, dtype=torch.long, device=device)
+        mask = torch.zeros(len(unique), width, dtype=torch.long, device=device)
+        for row, prompt in enumerate(unique):
+            ids[row, width - len(prompt) :] = torch.tensor(prompt, device=device)
+            mask[row, width - len(prompt) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache_name = _cache_argument(self.model)
+        sample = params.temperature > 0
+        stops = torch.tensor(self.stop_ids, device=device)
+        with torch.no_grad():
+            out = self.model(
+                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                logits_to_keep=1,
+            )  # fmt: skip
+            cache = getattr(out, "cache", None) or out.past_key_values
+            select = torch.tensor(source, device=device)
+            cache.batch_select_indices(select)
+            logits = out.logits[select, -1].float()
+            mask = mask[select]
+            next_position = positions[select, -1] + 1
+            active = torch.arange(len(prompts), device=device)  # original row of each live row
+            tokens: list[list[int]] = [[] for _ in prompts]
+            scores: list[list[float]] = [[] for _ in prompts]
+            for step in range(params.max_new_tokens):
+                scaled = logits / params.temperature if sample else logits
+                logprobs = torch.log_softmax(scaled, dim=-1)
+                chosen = _sample(logprobs, params.top_p, generator) if sample else logits.argmax(-1)
+                picked = logprobs.gather(-1, chosen.unsqueeze(-1)).squeeze(-1)
+                for row, token, score in zip(
+                    active.tolist(), chosen.tolist(), picked.tolist(), strict=True
+                ):
+                    tokens[row].append(token)
+                    scores[row].append(score)
+                going = ~torch.isin(chosen, stops)
+                if step == params.max_new_tokens - 1 or not bool(going.any()):
+                    break
+                if not bool(going.all()):  # finished rows leave the batch
+                    keep = going.nonzero().squeeze(-1)
+                    cache.batch_select_indices(keep)
+                    active, chosen = active[keep], chosen[keep]
+                    mask, next_position = mask[keep], next_position[keep]
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
+                out = self.model(
+                    input_ids=chosen.unsqueeze(-1), attention_mask=mask,
+                    position_ids=next_position.unsqueeze(-1), use_cache=True,
+                    **{cache_name: cache},
+                )  # fmt: skip
+                cache = getattr(out, "cache", None) or out.past_key_values
+                logits = out.logits[:, -1].float()
+                next_position = next_position + 1
+        completions = []
+        for prompt, kept, logprobs in zip(prompts, tokens, scores, strict=True):
+            stopped = bool(kept) and kept[-1] in self.stop_ids
+            text_ids = kept[:-1] if stopped else kept
+            completions.append(
+                Completion(
+                    text=self.tokenizer.decode(text_ids, skip_special_tokens=True),
+                    prompt_token_ids=list(prompt),
+                    completion_token_ids=kept,
+                    logprobs=logprobs,
+                    finish_reason="stop" if stopped else "length",
+                )
+            )
+        return completions
 
     def _batch(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
         torch = self.torch
@@ -191,3 +284,28 @@ class TransformersPolicy:
                 )
             )
         return completions
+
+
+def _sample(logprobs: Any, top_p: float, generator: Any) -> Any:
+    """One token per row from ``exp(logprobs)``, restricted to the top-p nucleus."""
+    import torch
+
+    probabilities = logprobs.exp()
+    if top_p < 1.0:
+        ordered, order = probabilities.sort(dim=-1, descending=True)
+        outside = ordered.cumsum(-1) - ordered > top_p  # keeps at least the most likely token
+        ordered = ordered.masked_fill(outside, 0.0)
+        probabilities = torch.zeros_like(probabilities).scatter(-1, order, ordered)
+    return torch.multinomial(probabilities, 1, generator=generator).squeeze(-1)
+
+
+def _cache_argument(model: Any) -> str:
+    """``cache=`` in recent ``transformers``, ``past_key_values=`` before."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        parameters = inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in parameters else "past_key_values"

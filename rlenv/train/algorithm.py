@@ -25,6 +25,7 @@ __all__ = [
     "group_advantages",
     "kl_k3",
     "overlong_penalty",
+    "shared_prefix_logprobs",
     "token_logprobs",
 ]
 
@@ -121,6 +122,112 @@ def token_logprobs(
         per_position = normaliser - (probabilities * logits).sum(-1)
         entropies = torch.cat([pad, per_position], dim=1)
     return result, entropies
+
+
+def shared_prefix_logprobs(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    prefix_lengths: Sequence[int],
+    *,
+    temperature: float = 1.0,
+    entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`token_logprobs` computed once per distinct prompt instead of once per sample.
+
+    The ``group_size`` samples of a GRPO group share their opening prompt token for token, so
+    its forward (and backward) pass is the same for all of them. Here each distinct prefix
+    (``input_ids[i, :prefix_lengths[i] - 1]``, the prompt minus its last token) runs once,
+    its key/value cache is indexed out to every row that shares it (indexing is
+    differentiable: the prefix gets the sum of its rows' gradients, as in the plain pass),
+    and only the rest of each row runs per sample. The result equals :func:`token_logprobs`
+    up to floating-point rounding; positions before ``min(prefix_lengths) - 1`` are 0.
+
+    Needs a decoder-only model with a key/value cache and ``position_ids`` (Llama, Qwen,
+    Mistral, ... in ``transformers``); rows are right-padded, as :func:`build_batch` makes them.
+    """
+    batch, length = input_ids.shape
+    if len(prefix_lengths) != batch or min(prefix_lengths) < 2:
+        raise ValueError("need one prefix length >= 2 per row")
+    cached = [p - 1 for p in prefix_lengths]  # the prompt's last token runs with the suffix
+    keys: dict[tuple[int, ...], int] = {}
+    row_prefix = []
+    for row, size in enumerate(cached):
+        key = tuple(input_ids[row, :size].tolist())
+        row_prefix.append(keys.setdefault(key, len(keys)))
+    prefixes = list(keys)
+    width = max(len(p) for p in prefixes)
+    device = input_ids.device
+    # distinct prefixes, left-padded, with explicit positions
+    prefix_ids = torch.zeros(len(prefixes), width, dtype=torch.long, device=device)
+    prefix_mask = torch.zeros(len(prefixes), width, dtype=torch.long, device=device)
+    for index, prefix in enumerate(prefixes):
+        prefix_ids[index, width - len(prefix) :] = torch.tensor(prefix, device=device)
+        prefix_mask[index, width - len(prefix) :] = 1
+    prefix_positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
+    cache_name = _cache_argument(model)
+    out = model(
+        input_ids=prefix_ids,
+        attention_mask=prefix_mask,
+        position_ids=prefix_positions,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    cache = getattr(out, "cache", None) or out.past_key_values
+    selection = torch.tensor(row_prefix, device=device)
+    cache.batch_select_indices(selection)
+    # each row's suffix: from its prompt's last token to its end, right-padded
+    lengths = attention_mask.sum(-1).tolist()
+    suffix_width = max(int(n) - c for n, c in zip(lengths, cached, strict=True))
+    suffix_ids = torch.zeros(batch, suffix_width, dtype=torch.long, device=device)
+    suffix_mask = torch.zeros(batch, suffix_width, dtype=torch.long, device=device)
+    for row, (total, size) in enumerate(zip(lengths, cached, strict=True)):
+        count = int(total) - size
+        suffix_ids[row, :count] = input_ids[row, size : int(total)]
+        suffix_mask[row, :count] = 1
+    positions = torch.tensor(cached, device=device).unsqueeze(-1) + torch.arange(
+        suffix_width, device=device
+    )
+    out = model(
+        input_ids=suffix_ids,
+        attention_mask=torch.cat([prefix_mask[selection], suffix_mask], dim=-1),
+        position_ids=positions,
+        use_cache=True,
+        **{cache_name: cache},
+    )
+    logits = out.logits.float() / temperature  # suffix j predicts token cached[row] + j + 1
+    normaliser = torch.logsumexp(logits, dim=-1)
+    # targets: the next token of each suffix position (padding positions are masked later)
+    targets = torch.zeros_like(suffix_ids)
+    targets[:, :-1] = suffix_ids[:, 1:]
+    for row, size in enumerate(cached):
+        if size + suffix_width < length:
+            targets[row, -1] = input_ids[row, size + suffix_width]
+    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - normaliser
+    entropies = None
+    if entropy:
+        with torch.no_grad():
+            per_position = normaliser - (torch.softmax(logits, dim=-1) * logits).sum(-1)
+    # scatter back into the [batch, length - 1] layout of token_logprobs
+    result = torch.zeros(batch, length - 1, dtype=picked.dtype, device=device)
+    spread = torch.zeros(batch, length - 1, dtype=picked.dtype, device=device) if entropy else None
+    for row, size in enumerate(cached):
+        span = min(suffix_width, length - 1 - size)
+        result[row, size : size + span] = picked[row, :span]
+        if spread is not None:
+            spread[row, size : size + span] = per_position[row, :span]
+    if entropy:
+        entropies = spread
+    return result, entropies
+
+
+def _cache_argument(model: Any) -> str:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        parameters = inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in parameters else "past_key_values"
 
 
 def _accepts_logits_to_keep(model: Any) -> bool:

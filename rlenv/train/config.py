@@ -91,6 +91,17 @@ class GRPOConfig(BaseModel):
         "bf16 on CUDA and on CPUs with native bf16 (AMX / AVX512-BF16), else fp32.",
     )
     gradient_checkpointing: bool = False
+    skip_zero_advantage: bool = Field(
+        True,
+        description="With beta = 0, leave rows whose advantage is 0 (all-equal groups) out of "
+        "the forward/backward pass: their gradient is exactly 0 (exact; metrics such as "
+        "entropy are then over the rows trained on).",
+    )
+    share_prompt_prefix: bool = Field(
+        True,
+        description="Run each group's shared prompt once in the training forward/backward "
+        "instead of once per sample (exact; not with gradient_checkpointing).",
+    )
     lora_rank: int = Field(0, ge=0, description="> 0 trains LoRA adapters via peft.")
     lora_alpha: int = 32
     device: str | None = Field(None, description="'cuda', 'cpu'; default: CUDA if available.")

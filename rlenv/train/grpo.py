@@ -35,6 +35,7 @@ from rlenv.train.algorithm import (
     group_advantages,
     kl_k3,
     overlong_penalty,
+    shared_prefix_logprobs,
     token_logprobs,
 )
 from rlenv.train.config import GRPOConfig
@@ -80,6 +81,8 @@ class TrainBatch:
     advantages: torch.Tensor
     first: int
     """The first position whose target can be a model token (min prompt length - 1)."""
+    prefix_lengths: list[int]
+    """Each row's opening prompt length (shared by the samples of a group)."""
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
@@ -94,7 +97,20 @@ class TrainBatch:
                 self.sampler_logprobs[part],
                 self.advantages[part],
                 self.first,
+                self.prefix_lengths[part],
             )
+
+    def select(self, rows: list[int]) -> TrainBatch:
+        index = torch.tensor(rows, dtype=torch.long, device=self.input_ids.device)
+        return TrainBatch(
+            self.input_ids[index],
+            self.attention_mask[index],
+            self.mask[index],
+            self.sampler_logprobs[index],
+            self.advantages[index],
+            self.first,
+            [self.prefix_lengths[row] for row in rows],
+        )
 
     def to(self, device: str) -> TrainBatch:
         return TrainBatch(
@@ -104,6 +120,7 @@ class TrainBatch:
             self.sampler_logprobs.to(device),
             self.advantages.to(device),
             self.first,
+            self.prefix_lengths,
         )
 
 
@@ -135,6 +152,7 @@ def build_batch(
         sampler_logprobs=torch.tensor(logprobs, dtype=torch.float32),
         advantages=torch.tensor(list(advantages), dtype=torch.float32),
         first=first,
+        prefix_lengths=[s.prompt_length for s in sequences],
     )
 
 
@@ -465,9 +483,17 @@ class GRPOTrainer:
         model = self.model
         model.train()
         batch = batch.to(self.device)
+        # The normalisers count the whole batch, rows left out below included.
         total_tokens = int(batch.mask.sum())
         total_sequences = int((batch.mask.sum(-1) > 0).sum())
-        parts = list(batch.split(config.micro_batch_size))
+        rows = batch.mask.sum(-1) > 0
+        if config.beta == 0 and config.skip_zero_advantage:
+            # A row with advantage 0 has loss 0 and gradient 0 at any ratio (and no KL term
+            # when beta = 0): forwarding it would change nothing but the clock.
+            rows &= batch.advantages != 0
+        trained = batch.select(rows.nonzero().flatten().tolist())
+        parts = list(trained.split(config.micro_batch_size)) if len(trained) else []
+        trained_tokens = int(trained.mask.sum()) if len(trained) else 0
         forward = self._autocast_context
         old: list[torch.Tensor] | None = None
         if config.updates_per_batch > 1:  # the old policy's log-probs, fixed for all updates
@@ -514,20 +540,23 @@ class GRPOTrainer:
                     finite = False
                     break
                 loss.backward()
-                share = float(part.mask.sum()) / max(1, total_tokens) / config.updates_per_batch
+                share = float(part.mask.sum()) / max(1, trained_tokens) / config.updates_per_batch
                 sums["loss"] += loss.item() / config.updates_per_batch
                 sums["clip_low"] += clip.low * share
                 sums["clip_high"] += clip.high * share
-                if update == 0:
+                if update == 0:  # over the rows trained on
                     masked = part.mask
-                    sums["entropy"] += float((entropy * masked).sum()) / max(1, total_tokens)
+                    sums["entropy"] += float((entropy * masked).sum()) / max(1, trained_tokens)
                     sums["logprob_mismatch"] += float(
                         ((logprobs.detach() - part.sampler_logprobs).abs() * masked).sum()
-                    ) / max(1, total_tokens)
+                    ) / max(1, trained_tokens)
             if not finite:
                 self.optimizer.zero_grad(set_to_none=True)
                 skipped.append(f"update {update}: non-finite loss")
                 continue
+            for parameter in model.parameters():  # rows left out: a zero gradient, as computed
+                if parameter.requires_grad and parameter.grad is None:
+                    parameter.grad = torch.zeros_like(parameter)
             norm = torch.nn.utils.clip_grad_norm_(
                 [p for p in model.parameters() if p.requires_grad], config.max_grad_norm
             )
@@ -543,7 +572,9 @@ class GRPOTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         metrics: dict[str, Any] = dict(sums)
         metrics["grad_norm"] = _mean(grad_norms) if grad_norms else None
-        metrics["trained_tokens"] = total_tokens
+        metrics["trained_tokens"] = trained_tokens
+        metrics["trained_sequences"] = len(trained)
+        metrics["loss_tokens"] = total_tokens
         metrics["skipped"] = "; ".join(skipped) or None
         if references is None:
             metrics["kl"] = None
@@ -555,10 +586,25 @@ class GRPOTrainer:
         return contextlib.nullcontext()
 
     def _logprobs(
-        self, part: TrainBatch, entropy: bool = False
+        self, part: TrainBatch, entropy: bool = False, model: Any = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        model = model if model is not None else self.model
+        config = self.config
+        if (
+            config.share_prompt_prefix
+            and not config.gradient_checkpointing  # no key/value cache under checkpointing
+            and min(part.prefix_lengths) >= 2
+        ):
+            return shared_prefix_logprobs(
+                model,
+                part.input_ids,
+                part.attention_mask,
+                part.prefix_lengths,
+                temperature=config.temperature,
+                entropy=entropy,
+            )
         return token_logprobs(
-            self.model,
+            model,
             part.input_ids,
             part.attention_mask,
             temperature=self.config.temperature,
@@ -568,22 +614,9 @@ class GRPOTrainer:
 
     def _reference_logprobs(self, part: TrainBatch) -> torch.Tensor:
         if self.reference is not None:
-            reference = self.reference
-            return token_logprobs(
-                reference,
-                part.input_ids,
-                part.attention_mask,
-                temperature=self.config.temperature,
-                first=part.first,
-            )[0]
+            return self._logprobs(part, model=self.reference)[0]
         with self.model.disable_adapter():  # LoRA: the base model is the reference
-            return token_logprobs(
-                self.model,
-                part.input_ids,
-                part.attention_mask,
-                temperature=self.config.temperature,
-                first=part.first,
-            )[0]
+            return self._logprobs(part)[0]
 
     def _record(self, metrics: dict[str, Any]) -> None:
         self.out.mkdir(parents=True, exist_ok=True)

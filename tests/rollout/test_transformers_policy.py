@@ -97,7 +97,7 @@ def test_multi_turn_prompts_extend_the_exact_tokens_the_model_generated(policy):
     """Token faithfulness: turn k+1's prompt starts with turn k's prompt + generated ids."""
     trajectories = rollout(
         policy,
-        episodes("rlenv/GuessNumber-v0", n_tasks=2, max_turns=4, high=8),
+        episodes("rlenv/GuessNumber-v0", n_tasks=2, max_turns=4, high=16),
         params=SamplingParams(max_new_tokens=6, temperature=1.0, seed=3),
     )
     for trajectory in trajectories:
@@ -176,7 +176,7 @@ def test_continued_prompt_after_an_end_of_turn_token(policy):
 def test_a_multi_turn_episode_is_one_token_sequence_with_a_generated_mask(policy):
     trajectories = rollout(
         policy,
-        episodes("rlenv/GuessNumber-v0", n_tasks=3, max_turns=4, high=8),
+        episodes("rlenv/GuessNumber-v0", n_tasks=3, max_turns=4, high=16),
         params=SamplingParams(max_new_tokens=6, temperature=1.0, seed=11),
     )
     for trajectory in trajectories:
@@ -206,3 +206,36 @@ def test_logprobs_are_those_of_a_forward_pass_at_the_sampling_temperature(
             -1, torch.tensor(completion.completion_token_ids).unsqueeze(-1)
         )
         assert completion.logprobs == pytest.approx(expected.squeeze(-1).tolist(), abs=1e-4)
+
+
+def test_the_decoding_loop_matches_generate_greedily(policy):
+    """rlenv's loop (shared prefill, rows leaving the batch) against model.generate."""
+    conversations = CONVERSATIONS + [CONVERSATIONS[0]] * 3  # duplicates share one prefill
+    greedy = SamplingParams(max_new_tokens=12, temperature=0.0)
+    hf = TransformersPolicy(policy.model, policy.tokenizer, device="cpu", decoder="hf")
+    ours = policy.generate(conversations, [[]] * 6, greedy)
+    theirs = hf.generate(conversations, [[]] * 6, greedy)
+    assert [c.completion_token_ids for c in ours] == [c.completion_token_ids for c in theirs]
+    for mine, other in zip(ours, theirs, strict=True):
+        assert mine.logprobs == pytest.approx(other.logprobs, abs=1e-4)
+        assert mine.finish_reason == other.finish_reason
+
+
+def test_top_p_sampling_stays_in_the_nucleus(policy):
+    params = SamplingParams(max_new_tokens=1, temperature=1.0, top_p=0.3, seed=0)
+    conversation = CONVERSATIONS[0]
+    with torch.no_grad():
+        prompt = policy.prompt_ids(conversation, [])
+        probabilities = torch.softmax(policy.model(torch.tensor([prompt])).logits[0, -1], -1)
+    ordered, order = probabilities.sort(descending=True)
+    nucleus = set(order[: int((ordered.cumsum(0) - ordered <= 0.3).sum())].tolist())
+    seen = {
+        completion.completion_token_ids[0]
+        for completion in policy.generate([conversation] * 40, [[]] * 40, params)
+    }
+    assert seen <= nucleus and len(nucleus) < len(probabilities)
+
+
+def test_an_unknown_decoder_is_refused(policy):
+    with pytest.raises(ValueError, match="decoder"):
+        TransformersPolicy(policy.model, policy.tokenizer, device="cpu", decoder="vllm")

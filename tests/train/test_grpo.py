@@ -66,7 +66,8 @@ def test_env_inserted_tokens_get_zero_gradient(tiny, tmp_path):
         captured["logits"] = output
 
     handle = model.lm_head.register_forward_hook(keep_logits)
-    trainer = GRPOTrainer(_config(tmp_path, env_id="tests/SayMore-v0"), model, tokenizer)
+    config = _config(tmp_path, env_id="tests/SayMore-v0", share_prompt_prefix=False)
+    trainer = GRPOTrainer(config, model, tokenizer)
     batch.first = 0  # keep every position so each one's gradient can be inspected
     trainer._update(batch)
     handle.remove()
@@ -229,3 +230,66 @@ def test_activation_checkpointing_gives_the_same_step(tmp_path):
         metrics = GRPOTrainer(config, model, tokenizer).train_step()
         results.append((metrics["loss"], metrics["grad_norm"], metrics["reward_mean"]))
     assert results[0] == pytest.approx(results[1], rel=1e-5)
+
+
+@pytest.mark.parametrize("env_id", ["tests/CountA-v0", "tests/SayMore-v0"])
+def test_the_shared_prefix_pass_equals_the_plain_pass(env_id):
+    """Each group's prompt runs once: same log-probs, entropies and gradients as per sample."""
+    from rlenv.train.algorithm import shared_prefix_logprobs, token_logprobs
+
+    model, tokenizer = tiny_model_and_tokenizer()
+    policy = TransformersPolicy(model, tokenizer, device="cpu")
+    trajectories = rollout(
+        policy, episodes(env_id, n_tasks=3, group_size=4),
+        params=SamplingParams(max_new_tokens=6, seed=4),
+    )  # fmt: skip
+    batch = build_batch(trajectories, [0.0] * 12, [True] * 12, tokenizer.pad_token_id)
+    prefixes = [len(t.turns[0].prompt_token_ids) for t in trajectories]
+    model.train()
+    results = []
+    for shared in (False, True):
+        model.zero_grad()
+        if shared:
+            logprobs, entropy = shared_prefix_logprobs(
+                model, batch.input_ids, batch.attention_mask, prefixes, temperature=0.8,
+                entropy=True,
+            )  # fmt: skip
+        else:
+            logprobs, entropy = token_logprobs(
+                model, batch.input_ids, batch.attention_mask, temperature=0.8, entropy=True
+            )
+        (logprobs * batch.mask).sum().backward()
+        gradient = torch.cat([p.grad.flatten() for p in model.parameters()])
+        results.append((logprobs * batch.mask, entropy * batch.mask, gradient))
+    (plain, plain_entropy, plain_grad), (shared, shared_entropy, shared_grad) = results
+    assert torch.allclose(plain, shared, atol=1e-5)
+    assert torch.allclose(plain_entropy, shared_entropy, atol=1e-5)
+    assert torch.allclose(plain_grad, shared_grad, atol=1e-5, rtol=1e-4)
+    assert batch.mask.sum() > 0
+
+
+def test_leaving_out_zero_advantage_rows_changes_no_parameter(tmp_path):
+    """Rows with advantage 0 are not forwarded (beta = 0): the updates are the same, including
+    a step where every row is 0 (AdamW still applies its momentum, as with a zero gradient)."""
+    model, tokenizer = tiny_model_and_tokenizer()
+    trajectories = _multi_turn_trajectories(model, tokenizer, n=3)
+    batches = [
+        build_batch(trajectories, advantages, [True] * 6, tokenizer.pad_token_id)
+        for advantages in ([1, -1, 0.5, -0.5, 1, -1], [1, -1, 0, 0, 0, 0], [0] * 6)
+    ]
+    states = []
+    for skip in (True, False):
+        model, tokenizer = tiny_model_and_tokenizer()
+        config = _config(tmp_path, skip_zero_advantage=skip, micro_batch_size=4)
+        trainer = GRPOTrainer(config, model, tokenizer)
+        trace = []
+        for batch in batches:
+            metrics = trainer._update(batch)
+            trace.append([p.detach().clone() for p in model.parameters()])
+        states.append((trace, metrics))
+    (skipped, skipped_metrics), (full, full_metrics) = states
+    assert skipped_metrics["trained_sequences"] == 0 and full_metrics["trained_sequences"] == 6
+    for after_skip, after_full in zip(skipped, full, strict=True):
+        for a, b in zip(after_skip, after_full, strict=True):
+            assert torch.allclose(a, b, atol=1e-6)
+    assert not torch.equal(skipped[1][0], skipped[2][0])  # the all-zero step still moved

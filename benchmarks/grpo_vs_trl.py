@@ -11,7 +11,7 @@ precision (``--precision``: fp32, or bf16 autocast for both; TRL's own default i
 Reported: seconds per step of each (mean, and the median that ignores warm-up), the ratio, and
 each trainer's reward per step. TRL is a benchmark-only dependency (``pip install trl``)::
 
-    python benchmarks/grpo_vs_trl.py [--steps 8] [--precision fp32|bf16|both]
+    python benchmarks/grpo_vs_trl.py [--steps 8] [--precision fp32|bf16|both] [--plot out.png]
 """
 
 from __future__ import annotations
@@ -132,6 +132,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--precision", choices=["fp32", "bf16", "both"], default="both")
     parser.add_argument("--out", default="/tmp/rlenv-grpo-bench")
+    parser.add_argument("--plot", help="write the reward curves (and s/step) to this PNG")
     args = parser.parse_args()
     print(
         f"SmolLM2-135M-Instruct, CPU, {torch.get_num_threads()} threads, {PROMPTS} prompts x "
@@ -139,12 +140,40 @@ def main() -> None:
         "steps each"
     )
     precisions = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
+    runs = {}
     for precision in precisions:
         results = {
             "trl": trl_run(args.steps, precision, f"{args.out}/trl-{precision}"),
             "rlenv": ours(args.steps, precision, f"{args.out}/rlenv-{precision}"),
         }
         report("TRL GRPOTrainer vs rlenv GRPOTrainer", precision, results)
+        runs[precision] = results
+    if args.plot:
+        plot(runs, args.plot)
+
+
+def plot(runs: dict[str, dict[str, dict[str, Any]]], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as pyplot
+
+    figure, grid = pyplot.subplots(len(runs), 2, figsize=(10, 3.2 * len(runs)), squeeze=False)
+    for row, (precision, results) in enumerate(runs.items()):
+        for name, result in results.items():
+            steps = range(1, len(result["rewards"]) + 1)
+            grid[row][0].plot(steps, result["rewards"], marker=".", label=name)
+            grid[row][1].plot(range(1, len(result["seconds"]) + 1), result["seconds"],
+                              marker=".", label=name)  # fmt: skip
+        grid[row][0].set_title(f"reward per step ({precision})", fontsize=9)
+        grid[row][1].set_title(f"seconds per step ({precision})", fontsize=9)
+        for axes in grid[row]:
+            axes.set_xlabel("step")
+            axes.grid(alpha=0.3)
+            axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    print(f"plot: {path}")
 
 
 if __name__ == "__main__":

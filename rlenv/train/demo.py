@@ -41,12 +41,12 @@ DEMO_CONFIG = GRPOConfig(
 )
 
 
-def run_demo(config: GRPOConfig = DEMO_CONFIG, **overrides: Any) -> dict[str, Any]:
-    """Train with ``config`` (fields replaced by ``overrides``), print before/after, return
-    ``{"before": ..., "after": ..., "seconds": ...}``."""
+def run_demo(config: GRPOConfig | None = None, **overrides: Any) -> dict[str, Any]:
+    """Train with ``config`` (default :data:`DEMO_CONFIG`; fields replaced by ``overrides``),
+    print before/after, return ``{"before": ..., "after": ..., "seconds": ...}``."""
     from rlenv.train.grpo import GRPOTrainer
 
-    config = config.model_copy(update=overrides)
+    config = (config if config is not None else DEMO_CONFIG).model_copy(update=overrides)
     config = GRPOConfig.model_validate(config.model_dump())  # validate the overrides too
     out = Path(config.out)
     if (out / "metrics.jsonl").exists():

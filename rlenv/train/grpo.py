@@ -210,10 +210,9 @@ class GRPOTrainer:
         if config.lora_rank > 0:
             model = _with_lora(model, config)
         if config.gradient_checkpointing:
-            enable = getattr(model, "activation_checkpointing_enable", None) or getattr(
-                model, "gradient_checkpointing_enable"
-            )  # the new name in transformers 5.x, the old one before
-            enable()
+            # the new name in transformers 5.x, the old one before
+            enable = getattr(model, "activation_checkpointing_enable", None)
+            (enable or model.gradient_checkpointing_enable)()
             if hasattr(model, "enable_input_require_grads"):
                 model.enable_input_require_grads()
         self.model = model

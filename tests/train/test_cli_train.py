@@ -9,9 +9,9 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from conftest import tiny_model_and_tokenizer  # noqa: E402
+from conftest import tiny_model_and_tokenizer
 
-from rlenv.cli import main  # noqa: E402
+from rlenv.cli import main
 
 
 @pytest.fixture

@@ -56,6 +56,7 @@ __all__ = [
     "check_env",
     "conformance_test",
     "hostile_actions",
+    "tiny_chat_model",
 ]
 
 # A step slower than this is reported: a hostile input must not make an env hang.
@@ -454,3 +455,44 @@ def _check_gold(env: TextEnv, seeds: tuple[int, ...]) -> str | None:
     if played == 0:
         return "the environment gives no gold action"
     return None
+
+
+_CHATML = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def tiny_chat_model(
+    seed: int = 0, *, corpus: str = "Say a or b. Say more. user assistant aaaa bbbb"
+) -> Any:
+    """A tiny randomly initialised Llama and a byte-level BPE tokenizer with a ChatML template:
+    ``(model, tokenizer)`` for testing trainers and adapters on a CPU in a second, offline.
+
+    Needs ``torch``, ``transformers`` and ``tokenizers`` (``rlenv[train]``). The vocabulary is
+    trained on ``corpus`` (about 300 tokens), so its words come out as single tokens.
+    """
+    import torch
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<pad>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    raw.train_from_iterator([corpus] * 20, trainer)
+    tokenizer = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<pad>", chat_template=_CHATML
+    )
+    torch.manual_seed(seed)
+    config = transformers.LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    return transformers.LlamaForCausalLM(config), tokenizer

@@ -7,36 +7,13 @@ import random
 import pytest
 
 from rlenv import GeneratedTasks, Task, TextEnv, Turn, Verdict, register, unregister
-
-CHAT_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}"
-    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
+from rlenv.testing import tiny_chat_model
 
 
 def tiny_model_and_tokenizer(seed: int = 0):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    raw = Tokenizer(models.BPE())
-    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    raw.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300,
-        special_tokens=["<pad>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    raw.train_from_iterator(["Say a or b. Say more. user assistant aaaa bbbb"] * 20, trainer)
-    tokenizer = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<pad>", chat_template=CHAT_TEMPLATE
-    )
-    torch.manual_seed(seed)
-    config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-    )  # fmt: skip
-    return transformers.LlamaForCausalLM(config), tokenizer
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    return tiny_chat_model(seed)
 
 
 class CountA(TextEnv):

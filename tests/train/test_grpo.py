@@ -293,3 +293,13 @@ def test_leaving_out_zero_advantage_rows_changes_no_parameter(tmp_path):
         for a, b in zip(after_skip, after_full, strict=True):
             assert torch.allclose(a, b, atol=1e-6)
     assert not torch.equal(skipped[1][0], skipped[2][0])  # the all-zero step still moved
+
+
+def test_the_example_config_is_the_demo():
+    from pathlib import Path
+
+    from rlenv.train.demo import DEMO_CONFIG
+
+    path = Path(__file__).parents[2] / "examples" / "grpo_arithmetic.toml"
+    config = GRPOConfig.from_toml(path, env_id="rlenv/Arithmetic-v0")
+    assert config.model_dump(exclude={"out"}) == DEMO_CONFIG.model_dump(exclude={"out"})

@@ -1,0 +1,344 @@
+"""rlenv environments in verl: a parquet dataset, a reward function and a multi-turn agent loop.
+
+Three pieces, each usable alone (``pip install 'rlenv[verl]'`` for the parquet export):
+
+- :func:`export_parquet` writes an env's tasks as verl's RL dataset: ``data_source`` (the env id),
+  ``prompt`` (the opening chat messages), ``ability``, ``reward_model`` ``{"style": "rule",
+  "ground_truth": <task tag>}``, ``extra_info`` and, for agent loops, ``agent_name``. The task tag
+  is a JSON string with the env id, its kwargs and the task id: everything needed to pose the
+  same task again on any worker.
+- :func:`compute_score` is verl's custom reward function for single-turn envs
+  (``custom_reward_function.path=<this file> custom_reward_function.name=compute_score``): it
+  re-poses the row's task and steps the decoded response, returning ``{"score": ..., ...}``.
+- :class:`RLEnvAgentLoop`, registered as ``"rlenv_agent"``, plays whole multi-turn episodes
+  inside verl's rollout: it renders the opening prompt once, appends each model turn's exact
+  generated ids (``response_mask`` 1) and the env's reply tokens, computed as what the chat
+  template adds after the model's turn (mask 0), and returns the episode's env reward as
+  ``reward_score``, which verl then uses directly instead of calling a reward function.
+
+verl's agent-loop module imports Ray, Hydra and verl's trainer, so when verl is not installed the
+agent loop subclasses a stand-in that copies verl 0.9.1's interface (``_verl_standin.py``);
+``USING_VERL`` says which. See ``docs/adapters/verl.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import rlenv
+from rlenv.chat import Message
+from rlenv.env import TextEnv
+
+from ._tasks import EnvCache, EnvPool, parse_task_tag, task_tag
+
+try:  # the real classes when verl is installed, so verl can instantiate the loop
+    from verl.experimental.agent_loop.agent_loop import (
+        AgentLoopBase,
+        AgentLoopOutput,
+        register,
+    )
+
+    USING_VERL = True
+except ImportError:
+    from ._verl_standin import AgentLoopBase, AgentLoopOutput, register
+
+    USING_VERL = False
+
+__all__ = [
+    "AGENT_NAME",
+    "USING_VERL",
+    "RLEnvAgentLoop",
+    "build_rows",
+    "compute_score",
+    "export_parquet",
+]
+
+logger = logging.getLogger("rlenv")
+
+AGENT_NAME = "rlenv_agent"
+"""The name :class:`RLEnvAgentLoop` is registered under: rows select it with ``agent_name``."""
+
+
+# ---------------------------------------------------------------------------------- dataset
+
+
+def build_rows(
+    env_id: str,
+    n_tasks: int,
+    seed: int = 0,
+    agent_name: str | None = None,
+    **env_kwargs: Any,
+) -> list[dict[str, Any]]:
+    """verl dataset rows for ``n_tasks`` tasks of ``env_id``, as plain dicts (see
+    :func:`export_parquet`). Tasks are the ones ``env.reset(seed=seed + i)`` poses, the same tasks
+    ``rlenv eval`` and the other adapters draw for those seeds."""
+    env = rlenv.make(env_id, **env_kwargs)
+    ability = _ability(env)
+    rows = []
+    try:
+        for index in range(n_tasks):
+            observation, info = env.reset(seed=seed + index)
+            tag = task_tag(env_id, env_kwargs, info["task_id"])
+            row: dict[str, Any] = {
+                "data_source": env_id,
+                "prompt": [_prompt_message(message, env_id) for message in observation],
+                "ability": ability,
+                "reward_model": {"style": "rule", "ground_truth": tag},
+                "extra_info": {
+                    "index": index,
+                    "seed": seed + index,
+                    "env_id": env_id,
+                    "task_id": info["task_id"],
+                    "env_kwargs": json.dumps(env_kwargs, sort_keys=True),
+                },
+            }
+            if agent_name is not None:
+                row["agent_name"] = agent_name
+            rows.append(row)
+    finally:
+        env.close()
+    return rows
+
+
+def export_parquet(
+    env_id: str,
+    path: str | Path,
+    n_tasks: int,
+    seed: int = 0,
+    agent_name: str | None = None,
+    **env_kwargs: Any,
+) -> Any:
+    """Write ``n_tasks`` tasks of ``env_id`` to ``path`` in verl's parquet schema; return the
+    ``pandas.DataFrame`` written.
+
+    Columns: ``data_source`` (the env id, which verl groups metrics by), ``prompt`` (the opening
+    messages, role and content), ``ability`` (the env's family: ``math``, ``code``, ``games``,
+    ``tools``), ``reward_model`` (``{"style": "rule", "ground_truth": <task tag>}``),
+    ``extra_info`` (``index``, ``seed``, ``env_id``, ``task_id``, and ``env_kwargs`` as a JSON
+    string) and, when ``agent_name`` is given (``AGENT_NAME`` for :class:`RLEnvAgentLoop`),
+    ``agent_name``. ``env_kwargs`` are passed to ``rlenv.make`` and recorded in the tag.
+    """
+    import pandas as pd
+
+    frame = pd.DataFrame(build_rows(env_id, n_tasks, seed, agent_name, **env_kwargs))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path, index=False)
+    return frame
+
+
+def _prompt_message(message: Message, env_id: str) -> dict[str, str]:
+    extra = set(message) - {"role", "content"}
+    content = message.get("content")
+    if extra or not isinstance(content, str):
+        raise ValueError(
+            f"{env_id} opens with a message verl's prompt column cannot hold (keys "
+            f"{sorted(message)}, content {type(content).__name__}); only role and text content "
+            "are exported"
+        )
+    return {"role": message["role"], "content": content}
+
+
+def _ability(env: TextEnv) -> str:
+    """The env's family for verl's ``ability`` column: its ``ability`` attribute if it has one,
+    else the folder of a bundled env (``rlenv.envs.math.arithmetic`` gives ``math``)."""
+    declared = getattr(env, "ability", None)
+    if isinstance(declared, str):
+        return declared
+    parts = type(env).__module__.split(".")
+    if parts[:2] == ["rlenv", "envs"] and len(parts) > 3:
+        return parts[2]
+    return "rlenv"
+
+
+# ---------------------------------------------------------------------------------- reward
+
+_score_envs = EnvCache()
+
+
+def compute_score(
+    data_source: str,
+    solution_str: str,
+    ground_truth: str,
+    extra_info: Mapping[str, Any] | None = None,
+    **_: Any,
+) -> dict[str, Any]:
+    """verl's reward function: the env's reward for ``solution_str`` as the first turn of the
+    row's task.
+
+    ``ground_truth`` is the row's task tag (``reward_model.ground_truth`` of
+    :func:`export_parquet`), which names the env; ``data_source`` and ``extra_info`` are not
+    needed. verl calls this from a thread pool; each thread keeps its own env per env id and
+    kwargs. Any text is scored, never raises (hostile text gets 0 and a reason); a
+    ``ground_truth`` that is not a task tag raises ``ValueError`` (a data bug, not a sample's).
+
+    Returns a dict, whose every key verl logs:
+
+    - ``score``: the env's reward, or ``0.0`` when ``scored`` is False;
+    - ``scored``: False when the verifier could not judge the text (``Verdict.scored``), or the
+      env is multi-turn and one step did not end the episode (use :class:`RLEnvAgentLoop`). verl
+      needs a number for every sample and has no way to leave one out of the GRPO group
+      baseline (a NaN would poison the whole group), so 0.0 stands in and ``scored`` records
+      that it is not a judgement: watch its mean, and filter or fix rather than train on it;
+    - ``reason`` and ``error``: the verdict's explanation (strings, ``""`` when none).
+    """
+    task = parse_task_tag(ground_truth, "ground_truth")
+    env = _score_envs.get(task["env_id"], task["env_kwargs"])
+    env.reset(options={"task_id": task["task_id"]})
+    text = solution_str if isinstance(solution_str, str) else str(solution_str)
+    _, reward, terminated, truncated, info = env.step(text)
+    verdict = info["verdict"]
+    scored = verdict.scored and (terminated or truncated)
+    reason = verdict.reason
+    if not (terminated or truncated):
+        reason = (
+            f"{task['env_id']} is multi-turn and one step did not end the episode: play it with "
+            f"the {AGENT_NAME!r} agent loop"
+        )
+    return {
+        "score": float(reward) if scored else 0.0,
+        "scored": scored,
+        "reason": reason,
+        "error": verdict.error or "",
+    }
+
+
+# ---------------------------------------------------------------------------------- agent loop
+
+
+@register(AGENT_NAME)
+class RLEnvAgentLoop(AgentLoopBase):
+    """verl agent loop that plays an rlenv episode, token in, token out.
+
+    Rows select it with ``agent_name="rlenv_agent"`` (``export_parquet(..., agent_name=
+    AGENT_NAME)``) and carry their task in ``reward_model.ground_truth``. Each run:
+
+    1. borrows an env for the row's env id and kwargs (one episode per env at a time) and resets
+       it to the row's task;
+    2. renders the opening messages once with the chat template (and the env's tools);
+    3. asks ``server_manager.generate(prompt_ids=...)`` for the model's turn, appends its exact
+       ids (``response_mask`` 1, log-probs kept), and steps the env with the decoded text;
+    4. appends the tokens the chat template adds for the env's reply and the next generation
+       prompt (mask 0, log-prob 0), without re-tokenising anything before; a template that
+       re-renders earlier turns raises ``TemplateNotPrefixPreserving`` rather than train on
+       tokens the model never saw;
+    5. repeats until the episode ends or the ``rollout.response_length`` budget is spent.
+
+    ``reward_score`` is the episode's total env reward, or 0.0 when a verifier could not judge a
+    turn; ``extra_fields["reward_extra_info"]`` logs ``scored``, ``env_reward``, ``terminated``,
+    ``truncated`` and ``reason``; ``extra_fields["turn_scores"]`` the reward of each turn.
+    """
+
+    _envs = EnvPool()
+    _chat_tokens: dict[int, Any] = {}  # noqa: RUF012 (one per tokenizer, shared by instances)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from rlenv.rollout.chat_tokens import ChatTokens
+
+        key = id(self.tokenizer)
+        if key not in self._chat_tokens:
+            self._chat_tokens[key] = ChatTokens(self.tokenizer)
+        self.chat_tokens = self._chat_tokens[key]
+        self.response_length = getattr(self.rollout_config, "response_length", None)
+
+    async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
+        """Play the row's episode; ``kwargs`` are the row's fields (``reward_model`` needed)."""
+        reward_model = kwargs.get("reward_model") or {}
+        task = parse_task_tag(reward_model.get("ground_truth"), "reward_model.ground_truth")
+        with self._envs.borrow(task["env_id"], task["env_kwargs"]) as env:
+            return await self._play(env, task["task_id"], sampling_params)
+
+    async def _play(
+        self, env: TextEnv, task_id: str, sampling_params: dict[str, Any]
+    ) -> AgentLoopOutput:
+        loop = asyncio.get_running_loop()
+        observation, info = await loop.run_in_executor(
+            None, lambda: env.reset(options={"task_id": task_id})
+        )
+        tools = info["tools"]
+        prompt_ids = self.chat_tokens.prompt_ids(observation, tools)
+        ids = list(prompt_ids)
+        mask: list[int] = []
+        logprobs: list[float] | None = []
+        turn_scores: list[float] = []
+        scored, terminated, truncated, reason = True, False, False, ""
+        timing = {"generate_sequences": 0.0, "tool_calls": 0.0}
+        request_id = uuid.uuid4().hex  # one id per episode: the server keeps its prefix cache
+        budget = self.response_length
+        while True:
+            params = dict(sampling_params)
+            if budget is not None:
+                params.setdefault("max_tokens", max(1, budget - len(mask)))
+            start = time.perf_counter()
+            output = await self.server_manager.generate(
+                request_id=request_id, prompt_ids=list(ids), sampling_params=params
+            )
+            timing["generate_sequences"] += time.perf_counter() - start
+            generated = list(output.token_ids)
+            ids += generated
+            mask += [1] * len(generated)
+            if logprobs is not None and output.log_probs is not None:
+                logprobs += list(output.log_probs)
+            else:
+                logprobs = None
+            text = self.tokenizer.decode(generated, skip_special_tokens=True)
+            start = time.perf_counter()
+            observation, reward, terminated, truncated, info = await loop.run_in_executor(
+                None, env.step, text
+            )
+            timing["tool_calls"] += time.perf_counter() - start
+            verdict = info["verdict"]
+            turn_scores.append(float(reward))
+            scored = scored and verdict.scored
+            reason = verdict.reason or verdict.error or reason
+            if terminated or truncated:
+                break
+            if budget is not None and len(mask) >= budget:
+                reason = f"response_length ({budget} tokens) reached before the episode ended"
+                break
+            extended = self.chat_tokens.continued_prompt_ids(observation, tools, ids)
+            added = len(extended) - len(ids)
+            ids = extended
+            mask += [0] * added
+            if logprobs is not None:
+                logprobs += [0.0] * added
+        env_reward = sum(turn_scores)
+        response = ids[len(prompt_ids) :]
+        if budget is not None:
+            response, mask = response[:budget], mask[:budget]
+            logprobs = logprobs[:budget] if logprobs is not None else None
+        return AgentLoopOutput(
+            prompt_ids=list(prompt_ids),
+            response_ids=response,
+            response_mask=mask,
+            response_logprobs=logprobs,
+            reward_score=env_reward if scored else 0.0,
+            num_turns=_chat_turns(observation),
+            metrics=timing,
+            extra_fields={
+                "turn_scores": turn_scores,
+                "tool_rewards": [],
+                "reward_extra_info": {
+                    "scored": scored,
+                    "env_reward": env_reward,
+                    "terminated": terminated,
+                    "truncated": truncated,
+                    "reason": reason,
+                },
+            },
+        )
+
+
+def _chat_turns(conversation: list[Message]) -> int:
+    """verl's ``num_turns``: the chat messages in the token sequence (the prompt's user turn, the
+    model's turns and the env's replies between them; not the system prompt, nor what the env
+    said after the last model turn, which the model never sees)."""
+    last = max(i for i, message in enumerate(conversation) if message["role"] == "assistant")
+    return sum(1 for message in conversation[: last + 1] if message["role"] != "system")

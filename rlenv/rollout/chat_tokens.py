@@ -1,0 +1,55 @@
+"""``ChatTokens``: token-faithful multi-turn prompts from a tokenizer alone, no model.
+
+Trainers that generate on their own servers (verl's agent loops, OpenRLHF's agent executors)
+need what :class:`~rlenv.rollout.transformers.TransformersPolicy` does before it generates: the
+opening prompt's ids from the chat template, then, after each model turn, the exact ids so far
+extended with only the tokens of the environment's new messages. This class is that half of the
+policy, sharing its implementation (the same methods, bound to a tokenizer instead of a model),
+so the two can never disagree about which tokens an environment reply adds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rlenv.chat import Message
+from rlenv.rollout.transformers import _END_OF_TURN, TransformersPolicy
+
+__all__ = ["ChatTokens"]
+
+
+class ChatTokens:
+    """Chat-template token ids for one tokenizer.
+
+    Args:
+        tokenizer: A Hugging Face tokenizer with a chat template.
+
+    ``stop_ids`` are the end-of-turn ids generation stops at (EOS and the template's end-of-turn
+    markers), the same set ``TransformersPolicy`` uses.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        vocabulary = tokenizer.get_vocab()
+        stops = {tokenizer.eos_token_id} | {vocabulary[t] for t in _END_OF_TURN if t in vocabulary}
+        self.stop_ids = sorted(stop for stop in stops if stop is not None)
+
+    def prompt_ids(
+        self, conversation: Sequence[Message], tools: Sequence[dict[str, Any]] = ()
+    ) -> list[int]:
+        """The ids the model is fed for the next assistant turn, rendered from scratch (use it
+        for the opening prompt only)."""
+        return TransformersPolicy.prompt_ids(self, conversation, tools)  # type: ignore[arg-type]
+
+    def continued_prompt_ids(
+        self,
+        conversation: Sequence[Message],
+        tools: Sequence[dict[str, Any]],
+        prefix: Sequence[int],
+    ) -> list[int]:
+        """``prefix`` (the exact ids up to and including the model's last turn) extended with the
+        tokens of the messages after the last assistant message, ending with the generation
+        prompt. Raises :class:`~rlenv.rollout.transformers.TemplateNotPrefixPreserving` when the
+        template re-renders earlier turns. See ``TransformersPolicy.continued_prompt_ids``."""
+        return TransformersPolicy.continued_prompt_ids(self, conversation, tools, prefix)  # type: ignore[arg-type]

@@ -574,6 +574,8 @@ class GRPOTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         metrics: dict[str, Any] = dict(sums)
         metrics["grad_norm"] = _mean(grad_norms) if grad_norms else None
+        if not trained_tokens:  # nothing was forwarded: no entropy to report, not an entropy of 0
+            metrics["entropy"] = metrics["logprob_mismatch"] = None
         metrics["trained_tokens"] = trained_tokens
         metrics["trained_sequences"] = len(trained)
         metrics["loss_tokens"] = total_tokens

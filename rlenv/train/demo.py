@@ -3,7 +3,8 @@
 ``rlenv demo`` (``make demo``) evaluates SmolLM2-135M-Instruct on 100 held-out one-digit
 additions and subtractions (sampled at temperature 1 and greedy), trains it with GRPO for a
 fixed number of steps, evaluates again, prints before/after and writes the curves to
-``rlenv-demo/curves.png``. Offline; under 10 minutes on a 2-core CPU.
+``rlenv-demo/curves.png``. Offline; under 10 minutes on a 2-core CPU (measured: sampled
+accuracy 16% -> 66%, greedy 73% -> 81%, 6.5 minutes).
 """
 
 from __future__ import annotations

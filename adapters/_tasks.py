@@ -71,16 +71,25 @@ class EnvPool:
         self._idle: dict[tuple[str, str], list[TextEnv]] = {}
         self._lock = threading.Lock()
 
+    def acquire(self, env_id: str, env_kwargs: dict[str, Any]) -> TextEnv:
+        """An idle env for ``env_id`` and ``env_kwargs`` (a new one when none is idle); hand it
+        back with :meth:`release` when its episode is over (one never released is simply left
+        to the garbage collector)."""
+        with self._lock:
+            idle = self._idle.get(_key(env_id, env_kwargs))
+            if idle:
+                return idle.pop()
+        return rlenv.make(env_id, **env_kwargs)
+
+    def release(self, env_id: str, env_kwargs: dict[str, Any], env: TextEnv) -> None:
+        with self._lock:
+            self._idle.setdefault(_key(env_id, env_kwargs), []).append(env)
+
     @contextmanager
     def borrow(self, env_id: str, env_kwargs: dict[str, Any]) -> Iterator[TextEnv]:
-        key = _key(env_id, env_kwargs)
-        with self._lock:
-            idle = self._idle.setdefault(key, [])
-            env = idle.pop() if idle else None
-        if env is None:
-            env = rlenv.make(env_id, **env_kwargs)
+        """:meth:`acquire` and :meth:`release` around a block."""
+        env = self.acquire(env_id, env_kwargs)
         try:
             yield env
         finally:
-            with self._lock:
-                self._idle[key].append(env)
+            self.release(env_id, env_kwargs, env)

@@ -6,6 +6,10 @@ opening prompt's ids from the chat template, then, after each model turn, the ex
 extended with only the tokens of the environment's new messages. This class is that half of the
 policy, sharing its implementation (the same methods, bound to a tokenizer instead of a model),
 so the two can never disagree about which tokens an environment reply adds.
+
+Trainers whose loop tokenises the environment's reply text itself (OpenRLHF) need the same
+continuation as text: :meth:`ChatTokens.continuation_text`. Tokenised, it gives exactly the ids
+``continued_prompt_ids`` adds (tested).
 """
 
 from __future__ import annotations
@@ -14,7 +18,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from rlenv.chat import Message
-from rlenv.rollout.transformers import _END_OF_TURN, TransformersPolicy
+from rlenv.rollout.transformers import (
+    _END_OF_TURN,
+    TemplateNotPrefixPreserving,
+    TransformersPolicy,
+)
 
 __all__ = ["ChatTokens"]
 
@@ -53,3 +61,40 @@ class ChatTokens:
         prompt. Raises :class:`~rlenv.rollout.transformers.TemplateNotPrefixPreserving` when the
         template re-renders earlier turns. See ``TransformersPolicy.continued_prompt_ids``."""
         return TransformersPolicy.continued_prompt_ids(self, conversation, tools, prefix)  # type: ignore[arg-type]
+
+    def prompt_text(
+        self, conversation: Sequence[Message], tools: Sequence[dict[str, Any]] = ()
+    ) -> str:
+        """The text :meth:`prompt_ids` tokenises: the conversation rendered with the generation
+        prompt."""
+        return self.tokenizer.apply_chat_template(
+            list(conversation),
+            tools=list(tools) or None,
+            add_generation_prompt=True,
+            tokenize=False,
+        )
+
+    def continuation_text(
+        self, conversation: Sequence[Message], tools: Sequence[dict[str, Any]], stopped: bool
+    ) -> str:
+        """The text the chat template adds after the model's last turn: the end of that turn
+        (unless the model ``stopped`` with its end-of-turn token, which it then generated), the
+        messages after it, and the next generation prompt. Tokenising it gives the ids
+        :meth:`continued_prompt_ids` appends."""
+        last = max(i for i, message in enumerate(conversation) if message["role"] == "assistant")
+        render = self.tokenizer.apply_chat_template
+        tools_arg = list(tools) or None
+        before = render(list(conversation[: last + 1]), tools=tools_arg, tokenize=False)
+        after = render(
+            list(conversation), tools=tools_arg, add_generation_prompt=True, tokenize=False
+        )
+        if not after.startswith(before):
+            raise TemplateNotPrefixPreserving(
+                "the chat template renders earlier turns differently once more messages follow, "
+                "so a multi-turn prompt cannot extend the tokens the model generated"
+            )
+        found = [(before.rfind(marker), marker) for marker in _END_OF_TURN if marker in before]
+        if found:
+            position, marker = max(found)
+            return after[position + len(marker) if stopped else position :]
+        return after[len(before) :]

@@ -323,12 +323,7 @@ def test_agent_loop_on_guess_number_masks_env_replies_and_keeps_exact_ids():
     # the env tokens are what the template adds: the whole sequence renders the conversation
     texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in server.outputs]
     reward, conversation = _replay(row, texts)
-    last = max(i for i, m in enumerate(conversation) if m["role"] == "assistant")
-    # (what the env says after the episode's last turn is never fed to the model)
-    rendered = tokenizer.apply_chat_template(conversation[: last + 1], tokenize=False)
-    decoded = tokenizer.decode(whole)
-    assert rendered.startswith(decoded)
-    assert rendered[len(decoded) :] in ("\n", "<|im_end|>\n")  # last turn ended or cut off
+    _assert_renders(tokenizer, whole, conversation)
     for value, start, end in runs:
         if value == 0:  # env tokens re-tokenise to themselves
             segment = output.response_ids[start:end]
@@ -369,6 +364,9 @@ def test_agent_loop_reward_is_the_envs_episode_reward_when_the_number_is_found()
     runs = _segments(output.response_mask)
     assert [value for value, _, _ in runs] == [1, 0] * (len(server.outputs) - 1) + [1]
     assert output.extra_fields["reward_extra_info"]["terminated"] is True
+    _assert_renders(
+        tokenizer, output.prompt_ids + output.response_ids, conversation
+    )  # turns ended by the model
 
 
 def _secret(seed: int) -> int:
@@ -407,3 +405,13 @@ def test_agent_loop_scores_an_unscored_episode_zero_and_says_so():
     assert output.response_logprobs is None  # the server sent none
     output = _run(_loop(Says("ok"), tokenizer), row)
     assert output.reward_score == 1.0 and output.response_mask == [1] * len(output.response_ids)
+
+
+def _assert_renders(tokenizer, ids, conversation):
+    """The ids decode to the chat template's rendering of the conversation up to the model's
+    last turn (what the env says after it is never fed to the model)."""
+    last = max(i for i, m in enumerate(conversation) if m["role"] == "assistant")
+    rendered = tokenizer.apply_chat_template(conversation[: last + 1], tokenize=False)
+    decoded = tokenizer.decode(ids)
+    assert rendered.startswith(decoded)
+    assert rendered[len(decoded) :] in ("\n", "<|im_end|>\n")  # last turn ended or cut off

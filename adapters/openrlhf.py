@@ -1,0 +1,321 @@
+"""rlenv environments in OpenRLHF: a dataset, a reward function and a multi-turn agent.
+
+OpenRLHF's PPO/GRPO trainer (``openrlhf.cli.train_ppo_ray``) takes environments in two forms:
+
+- **single-turn**, a reward function: ``--remote_rm_url my_reward.py`` loads
+  ``reward_func(queries, prompts, labels)`` from a Python file. :func:`reward_func` is one
+  (``from rlenv.adapters.openrlhf import reward_func`` is the whole file);
+- **multi-turn**, an agent: ``--agent_func_path my_agent.py`` loads the file's
+  ``AgentExecutor``. :class:`AgentExecutor` is one (``from rlenv.adapters.openrlhf import
+  AgentExecutor``). It runs OpenRLHF's own ``MultiTurnAgentExecutor`` loop with one
+  :class:`RLEnvAgentInstance` per episode, each driving one rlenv env with ``reset``/``step``.
+
+Both read the task from the row's label: :func:`export_jsonl` writes rows whose ``label`` is a
+task tag (a JSON string with the env id, its kwargs and the task id) and whose ``prompt`` is the
+opening chat messages (``--input_key prompt --label_key label --apply_chat_template``).
+
+Token faithfulness: OpenRLHF's loop concatenates the prompt's tokens, each action's exact
+generated ids and the tokens of the text ``step`` returns as ``environment_feedback``. The agent
+returns, as that text, exactly what the chat template adds after the model's turn (the end of
+the turn unless the model generated it, the env's messages, the next generation prompt), the
+same tokens :class:`~rlenv.rollout.transformers.TransformersPolicy` and the verl agent loop add.
+To know whether the model generated its end-of-turn token, the executor watches the ids the
+engine returns.
+
+Needs OpenRLHF's ``openrlhf.utils.agent`` (``pip install --no-deps openrlhf`` plus ``aiohttp``
+and ``pylatexenc`` is enough to import it on a CPU); :func:`reward_func` and
+:func:`export_jsonl` work without it. See ``docs/adapters/openrlhf.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import rlenv
+from rlenv.chat import copy_messages
+
+from ._tasks import EnvCache, EnvPool, parse_task_tag, task_tag
+
+try:
+    from openrlhf.utils.agent import AgentInstanceBase, MultiTurnAgentExecutor
+
+    USING_OPENRLHF = True
+except ImportError:  # reward_func and export_jsonl still work; the agent needs OpenRLHF's loop
+    USING_OPENRLHF = False
+
+    class AgentInstanceBase:  # type: ignore[no-redef]
+        """Placeholder base: OpenRLHF is not installed."""
+
+    class MultiTurnAgentExecutor:  # type: ignore[no-redef]
+        """Placeholder: OpenRLHF's multi-turn loop is not installed."""
+
+        def __init__(self, agent_instance_cls: type) -> None:
+            raise ImportError(
+                "rlenv.adapters.openrlhf.AgentExecutor runs OpenRLHF's MultiTurnAgentExecutor: "
+                "install openrlhf (pip install --no-deps openrlhf aiohttp pylatexenc on a CPU)"
+            )
+
+
+__all__ = [
+    "USING_OPENRLHF",
+    "AgentExecutor",
+    "RLEnvAgentInstance",
+    "build_rows",
+    "export_jsonl",
+    "reward_func",
+]
+
+# ---------------------------------------------------------------------------------- dataset
+
+
+def build_rows(env_id: str, n_tasks: int, seed: int = 0, **env_kwargs: Any) -> list[dict]:
+    """Rows ``{"prompt": <opening messages>, "label": <task tag>, "env_id", "task_id"}`` for
+    the tasks ``env.reset(seed=seed + i)`` poses."""
+    env = rlenv.make(env_id, **env_kwargs)
+    rows = []
+    try:
+        for index in range(n_tasks):
+            observation, info = env.reset(seed=seed + index)
+            rows.append(
+                {
+                    "prompt": observation,
+                    "label": task_tag(env_id, env_kwargs, info["task_id"]),
+                    "env_id": env_id,
+                    "task_id": info["task_id"],
+                }
+            )
+    finally:
+        env.close()
+    return rows
+
+
+def export_jsonl(
+    env_id: str, path: str | Path, n_tasks: int, seed: int = 0, **env_kwargs: Any
+) -> list[dict]:
+    """Write :func:`build_rows` to ``path`` as JSON lines (OpenRLHF's ``--prompt_data``, read
+    with ``--input_key prompt --label_key label --apply_chat_template``); return the rows."""
+    rows = build_rows(env_id, n_tasks, seed, **env_kwargs)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with Path(path).open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+    return rows
+
+
+# ---------------------------------------------------------------------------------- reward
+
+# End-of-sequence texts a decoded query may end with (OpenRLHF decodes with special tokens).
+_END_TEXTS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
+              "<|end_of_text|>", "</s>", "<eos>", "<pad>", "<|eom_id|>")  # fmt: skip
+_reward_envs = EnvCache()
+
+
+def reward_func(
+    queries: Sequence[str], prompts: Sequence[str], labels: Sequence[str], **_: Any
+) -> dict[str, Any]:
+    """OpenRLHF's remote reward function for single-turn envs (``--remote_rm_url file.py``).
+
+    ``queries[i]`` is the prompt followed by the response, decoded with special tokens;
+    ``prompts[i]`` the prompt text; ``labels[i]`` the task tag of :func:`export_jsonl`. The
+    response is the query after the prompt, less trailing end-of-sequence markers; the env
+    scores it as the task's first turn. Never raises on a response; a label that is not a task
+    tag raises ``ValueError`` (a data bug).
+
+    Returns ``{"rewards", "scores", "extra_logs"}`` as float tensors (OpenRLHF's form):
+    ``rewards`` and ``scores`` are the env's rewards, 0.0 where a sample could not be scored;
+    ``extra_logs["scored"]`` is 1.0 or 0.0. A sample is unscored when the verifier could not
+    judge it (``Verdict.scored`` False), when the query does not start with its prompt, or when
+    the env is multi-turn and one step did not end the episode (use :class:`AgentExecutor`).
+    OpenRLHF takes one number per sample and cannot leave one out of the group baseline, so 0.0
+    stands in and ``scored`` records that it is not a judgement.
+    """
+    import torch
+
+    rewards, scored = [], []
+    for query, prompt, label in zip(queries, prompts, labels, strict=True):
+        reward, ok = _score(query, prompt, label)
+        rewards.append(reward)
+        scored.append(1.0 if ok else 0.0)
+    values = torch.tensor(rewards, dtype=torch.float32)
+    return {
+        "rewards": values,
+        "scores": values.clone(),
+        "extra_logs": {"scored": torch.tensor(scored, dtype=torch.float32)},
+    }
+
+
+def _score(query: str, prompt: str, label: str) -> tuple[float, bool]:
+    task = parse_task_tag(label, "label")
+    if not (isinstance(query, str) and isinstance(prompt, str) and query.startswith(prompt)):
+        return 0.0, False
+    response = query[len(prompt) :]
+    stripped = True
+    while stripped:
+        stripped = False
+        response = response.rstrip()
+        for marker in _END_TEXTS:
+            if response.endswith(marker):
+                response, stripped = response[: -len(marker)], True
+    env = _reward_envs.get(task["env_id"], task["env_kwargs"])
+    env.reset(options={"task_id": task["task_id"]})
+    _, reward, terminated, truncated, info = env.step(response)
+    ok = info["verdict"].scored and (terminated or truncated)
+    return (float(reward) if ok else 0.0), ok
+
+
+# ---------------------------------------------------------------------------------- agent
+
+
+@dataclass
+class _Episode:
+    """What the executor hands the agent instance of one ``execute`` call."""
+
+    tokenizer: Any
+    engine: _WatchedEngine
+
+
+_EPISODE: contextvars.ContextVar[_Episode] = contextvars.ContextVar("rlenv_openrlhf_episode")
+
+
+class _WatchedEngine:
+    """The rollout engine, keeping the last generation so the agent sees the exact ids."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.last_token_ids: list[int] = []
+
+    async def generate(self, *args: Any, **kwargs: Any) -> Any:
+        output = await self.engine.generate(*args, **kwargs)
+        self.last_token_ids = list(output.outputs[0].token_ids)
+        return output
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.engine, name)
+
+
+class RLEnvAgentInstance(AgentInstanceBase):
+    """OpenRLHF agent instance driving one rlenv episode (made by :class:`AgentExecutor`).
+
+    ``reset`` poses the label's task and returns the env's opening messages rendered with the
+    chat template (and the env's tools) as the observation text. ``step`` steps the env with the
+    action text and returns:
+
+    - ``rewards``: this turn's env reward, so that OpenRLHF's sum over turns is the episode's
+      env reward; once a verifier could not judge a turn, the increment that brings the sum to
+      0.0 (the episode is unscored, as in :func:`reward_func`);
+    - ``scores``: the episode's reward so far (0.0 if unscored);
+    - ``environment_feedback``: the chat-template text after the model's turn; ``""`` once done
+      (what the env says after the last turn is never fed to the model);
+    - ``done``: the episode terminated or was truncated;
+    - ``extra_logs``: ``scored`` (1.0/0.0), ``env_reward`` and ``turns``.
+    """
+
+    _envs = EnvPool()
+    _chat_tokens: dict[int, Any] = {}  # noqa: RUF012 (one per tokenizer, shared by instances)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from rlenv.rollout.chat_tokens import ChatTokens
+
+        episode = _EPISODE.get(None)
+        if episode is None:
+            raise RuntimeError(
+                "RLEnvAgentInstance needs the tokenizer and engine of its episode: run it with "
+                "rlenv.adapters.openrlhf.AgentExecutor (put `from rlenv.adapters.openrlhf import "
+                "AgentExecutor` in the --agent_func_path file)"
+            )
+        self.engine = episode.engine
+        key = id(episode.tokenizer)
+        if key not in self._chat_tokens:
+            self._chat_tokens[key] = ChatTokens(episode.tokenizer)
+        self.chat_tokens = self._chat_tokens[key]
+        self.env: Any = None
+        self.task: dict[str, Any] = {}
+        self.tools: list[dict[str, Any]] = []
+        self.env_reward = 0.0
+        self.paid = 0.0
+        self.scored = True
+        self.turns = 0
+
+    async def reset(self, states: dict, **kwargs: Any) -> dict:
+        """Pose the task of ``states["label"]``; return ``{"observation": <prompt text>}``."""
+        self.task = parse_task_tag(states.get("label"), "label")
+        self.env = self._envs.acquire(self.task["env_id"], self.task["env_kwargs"])
+        observation, info = await asyncio.to_thread(
+            self.env.reset, options={"task_id": self.task["task_id"]}
+        )
+        self.tools = info["tools"]
+        return {"observation": self.chat_tokens.prompt_text(observation, self.tools)}
+
+    async def step(self, states: dict, **kwargs: Any) -> dict:
+        """Step the env with ``states["action_text"]``; see the class docstring."""
+        import torch
+
+        action = states.get("action_text")
+        action = action if isinstance(action, str) else str(action)
+        observation, reward, terminated, truncated, info = await asyncio.to_thread(
+            self.env.step, action
+        )
+        self.turns += 1
+        self.env_reward += float(reward)
+        self.scored = self.scored and info["verdict"].scored
+        score = self.env_reward if self.scored else 0.0
+        increment, self.paid = score - self.paid, score
+        done = terminated or truncated
+        if done:
+            self._envs.release(self.task["env_id"], self.task["env_kwargs"], self.env)
+            feedback = ""
+        else:
+            ids = self.engine.last_token_ids
+            stopped = bool(ids) and ids[-1] in self.chat_tokens.stop_ids
+            feedback = self.chat_tokens.continuation_text(
+                copy_messages(observation), self.tools, stopped=stopped
+            )
+        return {
+            "rewards": torch.tensor(increment),
+            "scores": torch.tensor(score),
+            "environment_feedback": feedback,
+            "done": done,
+            "extra_logs": {
+                "scored": 1.0 if self.scored else 0.0,
+                "env_reward": self.env_reward,
+                "turns": float(self.turns),
+            },
+        }
+
+
+class AgentExecutor(MultiTurnAgentExecutor):
+    """OpenRLHF's multi-turn executor with one :class:`RLEnvAgentInstance` per episode.
+
+    Made with no arguments, as OpenRLHF's ``--agent_func_path`` loader does. ``execute`` runs
+    OpenRLHF's own loop, after making the tokenizer and the engine's generated ids available to
+    the episode's instance.
+    """
+
+    def __init__(self, agent_instance_cls: type = RLEnvAgentInstance) -> None:
+        super().__init__(agent_instance_cls)
+
+    async def execute(
+        self,
+        prompt: Any,
+        label: Any,
+        sampling_params: Any,
+        max_length: int,
+        hf_tokenizer: Any,
+        llm_engine: Any,
+        images: Any = None,
+    ) -> dict:
+        """Play one episode (OpenRLHF gathers one ``execute`` per sample, each in its task)."""
+        engine = _WatchedEngine(llm_engine)
+        token = _EPISODE.set(_Episode(hf_tokenizer, engine))
+        try:
+            return await super().execute(
+                prompt, label, sampling_params, max_length, hf_tokenizer, engine, images
+            )
+        finally:
+            _EPISODE.reset(token)

@@ -38,9 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import rlenv
+from rlenv.adapters._tasks import EnvCache, EnvPool, parse_task_tag, task_tag
 from rlenv.chat import copy_messages
-
-from ._tasks import EnvCache, EnvPool, parse_task_tag, task_tag
 
 try:
     from openrlhf.utils.agent import AgentInstanceBase, MultiTurnAgentExecutor

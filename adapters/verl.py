@@ -7,9 +7,10 @@ Three pieces, each usable alone (``pip install 'rlenv[verl]'`` for the parquet e
   "ground_truth": <task tag>}``, ``extra_info`` and, for agent loops, ``agent_name``. The task tag
   is a JSON string with the env id, its kwargs and the task id: everything needed to pose the
   same task again on any worker.
-- :func:`compute_score` is verl's custom reward function for single-turn envs
-  (``custom_reward_function.path=<this file> custom_reward_function.name=compute_score``): it
-  re-poses the row's task and steps the decoded response, returning ``{"score": ..., ...}``.
+- :func:`compute_score` is verl's custom reward function for single-turn envs (point
+  ``reward.custom_reward_function.path`` at a file that says ``from rlenv.adapters.verl import
+  compute_score``): it re-poses the row's task and steps the decoded response, returning
+  ``{"score": ..., ...}``.
 - :class:`RLEnvAgentLoop`, registered as ``"rlenv_agent"``, plays whole multi-turn episodes
   inside verl's rollout: it renders the opening prompt once, appends each model turn's exact
   generated ids (``response_mask`` 1) and the env's reply tokens, computed as what the chat
@@ -33,10 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import rlenv
+from rlenv.adapters._tasks import EnvCache, EnvPool, parse_task_tag, task_tag
 from rlenv.chat import Message
 from rlenv.env import TextEnv
-
-from ._tasks import EnvCache, EnvPool, parse_task_tag, task_tag
 
 try:  # the real classes when verl is installed, so verl can instantiate the loop
     from verl.experimental.agent_loop.agent_loop import (
@@ -47,7 +47,7 @@ try:  # the real classes when verl is installed, so verl can instantiate the loo
 
     USING_VERL = True
 except ImportError:
-    from ._verl_standin import AgentLoopBase, AgentLoopOutput, register
+    from rlenv.adapters._verl_standin import AgentLoopBase, AgentLoopOutput, register
 
     USING_VERL = False
 

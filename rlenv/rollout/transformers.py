@@ -65,9 +65,7 @@ class TransformersPolicy:
         self.tokenizer = tokenizer
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        vocabulary = tokenizer.get_vocab()
-        stops = {tokenizer.eos_token_id} | {vocabulary[t] for t in _END_OF_TURN if t in vocabulary}
-        self.stop_ids = sorted(stop for stop in stops if stop is not None)
+        self.stop_ids = stop_token_ids(tokenizer)
         if decoder not in ("loop", "hf"):
             raise ValueError(f"decoder must be 'loop' or 'hf', got {decoder!r}")
         self.decoder = decoder
@@ -78,13 +76,7 @@ class TransformersPolicy:
         self, conversation: Sequence[Message], tools: Sequence[dict[str, Any]]
     ) -> list[int]:
         """The token ids the model is fed for the next assistant turn."""
-        text = self.tokenizer.apply_chat_template(
-            list(conversation),
-            tools=list(tools) or None,
-            add_generation_prompt=True,
-            tokenize=False,
-        )
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return render_prompt_ids(self.tokenizer, conversation, tools)
 
     supports_prefixes = True
     """The rollout engine may pass each conversation's exact token ids so far (see below)."""
@@ -133,30 +125,7 @@ class TransformersPolicy:
         one that does not raises :class:`TemplateNotPrefixPreserving` rather than silently
         training on tokens the model never saw.
         """
-        last = max(i for i, message in enumerate(conversation) if message["role"] == "assistant")
-        render = self.tokenizer.apply_chat_template
-        tools_arg = list(tools) or None
-        before = render(list(conversation[: last + 1]), tools=tools_arg, tokenize=False)
-        after = render(
-            list(conversation), tools=tools_arg, add_generation_prompt=True, tokenize=False
-        )
-        if not after.startswith(before):
-            raise TemplateNotPrefixPreserving(
-                "the chat template renders earlier turns differently once more messages follow, "
-                "so a multi-turn prompt cannot extend the tokens the model generated"
-            )
-        # The new tokens start after the model's last turn. If the model ended it with its
-        # end-of-turn token (already in ``prefix``), they start right after that marker in the
-        # rendered text (the template's newline after it is the environment's); if it was cut
-        # at the length limit, the template's end-of-turn marker is new too.
-        found = [(before.rfind(marker), marker) for marker in _END_OF_TURN if marker in before]
-        if found:
-            position, marker = max(found)
-            stopped = bool(prefix) and prefix[-1] in self.stop_ids
-            suffix = after[position + len(marker) if stopped else position :]
-        else:
-            suffix = after[len(before) :]
-        return list(prefix) + self.tokenizer(suffix, add_special_tokens=False)["input_ids"]
+        return extend_prompt_ids(self.tokenizer, self.stop_ids, conversation, tools, prefix)
 
     def _decode(
         self, prompts: list[list[int]], params: SamplingParams, generator: Any
@@ -284,6 +253,70 @@ class TransformersPolicy:
                 )
             )
         return completions
+
+
+def render_prompt_ids(
+    tokenizer: Any, conversation: Sequence[Message], tools: Sequence[dict[str, Any]] = ()
+) -> list[int]:
+    """The ids of ``conversation`` rendered by the chat template with the generation prompt."""
+    text = tokenizer.apply_chat_template(
+        list(conversation), tools=list(tools) or None, add_generation_prompt=True, tokenize=False
+    )
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def continuation_text(
+    tokenizer: Any,
+    conversation: Sequence[Message],
+    tools: Sequence[dict[str, Any]],
+    stopped: bool,
+) -> str:
+    """The text the chat template adds after the model's last turn: the end of that turn
+    (unless the model ``stopped`` with its end-of-turn token, which it then generated itself),
+    the messages after it, and the next generation prompt.
+
+    Found by rendering the conversation with and without the new messages; a template that
+    renders earlier turns differently once more follow raises
+    :class:`TemplateNotPrefixPreserving`.
+    """
+    last = max(i for i, message in enumerate(conversation) if message["role"] == "assistant")
+    render = tokenizer.apply_chat_template
+    tools_arg = list(tools) or None
+    before = render(list(conversation[: last + 1]), tools=tools_arg, tokenize=False)
+    after = render(list(conversation), tools=tools_arg, add_generation_prompt=True, tokenize=False)
+    if not after.startswith(before):
+        raise TemplateNotPrefixPreserving(
+            "the chat template renders earlier turns differently once more messages follow, "
+            "so a multi-turn prompt cannot extend the tokens the model generated"
+        )
+    # The template's newline after an end-of-turn marker belongs to the environment's text; the
+    # marker itself is the model's when it stopped on it, else (cut at the length limit) new.
+    found = [(before.rfind(marker), marker) for marker in _END_OF_TURN if marker in before]
+    if found:
+        position, marker = max(found)
+        return after[position + len(marker) if stopped else position :]
+    return after[len(before) :]
+
+
+def extend_prompt_ids(
+    tokenizer: Any,
+    stop_ids: Sequence[int],
+    conversation: Sequence[Message],
+    tools: Sequence[dict[str, Any]],
+    prefix: Sequence[int],
+) -> list[int]:
+    """``prefix`` (the exact ids up to and including the model's last turn) extended with the
+    tokens of :func:`continuation_text` — token in, token out."""
+    stopped = bool(prefix) and prefix[-1] in stop_ids
+    suffix = continuation_text(tokenizer, conversation, tools, stopped)
+    return list(prefix) + tokenizer(suffix, add_special_tokens=False)["input_ids"]
+
+
+def stop_token_ids(tokenizer: Any) -> list[int]:
+    """EOS and the chat template's end-of-turn markers that are in the vocabulary."""
+    vocabulary = tokenizer.get_vocab()
+    stops = {tokenizer.eos_token_id} | {vocabulary[t] for t in _END_OF_TURN if t in vocabulary}
+    return sorted(stop for stop in stops if stop is not None)
 
 
 def _sample(logprobs: Any, top_p: float, generator: Any) -> Any:

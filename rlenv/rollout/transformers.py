@@ -145,7 +145,7 @@ class TransformersPolicy:
             ids[row, width - len(prompt) :] = torch.tensor(prompt, device=device)
             mask[row, width - len(prompt) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache_name = _cache_argument(self.model)
+        cache_name = cache_argument(self.model)
         sample = params.temperature > 0
         stops = torch.tensor(self.stop_ids, device=device)
         with torch.no_grad():
@@ -332,7 +332,7 @@ def _sample(logprobs: Any, top_p: float, generator: Any) -> Any:
     return torch.multinomial(probabilities, 1, generator=generator).squeeze(-1)
 
 
-def _cache_argument(model: Any) -> str:
+def cache_argument(model: Any) -> str:
     """``cache=`` in recent ``transformers``, ``past_key_values=`` before."""
     import inspect
 

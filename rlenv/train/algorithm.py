@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 import torch
 
+from rlenv.rollout.transformers import cache_argument
+
 __all__ = [
     "ClipStats",
     "aggregate",
@@ -165,7 +167,7 @@ def shared_prefix_logprobs(
         prefix_ids[index, width - len(prefix) :] = torch.tensor(prefix, device=device)
         prefix_mask[index, width - len(prefix) :] = 1
     prefix_positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
-    cache_name = _cache_argument(model)
+    cache_name = cache_argument(model)
     out = model(
         input_ids=prefix_ids,
         attention_mask=prefix_mask,
@@ -219,15 +221,6 @@ def shared_prefix_logprobs(
     if entropy:
         entropies = spread
     return result, entropies
-
-
-def _cache_argument(model: Any) -> str:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    try:
-        parameters = inspect.signature(base.forward).parameters
-    except (TypeError, ValueError):
-        return "past_key_values"
-    return "cache" if "cache" in parameters else "past_key_values"
 
 
 def _accepts_logits_to_keep(model: Any) -> bool:

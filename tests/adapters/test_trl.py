@@ -12,7 +12,6 @@ trl = pytest.importorskip("trl")
 pytest.importorskip("datasets")
 
 import rlenv  # noqa: E402
-from rlenv import GeneratedTasks, Task, TextEnv, Turn, Verdict  # noqa: E402
 from rlenv.adapters.trl import (  # noqa: E402
     TASK_KEY,
     RolloutFunction,
@@ -22,44 +21,6 @@ from rlenv.adapters.trl import (  # noqa: E402
     task_of,
 )
 from rlenv.testing import tiny_chat_model  # noqa: E402
-
-
-class CountA(TextEnv):
-    """Single-turn: reward = number of 'a' characters over 4, at most 1 (varied for a random
-    model)."""
-
-    def load_tasks(self) -> GeneratedTasks:
-        return GeneratedTasks(
-            lambda rng: Task(prompt=f"Say a or b. {rng.randint(0, 9)}", answer="")
-        )
-
-    def verify(self, task: Task, completion: str) -> Verdict:
-        return Verdict(reward=min(1.0, completion.count("a") / 4), parsed=completion[:20])
-
-
-class SayMore(TextEnv):
-    """Multi-turn: the env says 'Say more.' once, then scores the second turn."""
-
-    max_turns = 2
-
-    def load_tasks(self) -> GeneratedTasks:
-        return GeneratedTasks(
-            lambda rng: Task(prompt=f"Say a or b. {rng.randint(0, 9)}", answer="")
-        )
-
-    def respond(self, message) -> Turn:
-        if self.turn < 2:
-            return Turn.reply("Say more.", verdict=Verdict(reward=0.0))
-        return Turn.end(Verdict(reward=min(1.0, (message.get("content") or "").count("a") / 4)))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def envs():
-    rlenv.register("trltest/CountA-v0", CountA)
-    rlenv.register("trltest/SayMore-v0", SayMore)
-    yield
-    rlenv.unregister("trltest/CountA-v0")
-    rlenv.unregister("trltest/SayMore-v0")
 
 
 def _args(tmp_path, **overrides):
@@ -100,7 +61,7 @@ def test_the_reward_function_scores_with_the_env_and_keeps_unscored_out():
 
 def test_trl_grpo_trains_on_env_rewards(tmp_path):
     model, tokenizer = tiny_chat_model()
-    dataset = build_dataset("trltest/CountA-v0", n_tasks=8)
+    dataset = build_dataset("adaptertest/CountA-v0", n_tasks=8)
     reward = reward_function()
     seen: list[list[float]] = []
 
@@ -126,7 +87,7 @@ def test_trl_grpo_trains_on_env_rewards(tmp_path):
 
 def test_trl_grpo_trains_multi_turn_episodes_with_env_tokens_masked(tmp_path):
     model, tokenizer = tiny_chat_model()
-    dataset = build_dataset("trltest/SayMore-v0", n_tasks=8)
+    dataset = build_dataset("adaptertest/SayMore-v0", n_tasks=8)
     rollout_func = RolloutFunction(max_new_tokens=6)
     outputs = []
 

@@ -18,7 +18,6 @@ pd = pytest.importorskip("pandas")
 pq = pytest.importorskip("pyarrow.parquet")
 
 import rlenv  # noqa: E402
-from rlenv import GeneratedTasks, Task, TextEnv, Turn, Verdict  # noqa: E402
 from rlenv.adapters import verl as adapter  # noqa: E402
 from rlenv.adapters.verl import (  # noqa: E402
     AGENT_NAME,
@@ -28,41 +27,6 @@ from rlenv.adapters.verl import (  # noqa: E402
 )
 
 VERL_COLUMNS = {"data_source", "prompt", "ability", "reward_model", "extra_info"}
-
-
-class CrashingVerifier(TextEnv):
-    """Single-turn env whose verifier raises on 'boom': an unscored verdict."""
-
-    def load_tasks(self) -> GeneratedTasks:
-        return GeneratedTasks(lambda rng: Task(prompt=f"Say ok. {rng.randint(0, 9)}", answer="ok"))
-
-    def verify(self, task: Task, completion: str) -> Verdict:
-        if "boom" in completion:
-            raise RuntimeError("verifier infrastructure down")
-        return Verdict(reward=float(completion.strip() == "ok"))
-
-
-class SayTwice(TextEnv):
-    """Multi-turn: the env answers 'Again.' once, then pays 1.0 for 'ok'."""
-
-    max_turns = 2
-
-    def load_tasks(self) -> GeneratedTasks:
-        return GeneratedTasks(lambda rng: Task(prompt=f"Say ok. {rng.randint(0, 9)}", answer="ok"))
-
-    def respond(self, message) -> Turn:
-        if self.turn < 2:
-            return Turn.reply("Again.", verdict=Verdict(reward=0.25))
-        return Turn.end(float((message.get("content") or "").strip() == "ok"))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def envs():
-    rlenv.register("verltest/Crashing-v0", CrashingVerifier)
-    rlenv.register("verltest/SayTwice-v0", SayTwice)
-    yield
-    rlenv.unregister("verltest/Crashing-v0")
-    rlenv.unregister("verltest/SayTwice-v0")
 
 
 # ---------------------------------------------------------------------------------- parquet
@@ -160,7 +124,7 @@ def test_compute_score_gives_hostile_junk_zero_and_never_raises(junk):
 
 
 def test_an_unscored_verdict_is_zero_with_scored_false_not_a_silent_zero():
-    row = _row("verltest/Crashing-v0")
+    row = _row("adaptertest/Crashing-v0")
     assert _score(row, "ok") == {"score": 1.0, "scored": True, "reason": "", "error": ""}
     result = _score(row, "boom")
     assert result["score"] == 0.0 and result["scored"] is False
@@ -168,7 +132,7 @@ def test_an_unscored_verdict_is_zero_with_scored_false_not_a_silent_zero():
 
 
 def test_compute_score_marks_a_multi_turn_env_unscored():
-    result = _score(_row("verltest/SayTwice-v0"), "ok")
+    result = _score(_row("adaptertest/SayTwice-v0"), "ok")
     assert result["scored"] is False and result["score"] == 0.0
     assert AGENT_NAME in result["reason"]
 
@@ -398,7 +362,7 @@ def test_agent_loop_scores_an_unscored_episode_zero_and_says_so():
         async def generate(self, request_id, *, prompt_ids, sampling_params, **kwargs):
             return TokenOutput(token_ids=self.ids)
 
-    row = _row("verltest/Crashing-v0")
+    row = _row("adaptertest/Crashing-v0")
     output = _run(_loop(Says("boom"), tokenizer), row)
     assert output.reward_score == 0.0
     assert output.extra_fields["reward_extra_info"]["scored"] is False

@@ -1,0 +1,828 @@
+"""Environments over HTTP: an ASGI app (FastAPI) that serves sessions of registered envs.
+
+A trainer on one machine can step environments that live on another (a code sandbox, a tool
+world with a database) through :class:`rlenv.remote.RemoteEnv`, or any HTTP client::
+
+    GET    /health               {"status": "ok", "sessions": n, "max_sessions": m}
+    GET    /envs                 {"env_ids": [...]}: what this server serves
+    POST   /sessions             {env_id, kwargs} -> {session_id, max_turns, ...}
+    POST   /sessions/{id}/reset  {seed?, options?} -> {observation, info}
+    POST   /sessions/{id}/step   {action} -> {observation, reward, terminated, truncated, info}
+    DELETE /sessions/{id}        close the session
+    POST   /verify               {env_id, kwargs?, seed | task_id, completion} -> verdict
+    GET    /openapi.json, /docs  the OpenAPI spec and its browsable page
+
+Every body is JSON and validated; every error is a 4xx with ``{"error": name, "detail": ...}``
+naming what was wrong, and model output never causes a 5xx (see :func:`create_app`). A session
+is one environment instance behind a random, unguessable id; its steps run in a thread pool,
+one at a time (a per-session lock), and it is closed after ``session_ttl`` idle seconds.
+Sessions live in the server's memory, so one server is one process: to scale out, run several
+servers and spread the clients over them.
+
+Run it with ``rlenv serve ENV_ID ...`` (needs ``pip install 'rlenv[server]'``). See
+``docs/server.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import secrets
+import socket
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
+from pydantic_core import to_jsonable_python
+
+try:
+    import anyio
+    import uvicorn
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import Response
+    from starlette.exceptions import HTTPException
+except ImportError as _error:  # pragma: no cover - exercised by the CLI's message
+    raise ImportError(
+        f"rlenv.server needs FastAPI and uvicorn ({_error}): pip install 'rlenv[server]'"
+    ) from _error
+
+import rlenv
+from rlenv.env import TextEnv
+from rlenv.errors import (
+    EpisodeFinishedError,
+    InvalidActionError,
+    ResetNeededError,
+    RLEnvError,
+    TaskFormatError,
+    TaskNotFoundError,
+    UnknownEnvError,
+)
+from rlenv.verdict import Verdict
+
+__all__ = [
+    "DENIED_KWARGS",
+    "CreateSessionRequest",
+    "ErrorResponse",
+    "ResetRequest",
+    "ResetResponse",
+    "ServerLimits",
+    "SessionResponse",
+    "StepRequest",
+    "StepResponse",
+    "VerifyRequest",
+    "VerifyResponse",
+    "create_app",
+    "serve",
+    "serve_in_thread",
+]
+
+logger = logging.getLogger("rlenv.server")
+
+DENIED_KWARGS = frozenset({"tasks", "render_mode"})
+"""Constructor arguments a client may never pass: ``tasks`` can name a file on the server and
+``render_mode="human"`` prints every message to the server's console."""
+
+_T = TypeVar("_T")
+
+
+class ServerLimits(BaseModel):
+    """What one server accepts; ``rlenv serve`` flags set each field."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_sessions: int = Field(
+        default=1024, ge=1, description="Open sessions at most; creating one more gives 429."
+    )
+    session_ttl: float = Field(
+        default=600.0,
+        gt=0,
+        description="Seconds a session may stay idle before it is closed (then 404).",
+    )
+    max_body_bytes: int = Field(
+        default=2 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body; larger gives 413. The default fits an action of "
+        "TextEnv's 200,000-character limit, even with JSON escapes.",
+    )
+    threads: int = Field(
+        default=32, ge=1, description="Threads that run environment code (make/reset/step)."
+    )
+    client_kwargs: bool = Field(
+        default=True,
+        description="Whether clients may pass constructor arguments (never those in "
+        "DENIED_KWARGS). Off: every session gets the registered defaults.",
+    )
+
+
+# ------------------------------------------------------------------------------ the API's data
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx body."""
+
+    error: str = Field(
+        description="What went wrong, e.g. 'SessionNotFound', 'EpisodeFinishedError'."
+    )
+    detail: Any = Field(description="A message, or the list of validation errors.")
+
+
+class CreateSessionRequest(BaseModel):
+    """``POST /sessions``: open a session on one environment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    env_id: StrictStr = Field(description="A served environment id, e.g. 'rlenv/Arithmetic-v0'.")
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Constructor arguments (as for rlenv.make)."
+    )
+
+
+class SessionResponse(BaseModel):
+    """A new session, with what a client needs to mirror the environment's attributes."""
+
+    session_id: str = Field(description="Random and unguessable; use it in every later call.")
+    env_id: str
+    max_turns: int
+    max_reward: float
+    max_action_chars: int
+    session_ttl: float = Field(description="Idle seconds after which the session is closed.")
+
+
+class ResetRequest(BaseModel):
+    """``POST /sessions/{id}/reset``: start an episode (the body may be empty)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int | None = Field(default=None, ge=0, description="The same seed, the same task.")
+    options: dict[str, Any] | None = Field(
+        default=None, description="{'task_id': id} or {'task': {...}}, as for TextEnv.reset."
+    )
+
+
+class ResetResponse(BaseModel):
+    observation: list[dict[str, Any]] = Field(description="The opening chat messages.")
+    info: dict[str, Any] = Field(description="task_id, new_messages, tools.")
+
+
+class StepRequest(BaseModel):
+    """``POST /sessions/{id}/step``: what the model said."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: StrictStr | dict[str, Any] = Field(
+        description="The model's completion text, or an assistant message dict."
+    )
+
+
+class StepResponse(BaseModel):
+    observation: list[dict[str, Any]] = Field(description="The whole conversation so far.")
+    reward: float
+    terminated: bool
+    truncated: bool
+    info: dict[str, Any] = Field(
+        description="task_id, turn, new_messages, tools and verdict (a Verdict as a dict)."
+    )
+
+
+class VerifyRequest(BaseModel):
+    """``POST /verify``: score one completion for one task, without a session."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    env_id: StrictStr
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    seed: int | None = Field(default=None, ge=0, description="The task posed by this seed...")
+    task_id: StrictStr | None = Field(default=None, description="...or by this task id.")
+    completion: StrictStr = Field(description="The model's first-turn completion text.")
+
+    @model_validator(mode="after")
+    def _one_task(self) -> VerifyRequest:
+        if (self.seed is None) == (self.task_id is None):
+            raise ValueError("give exactly one of seed and task_id")
+        return self
+
+
+class VerifyResponse(BaseModel):
+    reward: float = Field(description="What env.step(completion) pays after the reset.")
+    terminated: bool
+    truncated: bool
+    task_id: str | None
+    verdict: dict[str, Any] = Field(description="The Verdict, as a dict.")
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+class _ApiError(Exception):
+    def __init__(self, status: int, error: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.error, self.detail = status, error, detail
+
+
+# Most specific first: EpisodeFinishedError is a ResetNeededError.
+_RLENV_ERROR_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (ResetNeededError, 409),
+    (TaskNotFoundError, 404),
+    (UnknownEnvError, 404),
+    (InvalidActionError, 422),
+    (TaskFormatError, 422),
+    (RLEnvError, 400),
+)
+
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in (
+        (400, "a bad argument (constructor kwargs, reset options)"),
+        (404, "unknown or expired session, environment not served, unknown task id"),
+        (409, "step before reset, or after the episode ended"),
+        (413, "request body too large"),
+        (422, "the body is not valid JSON of the documented shape"),
+        (429, "too many open sessions"),
+    )
+}
+
+
+def _json_bytes(content: Any) -> bytes:
+    # ensure_ascii: a lone surrogate (valid in a Python str, not in UTF-8) stays representable.
+    return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def _json_response(content: Any, status: int = 200) -> Response:
+    return Response(_json_bytes(content), status_code=status, media_type="application/json")
+
+
+def _error_response(status: int, error: str, detail: Any) -> Response:
+    return _json_response({"error": error, "detail": detail}, status)
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as JSON data: Verdicts and other models dumped, anything unknown as its str."""
+    return to_jsonable_python(value, serialize_unknown=True)
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _verdict_dict(verdict: Any) -> dict[str, Any]:
+    if not isinstance(verdict, Verdict):
+        return _jsonable(verdict)
+    data = _jsonable(verdict)
+    data["components"] = {k: _finite(v) for k, v in verdict.components.items()}
+    return data
+
+
+def _info_dict(info: dict[str, Any]) -> dict[str, Any]:
+    out = {key: _jsonable(value) for key, value in info.items() if key != "verdict"}
+    if "verdict" in info:
+        out["verdict"] = _verdict_dict(info["verdict"])
+    return out
+
+
+# ------------------------------------------------------------------------------ state
+
+
+@dataclass
+class _Session:
+    id: str
+    env_id: str
+    env: TextEnv
+    last_used: float
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    closed: bool = False
+    needs_reset: bool = False  # the env raised mid-step: its state is not to be trusted
+
+
+class _State:
+    """The server's sessions, the verify pool and the thread limiter (one per app)."""
+
+    _TOMBSTONES = 10_000  # recently expired ids remembered, to say "expired" not "unknown"
+    _POOL_KEYS = 32  # (env_id, kwargs) combinations kept warm for /verify
+    _POOL_ENVS = 8  # idle envs kept per combination
+
+    def __init__(self, env_ids: Sequence[str], limits: ServerLimits) -> None:
+        self.env_ids = tuple(env_ids)
+        self.limits = limits
+        self.sessions: dict[str, _Session] = {}
+        self.expired: OrderedDict[str, None] = OrderedDict()
+        self.pending = 0  # sessions being made (they count against max_sessions)
+        self.pool: OrderedDict[tuple[str, str], list[TextEnv]] = OrderedDict()
+        self.limiter: anyio.CapacityLimiter | None = None
+
+    async def run(self, function: Callable[..., _T], *args: Any) -> _T:
+        """``function(*args)`` in the environment thread pool."""
+        return await anyio.to_thread.run_sync(function, *args, limiter=self.limiter)
+
+    def check_env(self, env_id: str, kwargs: dict[str, Any]) -> None:
+        if env_id not in self.env_ids:
+            raise _ApiError(
+                404,
+                "EnvNotServed",
+                f"{env_id!r} is not served here; this server serves {list(self.env_ids)}",
+            )
+        if kwargs and not self.limits.client_kwargs:
+            raise _ApiError(
+                400, "KwargsNotAllowed", "this server takes no constructor arguments (kwargs)"
+            )
+        denied = sorted(DENIED_KWARGS.intersection(kwargs))
+        if denied:
+            raise _ApiError(400, "KwargsNotAllowed", f"kwargs {denied} cannot be set remotely")
+
+    def make(self, env_id: str, kwargs: dict[str, Any]) -> TextEnv:
+        """``rlenv.make`` (in a worker thread); a constructor's complaint becomes a 400."""
+        try:
+            return rlenv.make(env_id, **kwargs)
+        except (RLEnvError, TypeError, ValueError, KeyError) as error:
+            raise _ApiError(
+                400, "BadKwargs", f"could not make {env_id} with {kwargs}: {error}"
+            ) from None
+
+    def get(self, session_id: str) -> _Session:
+        session = self.sessions.get(session_id)
+        now = time.monotonic()
+        if session is not None and self._idle(session, now):
+            self._expire(session)
+            session = None
+        if session is None:
+            if session_id in self.expired:
+                detail = (
+                    f"session {session_id!r} expired after {self.limits.session_ttl:g} s idle; "
+                    "open a new one"
+                )
+            else:
+                detail = f"no session {session_id!r} (never opened, or closed)"
+            raise _ApiError(404, "SessionNotFound", detail)
+        session.last_used = now
+        return session
+
+    def _idle(self, session: _Session, now: float) -> bool:
+        return not session.lock.locked() and now - session.last_used > self.limits.session_ttl
+
+    def _expire(self, session: _Session) -> None:
+        self.sessions.pop(session.id, None)
+        session.closed = True
+        self.expired[session.id] = None
+        while len(self.expired) > self._TOMBSTONES:
+            self.expired.popitem(last=False)
+        _close_quietly(session.env)  # close() is cheap for every bundled env
+
+    def expire_idle(self) -> int:
+        now = time.monotonic()
+        idle = [s for s in self.sessions.values() if self._idle(s, now)]
+        for session in idle:
+            self._expire(session)
+        return len(idle)
+
+    def reserve(self) -> None:
+        if len(self.sessions) + self.pending >= self.limits.max_sessions:
+            self.expire_idle()
+        if len(self.sessions) + self.pending >= self.limits.max_sessions:
+            raise _ApiError(
+                429,
+                "TooManySessions",
+                f"the server is full ({self.limits.max_sessions} sessions): close sessions "
+                f"you are done with (DELETE /sessions/{{id}}) or wait for idle ones to expire "
+                f"({self.limits.session_ttl:g} s)",
+            )
+        self.pending += 1
+
+    def checkout(self, env_id: str, kwargs: dict[str, Any]) -> TextEnv | None:
+        idle = self.pool.get(_pool_key(env_id, kwargs))
+        return idle.pop() if idle else None
+
+    def checkin(self, env_id: str, kwargs: dict[str, Any], env: TextEnv) -> None:
+        key = _pool_key(env_id, kwargs)
+        idle = self.pool.setdefault(key, [])
+        self.pool.move_to_end(key)
+        if len(idle) < self._POOL_ENVS:
+            idle.append(env)
+        else:
+            _close_quietly(env)
+        while len(self.pool) > self._POOL_KEYS:
+            for env in self.pool.popitem(last=False)[1]:
+                _close_quietly(env)
+
+    def close_all(self) -> None:
+        for session in list(self.sessions.values()):
+            session.closed = True
+            _close_quietly(session.env)
+        self.sessions.clear()
+        for envs in self.pool.values():
+            for env in envs:
+                _close_quietly(env)
+        self.pool.clear()
+
+
+def _pool_key(env_id: str, kwargs: dict[str, Any]) -> tuple[str, str]:
+    return env_id, json.dumps(kwargs, sort_keys=True, default=repr)
+
+
+def _close_quietly(env: TextEnv) -> None:
+    try:
+        env.close()
+    except Exception:
+        logger.warning("closing %r raised", env, exc_info=True)
+
+
+# ------------------------------------------------------------------------------ env calls
+# These run in worker threads and return the response body as bytes, so that the JSON work
+# stays off the event loop too.
+
+
+def _reset_env(session: _Session, seed: int | None, options: dict[str, Any] | None) -> bytes:
+    try:
+        observation, info = session.env.reset(seed=seed, options=options)
+    except RLEnvError:  # mapped to a status by the app's handler
+        raise
+    except (ValueError, TypeError, KeyError) as error:  # bad options
+        raise _ApiError(400, type(error).__name__, f"reset failed: {error}") from None
+    session.needs_reset = False
+    return _json_bytes({"observation": observation, "info": _info_dict(info)})
+
+
+def _step_env(session: _Session, action: str | dict[str, Any]) -> bytes:
+    if session.needs_reset:
+        raise EpisodeFinishedError("the last step failed inside the environment; reset first")
+    try:
+        observation, reward, terminated, truncated, info = session.env.step(action)
+    except RLEnvError:  # the caller's mistake: step before reset, a malformed message dict
+        raise
+    except Exception as error:
+        # TextEnv promises that no text makes step raise; an env that breaks the promise must
+        # not turn model output into a 5xx. Report it like a crashed verifier: an unscored 0.
+        logger.warning("%s.step raised on a model action", session.env_id, exc_info=True)
+        session.needs_reset = True
+        verdict = Verdict(
+            reward=0.0, scored=False, error=f"environment failed: {type(error).__name__}: {error}"
+        )
+        observation = session.env.messages if session.env._task is not None else []
+        return _json_bytes(
+            {
+                "observation": observation,
+                "reward": 0.0,
+                "terminated": False,
+                "truncated": True,
+                "info": {"turn": session.env.turn, "verdict": _verdict_dict(verdict)},
+            }
+        )
+    body = {
+        "observation": observation,
+        "reward": reward,
+        "terminated": terminated,
+        "truncated": truncated,
+        "info": _info_dict(info),
+    }
+    return _json_bytes(body)
+
+
+def _verify(env: TextEnv, request: VerifyRequest) -> bytes:
+    options = {"task_id": request.task_id} if request.task_id is not None else None
+    try:
+        env.reset(seed=request.seed, options=options)
+    except RLEnvError:
+        raise
+    except (ValueError, TypeError, KeyError) as error:
+        raise _ApiError(400, type(error).__name__, f"reset failed: {error}") from None
+    try:
+        _, reward, terminated, truncated, info = env.step(request.completion)
+    except Exception as error:  # as in _step_env: never a 5xx for model output
+        logger.warning("%s.step raised on a completion", request.env_id, exc_info=True)
+        verdict = Verdict(
+            reward=0.0, scored=False, error=f"environment failed: {type(error).__name__}: {error}"
+        )
+        reward, terminated, truncated, info = 0.0, False, True, {"verdict": verdict}
+    body = {
+        "reward": reward,
+        "terminated": terminated,
+        "truncated": truncated,
+        "task_id": env.task.id,
+        "verdict": _verdict_dict(info["verdict"]),
+    }
+    return _json_bytes(body)
+
+
+# ------------------------------------------------------------------------------ the app
+
+
+class _BodyLimit:
+    """ASGI middleware: 413 for a body over ``max_bytes`` (declared or streamed)."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                declared = value
+                break
+        if declared is not None:
+            try:
+                too_large = int(declared) > self.max_bytes
+            except ValueError:
+                await _error_response(400, "BadRequest", "invalid Content-Length")(
+                    scope, receive, send
+                )
+                return
+            if too_large:
+                await self._reject(scope, receive, send)
+                return
+        received = 0
+
+        async def limited_receive() -> Any:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:  # a chunked body: FastAPI re-raises HTTPException
+                raise HTTPException(413, self._detail())
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _detail(self) -> str:
+        return f"request body over {self.max_bytes} bytes"
+
+    async def _reject(self, scope: Any, receive: Any, send: Any) -> None:
+        response = _error_response(413, "BodyTooLarge", self._detail())
+        response.headers["connection"] = "close"  # the unread body must not be parsed next
+        await response(scope, receive, send)
+
+
+def create_app(env_ids: Sequence[str], limits: ServerLimits | None = None) -> FastAPI:
+    """The ASGI app serving ``env_ids`` (registered ids; others are refused with 404).
+
+    Environment code (make, reset, step, close) runs in a thread pool of ``limits.threads``
+    threads; one session's steps never overlap. A step whose environment raises on the model's
+    action answers 200 with reward 0, ``truncated`` and an unscored verdict (like a crashed
+    verifier in-process), and the session must be reset. Caller mistakes are 4xx with a JSON
+    ``{"error", "detail"}``: 404 unknown session, 409 step before reset or after the end, 413
+    body too large, 422 malformed body, 429 too many sessions.
+    """
+    limits = limits or ServerLimits()
+    env_ids = list(dict.fromkeys(env_ids))
+    if not env_ids:
+        raise ValueError("serve at least one environment id")
+    for env_id in env_ids:
+        rlenv.spec(env_id)  # an unknown id raises UnknownEnvError, with suggestions
+    state = _State(env_ids, limits)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.limiter = anyio.CapacityLimiter(limits.threads)
+        sweeper = asyncio.create_task(_sweep_forever(state))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await anyio.to_thread.run_sync(state.close_all)
+
+    app = FastAPI(
+        title="rlenv",
+        version=rlenv.__version__,
+        summary="Gymnasium-style text environments over HTTP.",
+        lifespan=lifespan,
+    )
+    app.state.rlenv = state
+    app.add_middleware(_BodyLimit, max_bytes=limits.max_body_bytes)
+
+    @app.exception_handler(_ApiError)
+    async def _api_error(request: Request, error: _ApiError) -> Response:
+        return _error_response(error.status, error.error, error.detail)
+
+    @app.exception_handler(RLEnvError)
+    async def _rlenv_error(request: Request, error: RLEnvError) -> Response:
+        status = next(code for kind, code in _RLENV_ERROR_STATUS if isinstance(error, kind))
+        return _error_response(status, type(error).__name__, str(error))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, error: RequestValidationError) -> Response:
+        # Without "input": a 2 MB body with one wrong field must not be echoed back.
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in error.errors()
+        ]
+        return _error_response(422, "ValidationError", _jsonable(errors))
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, error: HTTPException) -> Response:
+        names = {404: "NotFound", 405: "MethodNotAllowed", 413: "BodyTooLarge"}
+        name = names.get(error.status_code, "HTTPError")
+        response = _error_response(error.status_code, name, error.detail)
+        if error.headers:
+            response.headers.update(error.headers)
+        return response
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        """Liveness, and how full the server is."""
+        return {
+            "status": "ok",
+            "sessions": len(state.sessions),
+            "max_sessions": limits.max_sessions,
+        }
+
+    @app.get("/envs")
+    async def envs() -> dict[str, list[str]]:
+        """The environment ids this server serves."""
+        return {"env_ids": list(state.env_ids)}
+
+    @app.post("/sessions", response_model=SessionResponse, responses=_ERROR_RESPONSES)
+    async def create_session(body: CreateSessionRequest) -> Response:
+        """Open a session: one environment instance, made with ``kwargs``."""
+        state.check_env(body.env_id, body.kwargs)
+        state.reserve()
+        try:
+            env = await state.run(state.make, body.env_id, body.kwargs)
+        finally:
+            state.pending -= 1
+        session = _Session(secrets.token_urlsafe(24), body.env_id, env, time.monotonic())
+        state.sessions[session.id] = session
+        return _json_response(
+            {
+                "session_id": session.id,
+                "env_id": session.env_id,
+                "max_turns": env.max_turns,
+                "max_reward": env.max_reward,
+                "max_action_chars": env.max_action_chars,
+                "session_ttl": limits.session_ttl,
+            }
+        )
+
+    @app.post(
+        "/sessions/{session_id}/reset", response_model=ResetResponse, responses=_ERROR_RESPONSES
+    )
+    async def reset(session_id: str, body: ResetRequest | None = None) -> Response:
+        """Start an episode: ``env.reset(seed=..., options=...)``."""
+        body = body or ResetRequest()
+        session = state.get(session_id)
+        async with session.lock:
+            _check_open(session)
+            content = await state.run(_reset_env, session, body.seed, body.options)
+            session.last_used = time.monotonic()
+        return Response(content, media_type="application/json")
+
+    @app.post(
+        "/sessions/{session_id}/step", response_model=StepResponse, responses=_ERROR_RESPONSES
+    )
+    async def step(session_id: str, body: StepRequest) -> Response:
+        """One model turn: ``env.step(action)``. Never a 5xx for any text."""
+        session = state.get(session_id)
+        async with session.lock:
+            _check_open(session)
+            content = await state.run(_step_env, session, body.action)
+            session.last_used = time.monotonic()
+        return Response(content, media_type="application/json")
+
+    @app.delete("/sessions/{session_id}", responses=_ERROR_RESPONSES)
+    async def close_session(session_id: str) -> dict[str, Any]:
+        """Close a session and its environment (waits for a step in progress)."""
+        session = state.get(session_id)
+        async with session.lock:
+            _check_open(session)
+            state.sessions.pop(session.id, None)
+            session.closed = True
+            await state.run(_close_quietly, session.env)
+        return {"session_id": session_id, "closed": True}
+
+    @app.post("/verify", response_model=VerifyResponse, responses=_ERROR_RESPONSES)
+    async def verify(body: VerifyRequest) -> Response:
+        """Score one completion for the task of ``seed`` or ``task_id``: reset + one step."""
+        state.check_env(body.env_id, body.kwargs)
+        env = state.checkout(body.env_id, body.kwargs)
+        if env is None:
+            env = await state.run(state.make, body.env_id, body.kwargs)
+        content = await state.run(_verify, env, body)
+        state.checkin(body.env_id, body.kwargs, env)
+        return Response(content, media_type="application/json")
+
+    return app
+
+
+def _check_open(session: _Session) -> None:
+    if session.closed:  # closed or expired while this request waited for the lock
+        raise _ApiError(404, "SessionNotFound", f"session {session.id!r} was closed")
+
+
+async def _sweep_forever(state: _State) -> None:
+    interval = min(max(state.limits.session_ttl / 4, 0.05), 30.0)
+    while True:
+        await asyncio.sleep(interval)
+        expired = state.expire_idle()
+        if expired:
+            logger.info("closed %d idle session(s)", expired)
+
+
+# ------------------------------------------------------------------------------ running it
+
+
+def _config(app: FastAPI, host: str, port: int, **options: Any) -> uvicorn.Config:
+    settings: dict[str, Any] = {
+        "access_log": False,
+        "timeout_keep_alive": 65,  # longer than a client's usual pause between steps
+        "timeout_graceful_shutdown": 10,
+        "lifespan": "on",
+        **options,
+    }
+    return uvicorn.Config(app, host=host, port=port, **settings)
+
+
+def serve(
+    env_ids: Sequence[str],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    limits: ServerLimits | None = None,
+    access_log: bool = False,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve ``env_ids`` until SIGINT/SIGTERM (what ``rlenv serve`` runs).
+
+    Shutdown is graceful: requests in progress finish (10 s at most), then every session's
+    environment is closed. ``port=0`` picks a free port; ``on_ready(base_url)`` is called once
+    the socket is bound, with the real port.
+    """
+    app = create_app(env_ids, limits)
+    config = _config(app, host, port, access_log=access_log)
+    sock = _bind(host, port)
+    bound_host, bound_port = sock.getsockname()[:2]
+    if on_ready is not None:
+        on_ready(_base_url(bound_host, bound_port))
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host:port`` (raises ``OSError``, where uvicorn would exit).
+
+    It listens at once, so connections made before the app has started wait in the backlog
+    instead of being refused.
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def _base_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+@contextlib.contextmanager
+def serve_in_thread(
+    env_ids: Sequence[str] | FastAPI,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    limits: ServerLimits | None = None,
+    keep_alive: int = 65,
+    startup_timeout: float = 10.0,
+) -> Iterator[str]:
+    """Run a server in a background thread for the ``with`` block; yields its base URL.
+
+    For tests and notebooks: ``with serve_in_thread(["rlenv/Arithmetic-v0"]) as url: ...``.
+    ``port=0`` (the default) picks a free port; ``keep_alive`` is how many seconds an idle
+    connection stays open. Logging is left as it is configured. Leaving the block shuts the
+    server down as SIGTERM would (sessions' environments are closed).
+    """
+    app = env_ids if isinstance(env_ids, FastAPI) else create_app(env_ids, limits)
+    config = _config(
+        app, host, port, log_config=None, timeout_graceful_shutdown=2, timeout_keep_alive=keep_alive
+    )
+    sock = _bind(host, port)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="rlenv-server", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + startup_timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            sock.close()
+            raise RuntimeError("the rlenv server did not start (see the log)")
+        time.sleep(0.01)
+    try:
+        yield _base_url(*sock.getsockname()[:2])
+    finally:
+        server.should_exit = True
+        thread.join(timeout=startup_timeout)
+        with contextlib.suppress(OSError):
+            sock.close()

@@ -1,0 +1,407 @@
+"""Load test of ``rlenv serve`` on loopback: throughput, latency, malformed input, client overhead.
+
+Starts ``rlenv serve rlenv/Arithmetic-v0`` in its own process on 127.0.0.1 (a free port), then:
+
+1. **load**: ``--clients`` concurrent clients (threads, spread over ``--client-processes``
+   processes, each with its own keep-alive ``http.client`` connection and session) loop
+   reset + step for ``--seconds``. Reported: step requests/s (and all requests/s), p50/p99
+   step latency, errors (any non-2xx or exception), lost sessions (a 404 for a session that
+   was open). Goal: >= 1,000 step requests/s with 64 clients, p99 < 100 ms, zero errors.
+2. **malformed**: ``--malformed`` requests (bad JSON, unknown sessions, declared and streamed
+   bodies over the limit, wrong types, deep nesting, wrong methods), from 16 threads; every
+   one must get a 4xx, and afterwards ``/health`` must be ok and an episode must still play.
+3. **overhead**: one client, one episode after another: ``RemoteEnv`` against ``rlenv.make``
+   in-process, per episode (reset + step) and per HTTP request.
+
+Every request goes to 127.0.0.1 only, and every loop is bounded in time or count. Usage::
+
+    python benchmarks/server_load.py [--seconds 60] [--clients 64] [--client-processes 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import rlenv
+from rlenv.remote import RemoteEnv
+
+ENV_ID = "rlenv/Arithmetic-v0"
+ANSWER = "The answer is \\boxed{42}."
+MAX_BODY = 2 * 1024 * 1024  # the server's default limit
+
+
+# ------------------------------------------------------------------------------ the server
+
+
+def start_server(threads: int) -> tuple[subprocess.Popen, str]:
+    """``rlenv serve`` in a child process; returns it and its base URL."""
+    command = [
+        sys.executable, "-m", "rlenv.cli", "serve", ENV_ID, "--port", "0",
+        "--max-sessions", "4096", "--threads", str(threads),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    line = server.stdout.readline().decode()
+    if "serving" not in line:
+        server.kill()
+        raise SystemExit(f"the server did not start: {line!r}")
+    url = line.split(" at ", 1)[1].split()[0]
+    return server, url
+
+
+def host_port(url: str) -> tuple[str, int]:
+    host, port = url.removeprefix("http://").split(":")
+    return host, int(port)
+
+
+def call(
+    connection: http.client.HTTPConnection, method: str, path: str, body: object = None
+) -> tuple[int, dict]:
+    payload = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"} if payload is not None else {}
+    connection.request(method, path, body=payload, headers=headers)
+    response = connection.getresponse()
+    data = response.read()
+    return response.status, (json.loads(data) if data else {})
+
+
+# ------------------------------------------------------------------------------ 1. load
+
+
+def client_loop(url: str, deadline: float, offset: int, out: dict) -> None:
+    """One client: a session, then reset + step until ``deadline``."""
+    connection = http.client.HTTPConnection(*host_port(url), timeout=30)
+    latencies, errors, lost = [], Counter(), 0
+    resets = steps = 0
+    try:
+        status, body = call(connection, "POST", "/sessions", {"env_id": ENV_ID})
+        if status != 200:
+            errors[f"create {status}"] += 1
+            return
+        path = f"/sessions/{body['session_id']}"
+        seed = offset
+        while time.perf_counter() < deadline:
+            status, body = call(connection, "POST", path + "/reset", {"seed": seed})
+            resets += 1
+            if status != 200:
+                errors[f"reset {status}"] += 1
+                lost += status == 404
+                break
+            start = time.perf_counter()
+            status, body = call(connection, "POST", path + "/step", {"action": ANSWER})
+            latencies.append(time.perf_counter() - start)
+            steps += 1
+            if status != 200 or "reward" not in body:
+                errors[f"step {status}"] += 1
+                lost += status == 404
+                break
+            seed += 1
+        status, _ = call(connection, "DELETE", path)
+        if status != 200:
+            errors[f"delete {status}"] += 1
+    except Exception as error:
+        errors[f"{type(error).__name__}"] += 1
+    finally:
+        connection.close()
+        out.setdefault("latencies", []).extend(latencies)
+        out.setdefault("errors", Counter()).update(errors)
+        out["lost"] = out.get("lost", 0) + lost
+        out["resets"] = out.get("resets", 0) + resets
+        out["steps"] = out.get("steps", 0) + steps
+
+
+def client_process(url: str, clients: int, start_at: float, seconds: float, first: int, queue):
+    """``clients`` client threads in this process, starting at wall-clock ``start_at``; puts
+    their merged results on ``queue``."""
+    time.sleep(max(0.0, start_at - time.time()))
+    deadline = time.perf_counter() + seconds
+    results = [{} for _ in range(clients)]
+    threads = [
+        threading.Thread(target=client_loop, args=(url, deadline, (first + i) * 10**6, out))
+        for i, out in enumerate(results)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    queue.put(_merge(results))
+
+
+def _merge(results: list[dict]) -> dict:
+    merged: dict = {"latencies": [], "errors": Counter(), "lost": 0, "resets": 0, "steps": 0}
+    for result in results:
+        merged["latencies"].extend(result.get("latencies", []))
+        merged["errors"].update(result.get("errors", Counter()))
+        for key in ("lost", "resets", "steps"):
+            merged[key] += result.get(key, 0)
+    return merged
+
+
+def load(url: str, clients: int, processes: int, seconds: float) -> dict:
+    """Run the clients in ``processes`` processes (so the client side is not one GIL)."""
+    start_at = time.time() + 1.0  # every process starts its clients at the same moment
+    queue = multiprocessing.Queue()
+    shares = [clients // processes + (i < clients % processes) for i in range(processes)]
+    workers, first = [], 0
+    for share in shares:
+        worker = multiprocessing.Process(
+            target=client_process, args=(url, share, start_at, seconds, first, queue)
+        )
+        worker.start()
+        workers.append(worker)
+        first += share
+    results = [queue.get(timeout=seconds + 120) for _ in workers]
+    for worker in workers:
+        worker.join()
+    merged = _merge(results)
+    merged["seconds"] = seconds
+    return merged
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+# ------------------------------------------------------------------------------ 2. malformed
+
+
+def _bad_requests(session_path: str) -> list[tuple[str, str, bytes | None, dict]]:
+    """(kind, method, path, body, headers) variants; each must get a 4xx."""
+    json_headers = {"Content-Type": "application/json"}
+    deep = b"[" * 100_000 + b"]" * 100_000
+    return [
+        ("bad json", "POST", "/sessions", b"{not json", json_headers),
+        ("bad json", "POST", session_path + "/step", b'{"action": "x"', json_headers),
+        ("bad json", "POST", "/verify", b"\xff\xfe\x00garbage", json_headers),
+        ("unknown session", "POST", "/sessions/nope/step", b'{"action": "x"}', json_headers),
+        ("unknown session", "POST", "/sessions/" + "A" * 32 + "/reset", b"{}", json_headers),
+        ("unknown session", "DELETE", "/sessions/does-not-exist", None, {}),
+        ("wrong types", "POST", session_path + "/step", b'{"action": 5}', json_headers),
+        ("wrong types", "POST", session_path + "/step", b'{"action": ["x"]}', json_headers),
+        ("wrong types", "POST", session_path + "/reset", b'{"seed": "zero"}', json_headers),
+        ("wrong types", "POST", session_path + "/reset", b'{"seed": -1}', json_headers),
+        ("wrong types", "POST", "/sessions", b'{"env_id": 3}', json_headers),
+        ("wrong types", "POST", "/sessions", b"[]", json_headers),
+        ("wrong types", "POST", "/sessions", b"null", json_headers),
+        ("wrong types", "POST", "/verify", b'{"env_id": "rlenv/Arithmetic-v0"}', json_headers),
+        ("wrong types", "POST", session_path + "/step", deep, json_headers),
+        ("not served", "POST", "/sessions", b'{"env_id": "rlenv/Bank-v0"}', json_headers),
+        ("wrong method", "GET", session_path + "/step", None, {}),
+        ("no route", "GET", "/../../etc/passwd", None, {}),
+    ]
+
+
+def _declared_huge(url: str) -> int:
+    """Headers announcing 100 MB, a little body, then read the answer (413 expected)."""
+    connection = http.client.HTTPConnection(*host_port(url), timeout=30)
+    try:
+        connection.putrequest("POST", "/sessions")
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", str(100 * 1024 * 1024))
+        connection.endheaders(b'{"env_id": "' + b"x" * 1000)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def _streamed_huge(url: str, session_path: str) -> int:
+    """A chunked body (no Content-Length) just over the limit (413 expected)."""
+    chunk = b"x" * 65536
+    total = MAX_BODY + len(chunk)
+    connection = http.client.HTTPConnection(*host_port(url), timeout=30)
+    try:
+        body = (chunk for _ in range(total // len(chunk)))
+        # The server may answer and close before the last chunk: then read its answer.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            connection.request(
+                "POST", session_path + "/step", body=body, encode_chunked=True,
+                headers={"Content-Type": "application/json"},
+            )  # fmt: skip
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def malformed(url: str, total: int) -> Counter:
+    """``total`` malformed requests from 16 threads; returns status counts by kind."""
+    setup = http.client.HTTPConnection(*host_port(url), timeout=30)
+    _, body = call(setup, "POST", "/sessions", {"env_id": ENV_ID})
+    session_path = f"/sessions/{body['session_id']}"
+    call(setup, "POST", session_path + "/reset", {"seed": 0})
+    variants = _bad_requests(session_path)
+    # Bodies over the limit are 1 in 8, and the costly streamed ones 1 in 80.
+    plan = []
+    for index in range(total):
+        if index % 80 == 7:
+            plan.append(("huge body, streamed", None))
+        elif index % 8 == 3:
+            plan.append(("huge body, declared", None))
+        else:
+            variant = variants[index % len(variants)]
+            plan.append((variant[0], variant))
+    local = threading.local()
+    outcomes: Counter = Counter()
+    lock = threading.Lock()
+
+    def send(item) -> None:
+        kind, variant = item
+        try:
+            if kind == "huge body, declared":
+                status = _declared_huge(url)
+            elif kind == "huge body, streamed":
+                status = _streamed_huge(url, session_path)
+            else:
+                if not hasattr(local, "connection"):
+                    local.connection = http.client.HTTPConnection(*host_port(url), timeout=30)
+                _, method, path, payload, headers = variant
+                local.connection.request(method, path, body=payload, headers=headers)
+                response = local.connection.getresponse()
+                response.read()
+                status = response.status
+            outcome = f"{status}"
+        except Exception as error:
+            outcome = f"{type(error).__name__}"
+            local.__dict__.pop("connection", None)
+        with lock:
+            outcomes[(kind, outcome)] += 1
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(send, plan))
+    setup.close()
+    return outcomes
+
+
+def still_healthy(url: str) -> bool:
+    connection = http.client.HTTPConnection(*host_port(url), timeout=30)
+    status, body = call(connection, "GET", "/health")
+    ok = status == 200 and body.get("status") == "ok"
+    env = RemoteEnv(url, ENV_ID)
+    env.reset(seed=0)
+    ok = ok and env.step(_gold(0))[1] == 1.0
+    env.close()
+    connection.close()
+    return ok
+
+
+def _gold(seed: int) -> str:
+    env = rlenv.make(ENV_ID)
+    env.reset(seed=seed)
+    return env.gold_action()
+
+
+# ------------------------------------------------------------------------------ 3. overhead
+
+
+def overhead(url: str, episodes: int, rounds: int = 5) -> tuple[float, float]:
+    """Median µs per episode (reset + step) with RemoteEnv and with the env in-process."""
+    remote, local = RemoteEnv(url, ENV_ID), rlenv.make(ENV_ID)
+
+    def run(env) -> float:
+        start = time.perf_counter()
+        for seed in range(episodes):
+            env.reset(seed=seed)
+            env.step(ANSWER)
+        return (time.perf_counter() - start) / episodes * 1e6
+
+    run(remote), run(local)  # warm-up
+    remote_us = statistics.median(run(remote) for _ in range(rounds))
+    local_us = statistics.median(run(local) for _ in range(rounds))
+    remote.close()
+    return remote_us, local_us
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=60.0, help="load duration (60)")
+    parser.add_argument("--clients", type=int, default=64, help="concurrent clients (64)")
+    parser.add_argument(
+        "--client-processes", type=int, default=1, help="processes the clients run in (1)"
+    )
+    parser.add_argument("--threads", type=int, default=32, help="server env threads (32)")
+    parser.add_argument("--malformed", type=int, default=10_000, help="malformed requests")
+    parser.add_argument("--episodes", type=int, default=2000, help="overhead episodes (2000)")
+    parser.add_argument("--json", type=Path, help="also write the numbers here")
+    args = parser.parse_args()
+
+    server, url = start_server(args.threads)
+    report: dict = {"url": url, "cpus": os.cpu_count()}
+    try:
+        print(f"server: {url} (one process, {args.threads} env threads), {os.cpu_count()} CPUs")
+
+        result = load(url, args.clients, args.client_processes, args.seconds)
+        steps_per_s = result["steps"] / result["seconds"]
+        all_per_s = (result["steps"] + result["resets"]) / result["seconds"]
+        p50 = percentile(result["latencies"], 0.50) * 1e3
+        p99 = percentile(result["latencies"], 0.99) * 1e3
+        errors = sum(result["errors"].values())
+        print(
+            f"\n1. load: {args.clients} clients in {args.client_processes} process(es), "
+            f"{args.seconds:g} s, reset + step on {ENV_ID}"
+        )
+        print(f"   step requests/s   {steps_per_s:,.0f}   (all requests/s {all_per_s:,.0f})")
+        print(f"   step latency      p50 {p50:.1f} ms   p99 {p99:.1f} ms")
+        print(f"   errors            {errors} {dict(result['errors']) or ''}")
+        print(f"   lost sessions     {result['lost']}")
+        load_ok = steps_per_s >= 1000 and p99 < 100 and errors == 0 and result["lost"] == 0
+        print(
+            f"   goal (>= 1,000 steps/s, p99 < 100 ms, no errors): {'met' if load_ok else 'MISSED'}"
+        )
+        report["load"] = {
+            "clients": args.clients, "client_processes": args.client_processes,
+            "seconds": args.seconds, "step_requests_per_s": steps_per_s,
+            "requests_per_s": all_per_s, "p50_ms": p50, "p99_ms": p99,
+            "errors": errors, "lost_sessions": result["lost"],
+        }  # fmt: skip
+
+        start = time.perf_counter()
+        outcomes = malformed(url, args.malformed)
+        elapsed = time.perf_counter() - start
+        healthy = still_healthy(url)
+        all_4xx = all(outcome.isdigit() and 400 <= int(outcome) < 500 for _, outcome in outcomes)
+        print(f"\n2. malformed: {sum(outcomes.values())} requests in {elapsed:.1f} s")
+        by_kind: dict[str, Counter] = {}
+        for (kind, outcome), count in sorted(outcomes.items()):
+            by_kind.setdefault(kind, Counter())[outcome] += count
+        for kind, counts in by_kind.items():
+            print(f"   {kind:<22}{dict(counts)}")
+        print(f"   all 4xx: {all_4xx}   /health ok and an episode plays afterwards: {healthy}")
+        report["malformed"] = {
+            "requests": sum(outcomes.values()), "all_4xx": all_4xx, "healthy_after": healthy,
+            "by_kind": {kind: dict(counts) for kind, counts in by_kind.items()},
+        }  # fmt: skip
+
+        remote_us, local_us = overhead(url, args.episodes)
+        print(f"\n3. overhead: one client, {args.episodes} episodes one after another (medians)")
+        print("   per episode = reset + step (two HTTP round trips for RemoteEnv)")
+        print(f"   in-process   {local_us:8.1f} µs per episode")
+        print(f"   RemoteEnv    {remote_us:8.1f} µs per episode")
+        print(f"   overhead     {(remote_us - local_us) / 2:8.1f} µs per request")
+        report["overhead"] = {"remote_us_per_episode": remote_us, "local_us_per_episode": local_us}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    ok = load_ok and all_4xx and healthy
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

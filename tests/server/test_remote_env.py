@@ -15,7 +15,7 @@ from rlenv import EpisodeFinishedError, InvalidActionError, ResetNeededError, Ta
 from rlenv.cli import binary_search_guess
 from rlenv.errors import TaskNotFoundError
 from rlenv.remote import RemoteEnv, RemoteEnvError, SessionNotFoundError
-from rlenv.server import ServerLimits, serve_in_thread
+from rlenv.server import ServerLimits, create_app, serve_in_thread
 from rlenv.spaces import ActionSpace
 
 
@@ -144,3 +144,16 @@ def test_a_connection_the_server_closed_while_idle_is_reopened():
         assert env.step("1")[2]
         assert env._client.connection.sock is not first  # a new one, transparently
         env.close()
+
+
+def test_a_base_url_with_a_path_prefix():
+    from fastapi import FastAPI
+
+    behind_a_proxy = FastAPI()
+    behind_a_proxy.mount("/envs", create_app(["rlenv/Arithmetic-v0"]))
+    with (
+        serve_in_thread(behind_a_proxy) as url,
+        RemoteEnv(url + "/envs/", "rlenv/Arithmetic-v0") as env,
+    ):
+        env.reset(seed=0)
+        assert env.step("\\boxed{2623}")[1] == 1.0

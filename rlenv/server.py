@@ -250,6 +250,9 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+_MAX_DETAIL = 2000
+
+
 def _json_bytes(content: Any) -> bytes:
     # ensure_ascii: a lone surrogate (valid in a Python str, not in UTF-8) stays representable.
     return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
@@ -260,6 +263,8 @@ def _json_response(content: Any, status: int = 200) -> Response:
 
 
 def _error_response(status: int, error: str, detail: Any) -> Response:
+    if isinstance(detail, str) and len(detail) > _MAX_DETAIL:  # messages may quote the input
+        detail = detail[:_MAX_DETAIL] + f"... [{len(detail) - _MAX_DETAIL} more chars]"
     return _json_response({"error": error, "detail": detail}, status)
 
 
@@ -316,10 +321,21 @@ class _State:
         self.pending = 0  # sessions being made (they count against max_sessions)
         self.pool: OrderedDict[tuple[str, str], list[TextEnv]] = OrderedDict()
         self.limiter: anyio.CapacityLimiter | None = None
+        self.closing: set[asyncio.Task[None]] = set()
 
     async def run(self, function: Callable[..., _T], *args: Any) -> _T:
-        """``function(*args)`` in the environment thread pool."""
-        return await anyio.to_thread.run_sync(function, *args, limiter=self.limiter)
+        """``function(*args)`` in the environment thread pool.
+
+        An unexpected exception (an environment bug in make, reset or close) becomes a JSON
+        500 on a connection that stays open, and is logged with its traceback.
+        """
+        try:
+            return await anyio.to_thread.run_sync(function, *args, limiter=self.limiter)
+        except (_ApiError, RLEnvError):
+            raise
+        except Exception as error:
+            logger.error("%s raised", getattr(function, "__name__", "env code"), exc_info=True)
+            raise _ApiError(500, "InternalError", f"{type(error).__name__}: {error}") from None
 
     def check_env(self, env_id: str, kwargs: dict[str, Any]) -> None:
         if env_id not in self.env_ids:
@@ -372,7 +388,13 @@ class _State:
         self.expired[session.id] = None
         while len(self.expired) > self._TOMBSTONES:
             self.expired.popitem(last=False)
-        _close_quietly(session.env)  # close() is cheap for every bundled env
+        self.close_later(session.env)
+
+    def close_later(self, env: TextEnv) -> None:
+        """Close ``env`` in the thread pool (a sandbox may take a while), not on the loop."""
+        task = asyncio.get_running_loop().create_task(self.run(_close_quietly, env))
+        self.closing.add(task)
+        task.add_done_callback(self.closing.discard)
 
     def expire_idle(self) -> int:
         now = time.monotonic()
@@ -405,10 +427,10 @@ class _State:
         if len(idle) < self._POOL_ENVS:
             idle.append(env)
         else:
-            _close_quietly(env)
+            self.close_later(env)
         while len(self.pool) > self._POOL_KEYS:
             for env in self.pool.popitem(last=False)[1]:
-                _close_quietly(env)
+                self.close_later(env)
 
     def close_all(self) -> None:
         for session in list(self.sessions.values()):
@@ -567,7 +589,8 @@ def create_app(env_ids: Sequence[str], limits: ServerLimits | None = None) -> Fa
     action answers 200 with reward 0, ``truncated`` and an unscored verdict (like a crashed
     verifier in-process), and the session must be reset. Caller mistakes are 4xx with a JSON
     ``{"error", "detail"}``: 404 unknown session, 409 step before reset or after the end, 413
-    body too large, 422 malformed body, 429 too many sessions.
+    body too large, 422 malformed body, 429 too many sessions. An environment bug outside a
+    step (make, reset) is a JSON 500, logged.
     """
     limits = limits or ServerLimits()
     env_ids = list(dict.fromkeys(env_ids))
@@ -587,6 +610,7 @@ def create_app(env_ids: Sequence[str], limits: ServerLimits | None = None) -> Fa
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            await asyncio.gather(*state.closing)
             await anyio.to_thread.run_sync(state.close_all)
 
     app = FastAPI(
@@ -624,6 +648,11 @@ def create_app(env_ids: Sequence[str], limits: ServerLimits | None = None) -> Fa
         if error.headers:
             response.headers.update(error.headers)
         return response
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, error: Exception) -> Response:
+        # A bug of the server's own (environment code is handled in _State.run): still JSON.
+        return _error_response(500, "InternalError", f"{type(error).__name__}: {error}")
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -704,8 +733,10 @@ def create_app(env_ids: Sequence[str], limits: ServerLimits | None = None) -> Fa
         env = state.checkout(body.env_id, body.kwargs)
         if env is None:
             env = await state.run(state.make, body.env_id, body.kwargs)
-        content = await state.run(_verify, env, body)
-        state.checkin(body.env_id, body.kwargs, env)
+        try:
+            content = await state.run(_verify, env, body)
+        finally:  # an unknown task id leaves the env as it was: it can serve the next one
+            state.checkin(body.env_id, body.kwargs, env)
         return Response(content, media_type="application/json")
 
     return app

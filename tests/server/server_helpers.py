@@ -31,12 +31,18 @@ def _tasks() -> GeneratedTasks:
 
 
 class Crashy(TextEnv):
-    """Raises on 'boom' (breaking TextEnv's promise); its verdicts hold a Fraction."""
+    """Raises on 'boom' (breaking TextEnv's promise) and in ``start`` for the task id 'crash';
+    its verdicts hold a Fraction."""
 
     max_turns = 3
 
     def load_tasks(self) -> GeneratedTasks:
         return _tasks()
+
+    def start(self, task: Task) -> list:
+        if task.id == "crash":
+            raise RuntimeError("start() is broken")
+        return super().start(task)
 
     def respond(self, message) -> Turn:
         if "boom" in message_text(message):

@@ -109,6 +109,9 @@ def test_server_refusals_are_remote_env_errors(server_url):
     assert (caught.value.status, caught.value.error) == (404, "EnvNotServed")
     with pytest.raises(RemoteEnvError, match="BadKwargs"):
         RemoteEnv(server_url, "rlenv/Arithmetic-v0", difficulty=99)
+    with RemoteEnv(server_url, "rlenvtest/Crashy-v0") as env, pytest.raises(RemoteEnvError) as bug:
+        env.reset(options={"task": Task(id="crash", prompt="x")})
+    assert (bug.value.status, bug.value.error) == (500, "InternalError")
     with pytest.raises(ValueError, match="http://host:port"):
         RemoteEnv("localhost:8000", "rlenv/Arithmetic-v0")
 

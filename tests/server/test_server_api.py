@@ -424,3 +424,35 @@ def test_still_healthy_after_a_burst_of_malformed_requests(server_url):
     )
     assert (status, body["reward"]) == (200, 1.0)  # the session the junk aimed at is intact
     client.close()
+
+
+def test_expired_sessions_close_their_env():
+    Closing.closed.clear()
+    with serve_in_thread(["rlenvtest/Closing-v0"], limits=ServerLimits(session_ttl=0.2)) as url:
+        client = Client(url)
+        client.session("rlenvtest/Closing-v0")
+        deadline = time.monotonic() + 10
+        while not Closing.closed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(Closing.closed) == 1
+        assert client.call("GET", "/health")[1]["sessions"] == 0
+        client.close()
+
+
+def test_an_env_bug_outside_a_step_is_a_json_500_and_the_server_goes_on(client):
+    session = client.session("rlenvtest/Crashy-v0")
+    crash = {"options": {"task": {"id": "crash", "prompt": "x"}}}
+    status, body = client.call("POST", f"/sessions/{session}/reset", crash)
+    assert (status, body["error"]) == (500, "InternalError")
+    assert "start() is broken" in body["detail"]
+    assert client.call("POST", f"/sessions/{session}/reset", {"seed": 0})[0] == 200
+    assert client.call("GET", "/health")[0] == 200
+
+
+def test_error_messages_are_cut_short(client):
+    kwargs = {"no_such_arg": "x" * 100_000}
+    status, body = client.call(
+        "POST", "/sessions", {"env_id": "rlenv/Arithmetic-v0", "kwargs": kwargs}
+    )
+    assert (status, body["error"]) == (400, "BadKwargs")
+    assert len(body["detail"]) < 2100 and body["detail"].endswith("more chars]")

@@ -13,7 +13,6 @@ import time
 from fractions import Fraction
 from typing import Any
 
-import rlenv
 from rlenv import GeneratedTasks, Task, TextEnv, Turn, Verdict
 from rlenv.chat import message_text
 
@@ -88,12 +87,11 @@ class Closing(TextEnv):
         Closing.closed.append(id(self))
 
 
-for _id, _cls in (
-    ("rlenvtest/Crashy-v0", Crashy),
-    ("rlenvtest/Slow-v0", Slow),
-    ("rlenvtest/Closing-v0", Closing),
-):
-    rlenv.register(_id, _cls)
+TEST_ENVS = {
+    "rlenvtest/Crashy-v0": Crashy,
+    "rlenvtest/Slow-v0": Slow,
+    "rlenvtest/Closing-v0": Closing,
+}
 
 
 class Client:

@@ -485,7 +485,7 @@ def _step_env(session: _Session, action: str | dict[str, Any]) -> bytes:
         verdict = Verdict(
             reward=0.0, scored=False, error=f"environment failed: {type(error).__name__}: {error}"
         )
-        observation = session.env.messages if session.env._task is not None else []
+        observation = session.env.messages
         return _json_bytes(
             {
                 "observation": observation,

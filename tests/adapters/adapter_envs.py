@@ -77,3 +77,18 @@ def register_all() -> None:
 def unregister_all() -> None:
     for env_id in ENVS:
         rlenv.unregister(env_id)
+
+
+def binary_search_ids(tokenizer, prompt_text: str, low: int, high: int) -> list[int]:
+    """A scripted GuessNumber player for fake inference engines: reads its earlier guesses and
+    the env's hints from the ChatML prompt, returns the next guess's ids and end-of-turn."""
+    import re
+
+    for guess, hint in re.findall(r"assistant\n(\d+)<\|im_end\|>\n<\|im_start\|>user\n(\w+)",
+                                  prompt_text):  # fmt: skip
+        if hint == "Higher":
+            low = int(guess) + 1
+        elif hint == "Lower":
+            high = int(guess) - 1
+    ids = tokenizer(str((low + high) // 2), add_special_tokens=False)["input_ids"]
+    return [*ids, tokenizer.eos_token_id]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
-import re
 from types import SimpleNamespace
 
 import pytest
@@ -18,7 +17,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from adapter_envs import SayTwice  # noqa: E402
+from adapter_envs import SayTwice, binary_search_ids  # noqa: E402
 
 import rlenv  # noqa: E402
 from rlenv import Turn, Verdict  # noqa: E402
@@ -166,16 +165,7 @@ class BinarySearchEngine:
 
     async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
         text = self.tokenizer.decode(prompt_token_ids)
-        low, high = self.low, self.high
-        for guess, hint in re.findall(
-            r"assistant\n(\d+)<\|im_end\|>\n<\|im_start\|>user\n(\w+)", text
-        ):
-            if hint == "Higher":
-                low = int(guess) + 1
-            elif hint == "Lower":
-                high = int(guess) - 1
-        ids = self.tokenizer(str((low + high) // 2), add_special_tokens=False)["input_ids"]
-        ids.append(self.tokenizer.eos_token_id)
+        ids = binary_search_ids(self.tokenizer, text, self.low, self.high)
         self.outputs.append(ids)
         return _request_output(self.tokenizer, ids, [-0.5] * len(ids))
 

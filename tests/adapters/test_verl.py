@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from types import SimpleNamespace
 
 import pytest
@@ -148,6 +147,8 @@ def test_a_bad_ground_truth_is_a_data_error():
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from adapter_envs import binary_search_ids  # noqa: E402
+
 from rlenv.testing import tiny_chat_model  # noqa: E402
 
 if adapter.USING_VERL:  # pragma: no cover - exercised where verl is installed
@@ -200,16 +201,7 @@ class BinarySearchServer:
 
     async def generate(self, request_id, *, prompt_ids, sampling_params, **kwargs):
         text = self.tokenizer.decode(prompt_ids)
-        low, high = self.low, self.high
-        for guess, hint in re.findall(
-            r"assistant\n(\d+)<\|im_end\|>\n<\|im_start\|>user\n(\w+)", text
-        ):
-            if hint == "Higher":
-                low = int(guess) + 1
-            elif hint == "Lower":
-                high = int(guess) - 1
-        ids = self.tokenizer(str((low + high) // 2), add_special_tokens=False)["input_ids"]
-        ids.append(self.tokenizer.eos_token_id)
+        ids = binary_search_ids(self.tokenizer, text, self.low, self.high)
         self.outputs.append(ids)
         return TokenOutput(token_ids=ids, log_probs=[-0.5] * len(ids))
 

@@ -1,0 +1,631 @@
+"""Verifier-built DPO: preference pairs from groups of rollouts, and a small DPO trainer.
+
+A group of rollouts of one task (same env id, task id and seed) holds samples the verifier
+passed and samples it failed. :func:`preference_pairs` turns each group into (chosen, rejected)
+pairs; :func:`to_trl_records` / :func:`write_dpo_jsonl` export them in TRL's conversational DPO
+format; :class:`DPOTrainer` trains on them here with the DPO loss (:func:`dpo_loss`), using the
+exact token ids the sampler produced whenever the trajectory kept them.
+
+DPO: Rafailov et al. 2023, "Direct Preference Optimization", https://arxiv.org/abs/2305.18290;
+conservative label smoothing: Mitchell 2023, "A note on DPO with noisy preferences".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import random
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from rlenv.chat import Message
+from rlenv.rollout.trajectory import Trajectory, read_trajectories
+from rlenv.train.algorithm import token_logprobs
+
+__all__ = [
+    "DPOConfig",
+    "DPOLoss",
+    "DPOTrainer",
+    "PreferencePair",
+    "dpo_loss",
+    "load_pairs",
+    "preference_pairs",
+    "run_dpo",
+    "to_trl_records",
+    "write_dpo_jsonl",
+]
+
+
+# --------------------------------------------------------------------------- preference pairs
+
+
+class PreferencePair(BaseModel):
+    """One prompt, a completion the verifier preferred and one it did not.
+
+    ``*_token_ids`` are the exact ids of the trajectory's (only) model turn: the prompt the
+    model was fed and what it generated. They are ``None`` when the trajectory did not keep ids
+    (an API policy) or when the two samples were fed different prompt ids; the trainer then
+    re-renders the text with the tokenizer's chat template.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    env_id: str = ""
+    task_id: str | None = None
+    seed: int | None = None
+    prompt: list[Message] = Field(description="The conversation before the model's turn.")
+    chosen: str = Field(description="The preferred assistant completion (raw text).")
+    rejected: str = Field(description="The dispreferred assistant completion (raw text).")
+    chosen_reward: float = 0.0
+    rejected_reward: float = 0.0
+    prompt_token_ids: list[int] | None = None
+    chosen_token_ids: list[int] | None = None
+    rejected_token_ids: list[int] | None = None
+
+
+def preference_pairs(
+    trajectories: Iterable[Trajectory], *, margin: float = 0.0, top_tolerance: float = 1e-9
+) -> list[PreferencePair]:
+    """Preference pairs from groups of single-turn rollouts of the same task.
+
+    Groups: trajectories with the same ``(env_id, task_id, seed)``, in order of first
+    appearance. In each group, only scored single-turn trajectories count (an unscored sample
+    carries no verdict; in a multi-turn episode the reward belongs to the whole episode, not to
+    one completion, so those are left out). *Chosen* candidates are the samples at the group's
+    top reward (within ``top_tolerance``); *rejected* candidates are those whose reward is
+    lower than the top by more than ``margin`` (and by more than ``top_tolerance``: ties never
+    make a pair).
+
+    Pairing rule: chosen candidates in rollout order, rejected candidates from the lowest
+    reward up (then rollout order), paired one-to-one with :func:`zip`; each sample is used at
+    most once, so a group gives ``min(#chosen, #rejected)`` pairs. One-to-one keeps pairs
+    independent (no single completion dominates a task's gradient, the batch statistics stay
+    per-pair), and worst-first puts the clearest contrasts first. Deterministic: the same
+    trajectories in the same order give the same pairs.
+    """
+    if margin < 0:
+        raise ValueError("margin must be >= 0")
+    groups: dict[tuple[str, str | None, int | None], list[Trajectory]] = {}
+    for trajectory in trajectories:
+        key = (trajectory.env_id, trajectory.task_id, trajectory.seed)
+        groups.setdefault(key, []).append(trajectory)
+    pairs: list[PreferencePair] = []
+    for (env_id, task_id, seed), members in groups.items():
+        usable = [t for t in members if t.scored and len(t.turns) == 1 and math.isfinite(t.reward)]
+        if len(usable) < 2:
+            continue
+        top = max(t.reward for t in usable)
+        chosen = [t for t in usable if t.reward >= top - top_tolerance]
+        gap = [top - t.reward for t in usable]
+        rejected = [
+            t for t, g in zip(usable, gap, strict=True) if g > top_tolerance and g >= margin
+        ]
+        order = {id(t): index for index, t in enumerate(usable)}
+        rejected.sort(key=lambda t: (t.reward, order[id(t)]))
+        for good, bad in zip(chosen, rejected, strict=False):
+            pairs.append(_pair(env_id, task_id, seed, good, bad))
+    return pairs
+
+
+def _pair(
+    env_id: str, task_id: str | None, seed: int | None, good: Trajectory, bad: Trajectory
+) -> PreferencePair:
+    good_turn, bad_turn = good.turns[0], bad.turns[0]
+    prompt_ids = good_turn.prompt_token_ids
+    exact = (
+        prompt_ids is not None
+        and prompt_ids == bad_turn.prompt_token_ids
+        and good_turn.completion_token_ids is not None
+        and bad_turn.completion_token_ids is not None
+    )
+    return PreferencePair(
+        env_id=env_id,
+        task_id=task_id,
+        seed=seed,
+        prompt=_prompt_messages(good),
+        chosen=good_turn.completion,
+        rejected=bad_turn.completion,
+        chosen_reward=good.reward,
+        rejected_reward=bad.reward,
+        prompt_token_ids=list(prompt_ids) if exact else None,
+        chosen_token_ids=list(good_turn.completion_token_ids) if exact else None,
+        rejected_token_ids=list(bad_turn.completion_token_ids) if exact else None,
+    )
+
+
+def _prompt_messages(trajectory: Trajectory) -> list[Message]:
+    """The messages before the first assistant message (the opening the model answered)."""
+    for index, message in enumerate(trajectory.messages):
+        if message["role"] == "assistant":
+            return list(trajectory.messages[:index])
+    return list(trajectory.messages)
+
+
+def to_trl_records(pairs: Iterable[PreferencePair]) -> list[dict[str, Any]]:
+    """TRL's conversational preference format (``trl.DPOTrainer``): ``prompt`` a list of
+    messages, ``chosen`` and ``rejected`` each a one-message list with the assistant reply."""
+    return [
+        {
+            "prompt": [dict(message) for message in pair.prompt],
+            "chosen": [{"role": "assistant", "content": pair.chosen}],
+            "rejected": [{"role": "assistant", "content": pair.rejected}],
+        }
+        for pair in pairs
+    ]
+
+
+def write_dpo_jsonl(pairs: Iterable[PreferencePair], path: str | Path) -> int:
+    """Write :func:`to_trl_records` as JSONL (``datasets.load_dataset("json", ...)`` reads
+    it); returns how many records were written."""
+    count = 0
+    with Path(path).open("w", encoding="utf-8") as handle:
+        for record in to_trl_records(pairs):
+            handle.write(json.dumps(record) + "\n")
+            count += 1
+    return count
+
+
+def load_pairs(path: str | Path, *, margin: float = 0.0) -> list[PreferencePair]:
+    """Pairs from a JSONL file of trajectories (paired with :func:`preference_pairs`), of
+    :class:`PreferencePair` records, or of TRL conversational records (text only)."""
+    path = Path(path)
+    with path.open(encoding="utf-8") as handle:
+        first = next((json.loads(line) for line in handle if line.strip()), None)
+    if first is None:
+        return []
+    if "turns" in first:
+        return preference_pairs(read_trajectories(path), margin=margin)
+    pairs = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            try:
+                if isinstance(record.get("chosen"), list):  # TRL conversational
+                    record = {
+                        "prompt": record["prompt"],
+                        "chosen": record["chosen"][-1]["content"],
+                        "rejected": record["rejected"][-1]["content"],
+                    }
+                pairs.append(PreferencePair.model_validate(record))
+            except (KeyError, TypeError, ValueError) as error:
+                raise ValueError(f"{path}:{number}: not a preference pair: {error}") from None
+    return pairs
+
+
+# ----------------------------------------------------------------------------------- the loss
+
+
+@dataclass
+class DPOLoss:
+    """Per-pair results of :func:`dpo_loss` (all shape ``[pairs]``)."""
+
+    losses: torch.Tensor
+    chosen_rewards: torch.Tensor
+    """The implicit reward ``beta * (logp_chosen - ref_logp_chosen)`` (detached)."""
+    rejected_rewards: torch.Tensor
+    accuracy: torch.Tensor
+    """1.0 where the chosen implicit reward is above the rejected one, else 0.0."""
+
+
+def dpo_loss(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    *,
+    beta: float,
+    label_smoothing: float = 0.0,
+) -> DPOLoss:
+    """The DPO sigmoid loss per pair, with conservative label smoothing ``eps``:
+
+    ``h = (pi_c - ref_c) - (pi_r - ref_r)``,
+    ``loss = -(1 - eps) * log sigmoid(beta * h) - eps * log sigmoid(-beta * h)``.
+
+    Inputs are sequence log-probabilities: sums over the completion's (model) tokens only.
+    With the policy equal to the reference, ``h = 0`` and the loss is ``log 2``.
+    """
+    chosen = policy_chosen_logps - ref_chosen_logps
+    rejected = policy_rejected_logps - ref_rejected_logps
+    logits = beta * (chosen - rejected)
+    losses = -(1 - label_smoothing) * torch.nn.functional.logsigmoid(
+        logits
+    ) - label_smoothing * torch.nn.functional.logsigmoid(-logits)
+    chosen_rewards = (beta * chosen).detach()
+    rejected_rewards = (beta * rejected).detach()
+    return DPOLoss(
+        losses=losses,
+        chosen_rewards=chosen_rewards,
+        rejected_rewards=rejected_rewards,
+        accuracy=(chosen_rewards > rejected_rewards).float(),
+    )
+
+
+# ---------------------------------------------------------------------------------- the config
+
+
+class DPOConfig(BaseModel):
+    """The settings of a DPO run on verifier-built preference pairs."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    model: str = Field("smollm2-135m", description="A name rlenv.models.load_model resolves.")
+    data: str = Field(
+        "", description="JSONL of trajectories (paired here), PreferencePairs or TRL records."
+    )
+    out: str = Field("rlenv-dpo", description="Folder for metrics, plots and checkpoints.")
+    seed: int = Field(0, description="Seeds the batch order and initialisation.")
+    margin: float = Field(0.0, ge=0, description="Least reward gap for a pair (trajectories).")
+
+    steps: int | None = Field(
+        None, ge=1, description="Optimizer steps; default: epochs × batches per epoch."
+    )
+    epochs: int = Field(1, ge=1, description="Passes over the pairs when steps is not set.")
+    batch_size: int = Field(8, ge=1, description="Pairs per optimizer step.")
+    micro_batch_size: int = Field(4, ge=1, description="Pairs per forward/backward.")
+
+    beta: float = Field(0.1, gt=0, description="DPO temperature on the implicit reward.")
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=0.5, description="Conservative DPO: assumed preference-flip rate."
+    )
+
+    learning_rate: float = Field(5e-7, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    adam_betas: tuple[float, float] = (0.9, 0.99)
+    warmup_steps: int = Field(0, ge=0, description="Linear warm-up, then constant.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="Weights stay fp32; 'bf16' runs forward passes under autocast."
+    )
+    device: str | None = Field(None, description="'cuda', 'cpu'; default: CUDA if available.")
+
+    save_every: int = Field(0, ge=0, description="Checkpoint every N steps (0: at the end).")
+    plots: bool = Field(True, description="Write curves.png at the end (needs matplotlib).")
+    progress: bool = Field(True, description="Show a progress bar.")
+
+
+# --------------------------------------------------------------------------------- the trainer
+
+
+@dataclass
+class _Sequences:
+    """Right-padded rows: pair i's chosen at row 2i, its rejected at row 2i + 1. ``mask`` is
+    shifted (position t is token t + 1) and 1 only on completion tokens."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    mask: torch.Tensor
+    first: int
+
+
+class DPOTrainer:
+    """Trains ``model`` with DPO on preference pairs.
+
+    Args:
+        config: The run's settings.
+        model: A ``transformers`` causal LM; default: ``rlenv.models.load_model(config.model)``.
+        tokenizer: Its tokenizer (with a chat template, for pairs without token ids).
+        pairs: The pairs; default: :func:`load_pairs` of ``config.data``.
+        log: Called with each step's metrics (besides ``metrics.jsonl``).
+
+    The reference is the initial model: its sequence log-probs are computed once per pair
+    here, before any update, so no second model stays in memory.
+    """
+
+    def __init__(
+        self,
+        config: DPOConfig,
+        model: Any = None,
+        tokenizer: Any = None,
+        *,
+        pairs: Sequence[PreferencePair] | None = None,
+        log: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        from rlenv.train.grpo import _use_bf16
+
+        self.config = config
+        self.out = Path(config.out)
+        self.device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.autocast = _use_bf16(config.precision, self.device)
+        random.seed(config.seed)
+        torch.manual_seed(config.seed)
+        if model is None:
+            from rlenv.models import load_model
+
+            model, tokenizer = load_model(config.model)
+        if tokenizer is None:
+            raise ValueError("pass the model's tokenizer with the model")
+        self.model = model.to(self.device)
+        self.tokenizer = tokenizer
+        self.pairs = (
+            list(pairs) if pairs is not None else load_pairs(config.data, margin=config.margin)
+        )
+        if not self.pairs:
+            raise ValueError(
+                "no preference pairs: the data has no group with a passed and a "
+                "failed scored sample (check the data path and margin)"
+            )
+        self._tokens = [self._pair_tokens(pair) for pair in self.pairs]
+        self.steps_per_epoch = math.ceil(len(self.pairs) / config.batch_size)
+        self.total_steps = config.steps or config.epochs * self.steps_per_epoch
+        self.optimizer = torch.optim.AdamW(
+            [p for p in self.model.parameters() if p.requires_grad],
+            lr=config.learning_rate,
+            betas=config.adam_betas,
+            weight_decay=config.weight_decay,
+            fused=True,  # runs on CPU and CUDA, several times faster on the CPU
+        )
+        warmup = config.warmup_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: min(1.0, (step + 1) / (warmup + 1)) if warmup else 1.0
+        )
+        self.step = 0
+        self._log = log
+        self.reference_logps = self._reference_logps()
+
+    # ------------------------------------------------------------------------ the loop
+
+    def train(self) -> list[dict[str, Any]]:
+        """Run to ``total_steps`` (resuming from ``out/checkpoint.pt`` when it exists), then
+        save the checkpoint, ``model/`` and ``curves.png``; returns the steps' metrics."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.json").write_text(self.config.model_dump_json(indent=2))
+        checkpoint = self.out / "checkpoint.pt"
+        if checkpoint.exists():
+            self.load_checkpoint(checkpoint)
+        history = []
+        bar = _progress(self.total_steps, self.step, enabled=self.config.progress)
+        while self.step < self.total_steps:
+            metrics = self.train_step()
+            history.append(metrics)
+            if self.config.save_every and self.step % self.config.save_every == 0:
+                self.save_checkpoint()
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=metrics["reward_accuracy"])
+        if bar is not None:
+            bar.close()
+        self.save_checkpoint()
+        self.save_model()
+        if self.config.plots:
+            self.plot()
+        return history
+
+    def train_step(self) -> dict[str, Any]:
+        """One optimizer step on the next batch of pairs; records and returns its metrics."""
+        started = time.perf_counter()
+        config = self.config
+        indices = self.batch_indices(self.step)
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        sums = {"loss": 0.0, "reward_accuracy": 0.0, "chosen_reward": 0.0, "rejected_reward": 0.0}
+        finite = True
+        for start in range(0, len(indices), config.micro_batch_size):
+            part = indices[start : start + config.micro_batch_size]
+            with self._autocast_context():
+                chosen, rejected = self._sequence_logps(part)
+            reference = self.reference_logps[part].to(self.device)
+            result = dpo_loss(
+                chosen,
+                rejected,
+                reference[:, 0],
+                reference[:, 1],
+                beta=config.beta,
+                label_smoothing=config.label_smoothing,
+            )
+            loss = result.losses.sum() / len(indices)
+            if not torch.isfinite(loss):
+                finite = False
+                break
+            loss.backward()
+            sums["loss"] += loss.item()
+            sums["reward_accuracy"] += result.accuracy.sum().item() / len(indices)
+            sums["chosen_reward"] += result.chosen_rewards.sum().item() / len(indices)
+            sums["rejected_reward"] += result.rejected_rewards.sum().item() / len(indices)
+        skipped = None if finite else "non-finite loss"
+        norm = None
+        if finite:
+            norm = torch.nn.utils.clip_grad_norm_(
+                [p for p in self.model.parameters() if p.requires_grad], config.max_grad_norm
+            )
+            if torch.isfinite(norm):
+                self.optimizer.step()
+            else:
+                skipped = "non-finite gradient norm"
+        self.optimizer.zero_grad(set_to_none=True)
+        lr = self.scheduler.get_last_lr()[0]
+        with warnings.catch_warnings():  # a skipped step still advances the schedule
+            warnings.simplefilter("ignore", UserWarning)
+            self.scheduler.step()
+        self.step += 1
+        metrics: dict[str, Any] = {"step": self.step, **sums}
+        metrics["margin"] = sums["chosen_reward"] - sums["rejected_reward"]
+        metrics["grad_norm"] = float(norm) if norm is not None and skipped is None else None
+        metrics["lr"] = lr
+        metrics["pairs"] = len(indices)
+        metrics["skipped"] = skipped
+        metrics["time_step"] = time.perf_counter() - started
+        if skipped is not None:
+            for key in ("loss", "reward_accuracy", "chosen_reward", "rejected_reward", "margin"):
+                metrics[key] = None
+        self._record(metrics)
+        return metrics
+
+    def batch_indices(self, step: int) -> list[int]:
+        """The pairs of ``step``: a fresh permutation each epoch, seeded by (seed, epoch), so
+        the order depends only on the step and a resumed run sees the same batches."""
+        epoch, position = divmod(step, self.steps_per_epoch)
+        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+        order = torch.randperm(len(self.pairs), generator=generator).tolist()
+        size = self.config.batch_size
+        return order[position * size : (position + 1) * size]
+
+    # ------------------------------------------------------------------------ persistence
+
+    def save_checkpoint(self, path: str | Path | None = None) -> Path:
+        """Weights, optimizer, scheduler, step, RNGs and the reference log-probs."""
+        path = Path(path) if path is not None else self.out / "checkpoint.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "reference_logps": self.reference_logps,
+            "rng": {"python": random.getstate(), "torch": torch.get_rng_state()},
+            "config": self.config.model_dump(),
+        }
+        temporary = path.with_suffix(".tmp")
+        torch.save(state, temporary)
+        temporary.replace(path)  # never a half-written checkpoint
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Resume from :meth:`save_checkpoint`: the next :meth:`train_step` is the one the
+        original run would have taken."""
+        state = torch.load(Path(path), map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.reference_logps = state["reference_logps"].cpu()
+        self.step = int(state["step"])
+        random.setstate(state["rng"]["python"])
+        torch.set_rng_state(state["rng"]["torch"])
+
+    def save_model(self, path: str | Path | None = None) -> Path:
+        """The model and tokenizer in Hugging Face format (``rlenv eval --model PATH``)."""
+        path = Path(path) if path is not None else self.out / "model"
+        model = self.model
+        if hasattr(model, "merge_and_unload"):
+            model = copy.deepcopy(model).merge_and_unload()
+        model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        return path
+
+    def plot(self) -> Path | None:
+        """PNG curves of ``metrics.jsonl``: ``curves.png``."""
+        from rlenv.plots import MissingPlotting, line_plots
+
+        rows = [json.loads(line) for line in (self.out / "metrics.jsonl").open()]
+        keys = ["loss", "reward_accuracy", "margin", "chosen_reward", "rejected_reward",
+                "grad_norm", "lr", "time_step"]  # fmt: skip
+        series = {
+            key: [(row["step"], row[key]) for row in rows if row.get(key) is not None]
+            for key in keys
+        }
+        try:
+            return line_plots(series, self.out / "curves.png", title="DPO")
+        except MissingPlotting:
+            return None
+
+    # ------------------------------------------------------------------------ internals
+
+    def _pair_tokens(self, pair: PreferencePair) -> tuple[list[int], list[int], list[int]]:
+        """(prompt ids, chosen ids, rejected ids): the sampled ids, else the chat template's."""
+        if (
+            pair.prompt_token_ids is not None
+            and pair.chosen_token_ids is not None
+            and pair.rejected_token_ids is not None
+        ):
+            return pair.prompt_token_ids, pair.chosen_token_ids, pair.rejected_token_ids
+        render = self.tokenizer.apply_chat_template
+        prompt_text = render(list(pair.prompt), add_generation_prompt=True, tokenize=False)
+        encode = self.tokenizer
+        prompt = encode(prompt_text, add_special_tokens=False)["input_ids"]
+        completions = []
+        for text in (pair.chosen, pair.rejected):
+            full_text = render(
+                [*pair.prompt, {"role": "assistant", "content": text}], tokenize=False
+            )
+            if full_text.startswith(prompt_text):
+                completion_text = full_text[len(prompt_text) :]
+            else:  # a template that rewrites the prompt: the reply and end-of-turn token
+                completion_text = text + (self.tokenizer.eos_token or "")
+            completions.append(encode(completion_text, add_special_tokens=False)["input_ids"])
+        return prompt, completions[0], completions[1]
+
+    def _batch(self, indices: Sequence[int]) -> _Sequences:
+        rows = []
+        for index in indices:
+            prompt, chosen, rejected = self._tokens[index]
+            rows += [(prompt, chosen), (prompt, rejected)]
+        width = max(len(p) + len(c) for p, c in rows)
+        pad_id = self.tokenizer.pad_token_id
+        pad_id = pad_id if pad_id is not None else self.tokenizer.eos_token_id or 0
+        ids, attention, mask = [], [], []
+        for prompt, completion in rows:
+            length = len(prompt) + len(completion)
+            pad = width - length
+            ids.append(list(prompt) + list(completion) + [pad_id] * pad)
+            attention.append([1] * length + [0] * pad)
+            # shift: position t predicts token t + 1; only the completion's tokens count
+            mask.append([0] * (len(prompt) - 1) + [1] * len(completion) + [0] * pad)
+        first = max(0, min(len(p) for p, _ in rows) - 1)
+        return _Sequences(
+            input_ids=torch.tensor(ids, dtype=torch.long, device=self.device),
+            attention_mask=torch.tensor(attention, dtype=torch.long, device=self.device),
+            mask=torch.tensor(mask, dtype=torch.float32, device=self.device),
+            first=first,
+        )
+
+    def _sequence_logps(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed completion log-probs of each pair's chosen and rejected sequences."""
+        batch = self._batch(indices)
+        logprobs, _ = token_logprobs(
+            self.model, batch.input_ids, batch.attention_mask, first=batch.first
+        )
+        sums = (logprobs * batch.mask).sum(-1)
+        return sums[0::2], sums[1::2]
+
+    @torch.no_grad()
+    def _reference_logps(self) -> torch.Tensor:
+        """``[pairs, 2]`` (chosen, rejected) sequence log-probs of the initial model."""
+        self.model.eval()
+        parts = []
+        indices = list(range(len(self.pairs)))
+        for start in range(0, len(indices), self.config.micro_batch_size):
+            with self._autocast_context():
+                chosen, rejected = self._sequence_logps(
+                    indices[start : start + self.config.micro_batch_size]
+                )
+            parts.append(torch.stack([chosen, rejected], dim=-1).float().cpu())
+        return torch.cat(parts)
+
+    def _autocast_context(self):
+        if self.autocast:
+            return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _record(self, metrics: dict[str, Any]) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        with (self.out / "metrics.jsonl").open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(metrics) + "\n")
+        if self._log is not None:
+            self._log(metrics)
+
+
+def run_dpo(config: DPOConfig) -> Path:
+    """Train with ``config`` (the CLI's entry point); returns the saved model's folder."""
+    trainer = DPOTrainer(config)
+    trainer.train()
+    return trainer.out / "model"
+
+
+def _progress(total: int, done: int, *, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, initial=done, desc="DPO", unit="step", dynamic_ncols=True)

@@ -42,6 +42,7 @@ __all__ = [
     "run_dpo",
     "to_trl_records",
     "write_dpo_jsonl",
+    "write_pairs",
 ]
 
 
@@ -170,6 +171,17 @@ def write_dpo_jsonl(pairs: Iterable[PreferencePair], path: str | Path) -> int:
     with Path(path).open("w", encoding="utf-8") as handle:
         for record in to_trl_records(pairs):
             handle.write(json.dumps(record) + "\n")
+            count += 1
+    return count
+
+
+def write_pairs(pairs: Iterable[PreferencePair], path: str | Path) -> int:
+    """Write the pairs themselves as JSONL, token ids and rewards included (what
+    :func:`load_pairs` and ``DPOConfig.data`` read back losslessly); returns the count."""
+    count = 0
+    with Path(path).open("w", encoding="utf-8") as handle:
+        for pair in pairs:
+            handle.write(pair.model_dump_json() + "\n")
             count += 1
     return count
 
@@ -339,6 +351,16 @@ class DPOTrainer:
         self.autocast = _use_bf16(config.precision, self.device)
         random.seed(config.seed)
         torch.manual_seed(config.seed)
+        if pairs is None:
+            if not config.data:
+                raise ValueError("set DPOConfig.data to a JSONL of trajectories or pairs")
+            pairs = load_pairs(config.data, margin=config.margin)
+        self.pairs = list(pairs)  # before the model: a bad data file fails fast
+        if not self.pairs:
+            raise ValueError(
+                "no preference pairs: the data has no group with a passed and a "
+                "failed scored sample (check the data path and margin)"
+            )
         if model is None:
             from rlenv.models import load_model
 
@@ -347,14 +369,6 @@ class DPOTrainer:
             raise ValueError("pass the model's tokenizer with the model")
         self.model = model.to(self.device)
         self.tokenizer = tokenizer
-        self.pairs = (
-            list(pairs) if pairs is not None else load_pairs(config.data, margin=config.margin)
-        )
-        if not self.pairs:
-            raise ValueError(
-                "no preference pairs: the data has no group with a passed and a "
-                "failed scored sample (check the data path and margin)"
-            )
         self._tokens = [self._pair_tokens(pair) for pair in self.pairs]
         self.steps_per_epoch = math.ceil(len(self.pairs) / config.batch_size)
         self.total_steps = config.steps or config.epochs * self.steps_per_epoch

@@ -22,8 +22,10 @@ from rlenv.train.dpo import (  # noqa: E402
     dpo_loss,
     load_pairs,
     preference_pairs,
+    run_dpo,
     to_trl_records,
     write_dpo_jsonl,
+    write_pairs,
 )
 from rlenv.verdict import Verdict  # noqa: E402
 
@@ -297,3 +299,19 @@ def test_trajectories_files_are_paired_on_load(tmp_path):
     with pytest.raises(ValueError, match="no preference pairs"):
         model, tokenizer = tiny_model_and_tokenizer()
         DPOTrainer(_config(tmp_path, data=str(path), margin=2.0), model, tokenizer)
+
+
+def test_run_dpo_trains_from_a_pairs_file_and_a_model_folder(tmp_path):
+    model, tokenizer = tiny_model_and_tokenizer()
+    model.save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    pairs = _pairs(tokenizer, n=2)
+    data = tmp_path / "pairs.jsonl"
+    assert write_pairs(pairs, data) == 2
+    assert load_pairs(data) == pairs  # token ids and rewards survive the round trip
+    config = _config(tmp_path, model=str(tmp_path / "base"), data=str(data), steps=2)
+    saved = run_dpo(config)
+    assert (saved / "config.json").exists()
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+    with pytest.raises(ValueError, match=r"DPOConfig\.data"):
+        run_dpo(_config(tmp_path, model=str(tmp_path / "base")))

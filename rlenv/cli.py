@@ -11,6 +11,8 @@
     rlenv demo                                 GRPO makes SmolLM2 better at arithmetic (CPU)
     rlenv eval ID --model M                    evaluate a model; rlenv view FILE re-renders
     rlenv train ID --model M [--config F]      train a model with the bundled GRPO trainer
+    rlenv collect ID --model M [--samples K]   rejection sampling: keep episodes that passed
+    rlenv train-sft DATA [DATA ...] --model M  supervised fine-tuning on kept trajectories
     rlenv serve ID [ID ...] [--port P]         serve environments over HTTP (rlenv[server])
 
 :func:`main` returns the exit code: 0 on success, 1 when a check (or a scaffold) failed, 2 for
@@ -143,6 +145,48 @@ def build_parser() -> argparse.ArgumentParser:
         help="environment argument (repeatable)",
     )  # fmt: skip
     train.set_defaults(handler=_cmd_train)
+
+    sft = commands.add_parser(
+        "train-sft", help="supervised fine-tuning on trajectories or chat transcripts (JSONL)"
+    )
+    sft.add_argument("data", nargs="+", metavar="DATA", help="JSONL files (rlenv collect, chat)")
+    sft.add_argument("--model", help="smollm2-135m (default), a local path, or a cached id")
+    sft.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+        help="override one SFTConfig setting, e.g. --set learning_rate=1e-5 (repeatable)",
+    )  # fmt: skip
+    length = sft.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, help="optimizer steps")
+    length.add_argument("--epochs", type=float, help="passes over the data (1)")
+    sft.add_argument("--out", help="output directory (rlenv-sft)")
+    sft.add_argument("--resume", metavar="CHECKPOINT", help="a checkpoint.pt to resume from")
+    sft.set_defaults(handler=_cmd_train_sft)
+
+    collect = commands.add_parser(
+        "collect", help="rejection sampling: sample episodes, keep those a verifier passed"
+    )
+    collect.add_argument("env_id", metavar="ID", help="environment id, e.g. rlenv/Arithmetic-v0")
+    collect.add_argument(
+        "--model", required=True, help="smollm2-135m, a local path, or a model name"
+    )
+    collect.add_argument("--base-url", help="an OpenAI-compatible endpoint serving --model")
+    collect.add_argument("-n", "--tasks", type=int, default=20, help="tasks (20)")
+    collect.add_argument("--samples", type=int, default=4, help="samples per task, K (4)")
+    collect.add_argument("--seed", type=int, default=0, help="seed of the first task (0)")
+    collect.add_argument(
+        "--keep", choices=["passed", "all"], default="passed", help="which episodes (passed)"
+    )
+    collect.add_argument("--max-new-tokens", type=int, default=256)
+    collect.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (1.0)")
+    collect.add_argument("--batch-size", type=int, default=16)
+    collect.add_argument(
+        "--out", default="rlenv-collect.jsonl", help="trajectories file (rlenv-collect.jsonl)"
+    )
+    collect.add_argument(
+        "-k", "--kwarg", action="append", default=[], metavar="KEY=VALUE",
+        help="environment argument (repeatable)",
+    )  # fmt: skip
+    collect.set_defaults(handler=_cmd_collect)
 
     evaluate = commands.add_parser("eval", help="evaluate a model on an environment")
     evaluate.add_argument("env_id", metavar="ID", help="environment id, e.g. rlenv/Arithmetic-v0")
@@ -743,6 +787,93 @@ def _cmd_train(args: argparse.Namespace) -> int:
     trainer.train()
     model = trainer.save_model()
     print(f"metrics: {Path(config.out) / 'metrics.jsonl'}\nmodel: {model}")
+    return EXIT_OK
+
+
+def _cmd_train_sft(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from rlenv.train.sft import SFTConfig
+
+    missing = [path for path in args.data if not Path(path).is_file()]
+    if missing:
+        raise CLIError(f"no such data file: {', '.join(missing)}")
+    try:
+        settings = [f"data={json.dumps(args.data)}", *args.settings]
+        if args.model:
+            settings.append(f"model={json.dumps(args.model)}")
+        if args.steps is not None:
+            settings.append(f"steps={args.steps}")
+        if args.epochs is not None:
+            settings.append(f"epochs={args.epochs}")
+        if args.out:
+            settings.append(f"out={json.dumps(args.out)}")
+        config = SFTConfig().with_overrides(settings)
+    except (ValueError, ValidationError) as error:
+        raise CLIError(f"bad training settings: {error}") from None
+    from rlenv.train.sft import SFTTrainer
+
+    try:
+        trainer = SFTTrainer(config)
+    except ValueError as error:  # unreadable data: the file and line are in the message
+        raise CLIError(str(error)) from None
+    if args.resume:
+        trainer.load_checkpoint(args.resume)
+    trainer.train()
+    model = trainer.save_model()
+    print(f"metrics: {Path(config.out) / 'metrics.jsonl'}\nmodel: {model}")
+    return EXIT_OK
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    from rlenv.rollout import OpenAIPolicy, SamplingParams, episodes, write_trajectories
+    from rlenv.train.collect import collect
+
+    env_kwargs = parse_kwargs(args.kwarg)
+    rlenv.spec(args.env_id)  # an unknown id fails here, before any model loads
+    if args.tasks < 1 or args.samples < 1:
+        raise CLIError("--tasks and --samples must be at least 1")
+    if args.base_url:
+        policy = OpenAIPolicy(args.base_url, args.model)
+    else:
+        from rlenv.models import load_model
+        from rlenv.rollout.transformers import TransformersPolicy
+
+        model, tokenizer = load_model(args.model)
+        policy = TransformersPolicy(model, tokenizer, batch_size=args.batch_size, name=args.model)
+    specs = episodes(
+        args.env_id, n_tasks=args.tasks, group_size=args.samples, seed=args.seed, **env_kwargs
+    )
+    done: list[bool] = []
+
+    def progress(trajectory) -> None:
+        from rlenv.evaluation import passed
+
+        done.append(passed(trajectory))
+        print(f"\r{len(done)}/{len(specs)} episodes, {sum(done)} passed", end="", file=sys.stderr)
+
+    params = SamplingParams(
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed
+    )
+    result = collect(
+        policy,
+        specs,
+        keep=args.keep,
+        params=params,
+        max_batch_size=args.batch_size,
+        on_episode=progress,
+    )
+    print(file=sys.stderr)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_trajectories(result.kept, out)
+    coverage = result.coverage()
+    print(f"kept {len(result.kept)} of {len(result.sampled)} episodes ({args.keep})")
+    print(f"tasks with a kept episode: {result.tasks_covered} of {len(coverage)}")
+    rows = [[str(task), f"{kept}/{total}"] for _, task, kept, total in coverage]
+    for line in _format_table(["task", "kept"], rows):
+        print(f"  {line}")
+    print(f"trajectories: {out}")
     return EXIT_OK
 
 

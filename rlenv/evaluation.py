@@ -16,7 +16,7 @@ from pathlib import Path
 from rlenv.chat import render_messages
 from rlenv.rollout.trajectory import Trajectory
 
-__all__ = ["EvalSummary", "html_report", "pass_at_k", "render_table", "summarize"]
+__all__ = ["EvalSummary", "html_report", "pass_at_k", "passed", "render_table", "summarize"]
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -50,8 +50,12 @@ class EvalSummary:
     per_task: list[dict] = field(default_factory=list)
 
 
-def _passed(trajectory: Trajectory) -> bool:
+def passed(trajectory: Trajectory) -> bool:
+    """Whether an episode passed: a verifier scored every turn and it earned full reward (1.0)."""
     return trajectory.scored and trajectory.reward >= 1.0 - 1e-9
+
+
+_passed = passed
 
 
 def _failure_reason(trajectory: Trajectory) -> str:

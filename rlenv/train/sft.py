@@ -1,0 +1,458 @@
+"""Supervised fine-tuning (SFT) on kept trajectories or chat transcripts: a warm start for GRPO.
+
+Data, one JSON object per line, in any mix:
+
+* trajectories (``rlenv collect``, ``rlenv eval``): trained on their exact sampled token ids
+  (:meth:`~rlenv.rollout.Trajectory.token_sequence`), with the loss on the model's own tokens
+  only — prompt, user, tool and environment tokens are masked out. A trajectory without token ids
+  (an OpenAI endpoint produced it) is rendered from its messages like a chat transcript;
+* chat transcripts ``{"messages": [...], "tools": [...]}``: rendered with the chat template the
+  way the rollout engine renders a conversation (:func:`~rlenv.rollout.transformers.
+  render_prompt_ids`, :func:`~rlenv.rollout.transformers.extend_prompt_ids`), the loss on the
+  assistant turns' tokens only, their end-of-turn token included.
+
+The loss is the mean cross-entropy over the batch's assistant tokens (token-level, one normaliser
+across micro-batches). Weights stay fp32; forward passes run under bf16 autocast where it is fast
+(``precision="auto"``), as in :mod:`rlenv.train.grpo`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from rlenv.chat import Message
+from rlenv.rollout.trajectory import NotTokenFaithful, Trajectory
+
+__all__ = ["SFTConfig", "SFTExample", "SFTTrainer", "chat_example", "load_examples"]
+
+
+class SFTConfig(BaseModel):
+    """The settings of an SFT run."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    data: list[str] = Field(
+        default_factory=list, description="JSONL files of trajectories or {'messages': [...]}."
+    )
+    model: str = Field("smollm2-135m", description="A name rlenv.models.load_model resolves.")
+    out: str = Field("rlenv-sft", description="Folder for metrics, plots, checkpoint and model/.")
+    seed: int = Field(0, description="Seeds the data order and initialisation.")
+    epochs: float = Field(1.0, gt=0, description="Passes over the data (when steps is unset).")
+    steps: int | None = Field(None, ge=1, description="Optimizer steps; overrides epochs.")
+    batch_size: int = Field(8, ge=1, description="Sequences per optimizer step.")
+    micro_batch_size: int = Field(4, ge=1, description="Sequences per forward/backward.")
+    max_length: int = Field(2048, ge=2, description="Longer sequences are cut to this.")
+    learning_rate: float = Field(1e-5, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    adam_betas: tuple[float, float] = (0.9, 0.99)
+    warmup_steps: int = Field(0, ge=0, description="Linear warm-up, then constant.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="'bf16': forward passes under bf16 autocast; 'auto' as in GRPO."
+    )
+    device: str | None = Field(None, description="'cuda', 'cpu'; default: CUDA if available.")
+    save_every: int = Field(0, ge=0, description="Checkpoint every N steps (0: at the end).")
+    plots: bool = Field(True, description="Write curves.png at the end (needs matplotlib).")
+    progress: bool = Field(True, description="Show a progress bar.")
+
+    @model_validator(mode="after")
+    def _check(self) -> SFTConfig:
+        if self.micro_batch_size > self.batch_size:
+            raise ValueError("micro_batch_size must not exceed batch_size")
+        return self
+
+    def with_overrides(self, assignments: list[str]) -> SFTConfig:
+        """Apply ``key=value`` strings; values are JSON when they parse, else strings."""
+        data = self.model_dump()
+        for assignment in assignments:
+            key, sep, raw = assignment.partition("=")
+            key = key.strip()
+            if not sep:
+                raise ValueError(f"expected key=value, got {assignment!r}")
+            if key not in type(self).model_fields:
+                raise ValueError(f"unknown setting {key!r}")
+            try:
+                data[key] = json.loads(raw)
+            except json.JSONDecodeError:
+                data[key] = raw
+        return type(self).model_validate(data)
+
+
+# ----------------------------------------------------------------------------------- data
+
+
+@dataclass
+class SFTExample:
+    """One training sequence: ``mask[i]`` is 1 where token i is an assistant token (a target of
+    the loss) and 0 where the prompt, a user, a tool or the environment put it."""
+
+    token_ids: list[int]
+    mask: list[int]
+
+
+def chat_example(
+    tokenizer: Any, messages: Sequence[Message], tools: Sequence[dict[str, Any]] = ()
+) -> SFTExample:
+    """A conversation as the rollout engine would have fed and sampled it: the opening prompt
+    rendered with the generation prompt, each assistant turn's tokens (end-of-turn token
+    included, mask 1), and the tokens the template adds between turns (mask 0), found with the
+    same prefix-extension as multi-turn rollouts."""
+    from rlenv.rollout.transformers import (
+        TemplateNotPrefixPreserving,
+        extend_prompt_ids,
+        render_prompt_ids,
+        stop_token_ids,
+    )
+
+    stops = stop_token_ids(tokenizer)
+    tools_arg = list(tools) or None
+    ids: list[int] = []
+    mask: list[int] = []
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before = list(messages[:index])
+        if ids:
+            prompt = extend_prompt_ids(tokenizer, stops, before, tools, ids)
+        else:
+            prompt = render_prompt_ids(tokenizer, before, tools)
+        prompt_text = tokenizer.apply_chat_template(
+            before, tools=tools_arg, add_generation_prompt=True, tokenize=False
+        )
+        full_text = tokenizer.apply_chat_template(
+            [*before, message], tools=tools_arg, tokenize=False
+        )
+        if not full_text.startswith(prompt_text):
+            raise TemplateNotPrefixPreserving(
+                "the chat template renders an assistant turn differently from its generation "
+                "prompt, so its tokens cannot be separated from the prompt's"
+            )
+        turn = _through_end_of_turn(full_text[len(prompt_text) :])
+        generated = tokenizer(turn, add_special_tokens=False)["input_ids"]
+        mask += [0] * (len(prompt) - len(ids)) + [1] * len(generated)
+        ids = prompt + generated
+    if not ids:
+        raise ValueError("the conversation has no assistant turn to train on")
+    return SFTExample(token_ids=ids, mask=mask)
+
+
+def _through_end_of_turn(text: str) -> str:
+    """The assistant's own text: up to and including the end-of-turn marker (the newline the
+    template writes after it belongs to what follows, as in multi-turn rollouts)."""
+    from rlenv.rollout.transformers import _END_OF_TURN
+
+    found = [(text.find(m), m) for m in _END_OF_TURN if m in text]
+    if not found:
+        return text
+    position, marker = min(found)
+    return text[: position + len(marker)]
+
+
+def load_examples(paths: Sequence[str | Path], tokenizer: Any) -> list[SFTExample]:
+    """Read JSONL files of trajectories and ``{"messages": [...]}`` transcripts; errors name the
+    file and line."""
+    examples = []
+    for path in paths:
+        with Path(path).open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    examples.append(_example(json.loads(line), tokenizer))
+                except (json.JSONDecodeError, ValueError, KeyError, TypeError) as error:
+                    raise ValueError(
+                        f"{path}:{number}: cannot train on this line: {error}"
+                    ) from None
+    if not examples:
+        raise ValueError(f"no training examples in {', '.join(map(str, paths))}")
+    return examples
+
+
+def _example(record: dict[str, Any], tokenizer: Any) -> SFTExample:
+    if "env_id" in record:  # a trajectory
+        trajectory = Trajectory.model_validate(record)
+        try:
+            sequence = trajectory.token_sequence()
+        except NotTokenFaithful:
+            return chat_example(tokenizer, trajectory.messages, trajectory.tools)
+        return SFTExample(token_ids=sequence.token_ids, mask=sequence.mask)
+    return chat_example(tokenizer, record["messages"], record.get("tools") or ())
+
+
+@dataclass
+class SFTBatch:
+    """Right-padded sequences; ``mask`` is shifted (position t scores token t + 1)."""
+
+    input_ids: Any
+    attention_mask: Any
+    mask: Any
+
+
+def build_batch(examples: Sequence[SFTExample], pad_id: int, max_length: int) -> SFTBatch:
+    """Training tensors: ids cut to ``max_length``, padded right; padding is never a target."""
+    import torch
+
+    cut = [(e.token_ids[:max_length], e.mask[:max_length]) for e in examples]
+    width = max(len(ids) for ids, _ in cut)
+    ids, attention, mask = [], [], []
+    for tokens, marks in cut:
+        pad = width - len(tokens)
+        ids.append(tokens + [pad_id] * pad)
+        attention.append([1] * len(tokens) + [0] * pad)
+        mask.append(marks[1:] + [0] * pad)
+    return SFTBatch(
+        input_ids=torch.tensor(ids, dtype=torch.long),
+        attention_mask=torch.tensor(attention, dtype=torch.long),
+        mask=torch.tensor(mask, dtype=torch.float32),
+    )
+
+
+# ------------------------------------------------------------------------------------ trainer
+
+
+class SFTTrainer:
+    """Fine-tunes ``model`` on ``config.data`` (or ``examples``) with masked cross-entropy.
+
+    Args:
+        config: The run's settings.
+        model: A ``transformers`` causal LM; default: ``rlenv.models.load_model(config.model)``.
+        tokenizer: Its tokenizer (with a chat template).
+        examples: Training sequences; default: :func:`load_examples` of ``config.data``.
+        log: Called with each step's metrics (besides ``metrics.jsonl``).
+    """
+
+    def __init__(
+        self,
+        config: SFTConfig,
+        model: Any = None,
+        tokenizer: Any = None,
+        *,
+        examples: Sequence[SFTExample] | None = None,
+        log: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        import torch
+
+        from rlenv.train.grpo import _seed_everything, _use_bf16
+
+        self.config = config
+        self.out = Path(config.out)
+        self.device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.autocast = _use_bf16(config.precision, self.device)
+        _seed_everything(config.seed)
+        if model is None:
+            from rlenv.models import load_model
+
+            model, tokenizer = load_model(config.model)
+        if tokenizer is None:
+            raise ValueError("give the tokenizer with the model")
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.model = model.to(self.device).float()
+        self.tokenizer = tokenizer
+        self.examples = (
+            list(examples) if examples is not None else load_examples(config.data, tokenizer)
+        )
+        if not self.examples:
+            raise ValueError("no training examples")
+        self.steps_per_epoch = math.ceil(len(self.examples) / config.batch_size)
+        self.total_steps = config.steps or max(1, round(config.epochs * self.steps_per_epoch))
+        self.optimizer = torch.optim.AdamW(
+            [p for p in self.model.parameters() if p.requires_grad],
+            lr=config.learning_rate,
+            betas=config.adam_betas,
+            weight_decay=config.weight_decay,
+            fused=True,
+        )
+        warmup = config.warmup_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: min(1.0, (step + 1) / (warmup + 1)) if warmup else 1.0
+        )
+        self.step = 0
+        self._log = log
+
+    # ------------------------------------------------------------------------ public API
+
+    def train(self) -> list[dict[str, Any]]:
+        """Run from the current step to the last; metrics to ``metrics.jsonl``, checkpoints,
+        ``curves.png``. Returns every step's metrics."""
+        from rlenv.train.grpo import _progress
+
+        config = self.config
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
+        history = []
+        bar = _progress(self.total_steps, self.step, enabled=config.progress)
+        if bar is not None:
+            bar.set_description("SFT")
+        while self.step < self.total_steps:
+            metrics = self.train_step()
+            history.append(metrics)
+            self._record(metrics)
+            if config.save_every and self.step % config.save_every == 0:
+                self.save_checkpoint()
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}", refresh=False)
+        if bar is not None:
+            bar.close()
+        self.save_checkpoint()
+        if config.plots:
+            self.plot()
+        return history
+
+    def batch_examples(self, step: int) -> list[SFTExample]:
+        """The examples of optimizer step ``step`` (0-based): a fixed shuffle per epoch, seeded
+        by ``seed`` and the epoch, so a resumed run sees the same batches."""
+        size = self.config.batch_size
+        epoch, index = divmod(step, self.steps_per_epoch)
+        order = list(range(len(self.examples)))
+        random.Random(self.config.seed * 1_000_003 + epoch).shuffle(order)
+        return [self.examples[i] for i in order[index * size : (index + 1) * size]]
+
+    def train_step(self) -> dict[str, Any]:
+        """One optimizer step on the next batch. Returns its metrics."""
+        import torch
+        import torch.nn.functional as F
+
+        config = self.config
+        started = time.perf_counter()
+        batch = build_batch(
+            self.batch_examples(self.step), self.tokenizer.pad_token_id, config.max_length
+        )
+        model = self.model
+        model.train()
+        # One normaliser for the whole batch: each micro-batch's summed loss over the batch's
+        # assistant tokens, so accumulation gives the token-level mean over the batch.
+        tokens = int(batch.mask.sum())
+        self.optimizer.zero_grad(set_to_none=True)
+        total, finite = 0.0, True
+        for start in range(0, batch.input_ids.shape[0], config.micro_batch_size):
+            part = slice(start, start + config.micro_batch_size)
+            ids = batch.input_ids[part].to(self.device)
+            mask = batch.mask[part].to(self.device)
+            if not mask.any():
+                continue
+            with self._autocast_context():
+                logits = model(
+                    input_ids=ids, attention_mask=batch.attention_mask[part].to(self.device)
+                ).logits[:, :-1]
+            # cross-entropy of token t + 1 at position t, on assistant tokens only
+            loss_per_token = F.cross_entropy(
+                logits.float().reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
+                reduction="none",
+            ).view_as(mask)  # fmt: skip
+            loss = (loss_per_token * mask).sum() / max(1, tokens)
+            if not torch.isfinite(loss):
+                finite = False
+                break
+            loss.backward()
+            total += loss.item()
+        grad_norm = None
+        skipped = None
+        if finite and tokens:
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            if torch.isfinite(norm):
+                grad_norm = float(norm)
+                self.optimizer.step()
+            else:
+                skipped = "non-finite gradient norm"
+        else:
+            skipped = "non-finite loss" if not finite else "no assistant tokens"
+        lr = self.scheduler.get_last_lr()[0]
+        with warnings.catch_warnings():  # a skipped step still counts
+            warnings.simplefilter("ignore", UserWarning)
+            self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return {
+            "step": self.step,
+            "epoch": self.step / self.steps_per_epoch,
+            "loss": total if finite else None,
+            "tokens": tokens,
+            "sequences": int(batch.input_ids.shape[0]),
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "time_step": time.perf_counter() - started,
+            "skipped": skipped,
+        }
+
+    def save_checkpoint(self, path: str | Path | None = None) -> Path:
+        """Weights, optimizer, scheduler, step and RNGs: everything to resume exactly."""
+        import torch
+
+        path = Path(path) if path is not None else self.out / "checkpoint.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": {"python": random.getstate(), "torch": torch.get_rng_state()},
+            "config": self.config.model_dump(),
+        }
+        temporary = path.with_suffix(".tmp")
+        torch.save(state, temporary)
+        temporary.replace(path)  # never a half-written checkpoint
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Resume from :meth:`save_checkpoint`'s file: the next :meth:`train_step` is the one
+        the original run would have taken."""
+        import torch
+
+        state = torch.load(Path(path), map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+        random.setstate(state["rng"]["python"])
+        torch.set_rng_state(state["rng"]["torch"])
+
+    def save_model(self, path: str | Path | None = None) -> Path:
+        """The model and tokenizer in Hugging Face format, for ``rlenv eval --model PATH`` and
+        ``rlenv train ID --model PATH``."""
+        path = Path(path) if path is not None else self.out / "model"
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        return path
+
+    def plot(self) -> Path | None:
+        """``curves.png`` from ``metrics.jsonl``."""
+        from rlenv.plots import MissingPlotting, line_plots
+
+        rows = [json.loads(line) for line in (self.out / "metrics.jsonl").open()]
+        series = {
+            key: [(row["step"], row[key]) for row in rows if row.get(key) is not None]
+            for key in ("loss", "grad_norm", "lr", "tokens", "time_step")
+        }
+        try:
+            return line_plots(series, self.out / "curves.png", title="SFT")
+        except MissingPlotting:
+            return None
+
+    # ------------------------------------------------------------------------ internals
+
+    def _autocast_context(self):
+        import torch
+
+        if self.autocast:
+            return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _record(self, metrics: dict[str, Any]) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        with (self.out / "metrics.jsonl").open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(metrics) + "\n")
+        if self._log is not None:
+            self._log(metrics)

@@ -315,3 +315,29 @@ def test_run_dpo_trains_from_a_pairs_file_and_a_model_folder(tmp_path):
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
     with pytest.raises(ValueError, match=r"DPOConfig\.data"):
         run_dpo(_config(tmp_path, model=str(tmp_path / "base")))
+
+
+def test_pairs_from_real_rollouts_score_the_sampled_tokens(tmp_path):
+    """From a rollout to pairs to the trainer: the reference log-prob of each completion is the
+    sum of the sampler's own log-probs for those ids (the exact ids are used, not re-rendered)."""
+    from rlenv.rollout import SamplingParams, episodes, rollout
+    from rlenv.rollout.transformers import TransformersPolicy
+
+    model, tokenizer = tiny_model_and_tokenizer()
+    policy = TransformersPolicy(model, tokenizer, device="cpu")
+    trajectories = rollout(
+        policy,
+        episodes("tests/CountA-v0", n_tasks=3, group_size=6),
+        params=SamplingParams(max_new_tokens=8, seed=0),
+    )
+    pairs = preference_pairs(trajectories)
+    assert pairs and all(p.chosen_token_ids is not None for p in pairs)
+    sampled = {}
+    for trajectory in trajectories:
+        turn = trajectory.turns[0]
+        sampled[tuple(turn.completion_token_ids)] = sum(turn.completion_logprobs)
+    trainer = DPOTrainer(_config(tmp_path), model, tokenizer, pairs=pairs)
+    for pair, (chosen, rejected) in zip(pairs, trainer.reference_logps.tolist(), strict=True):
+        assert chosen == pytest.approx(sampled[tuple(pair.chosen_token_ids)], abs=1e-4)
+        assert rejected == pytest.approx(sampled[tuple(pair.rejected_token_ids)], abs=1e-4)
+        assert pair.chosen_reward > pair.rejected_reward

@@ -74,7 +74,11 @@ class PreferencePair(BaseModel):
 
 
 def preference_pairs(
-    trajectories: Iterable[Trajectory], *, margin: float = 0.0, top_tolerance: float = 1e-9
+    trajectories: Iterable[Trajectory],
+    *,
+    margin: float = 0.0,
+    min_chosen_reward: float | None = None,
+    top_tolerance: float = 1e-9,
 ) -> list[PreferencePair]:
     """Preference pairs from groups of single-turn rollouts of the same task.
 
@@ -82,12 +86,13 @@ def preference_pairs(
     appearance. In each group, only scored single-turn trajectories count (an unscored sample
     carries no verdict; in a multi-turn episode the reward belongs to the whole episode, not to
     one completion, so those are left out). *Chosen* candidates are the samples at the group's
-    top reward (within ``top_tolerance``); *rejected* candidates are those whose reward is
-    lower than the top by more than ``margin`` (and by more than ``top_tolerance``: ties never
-    make a pair).
+    top reward (within ``top_tolerance``), and only when that top is at least
+    ``min_chosen_reward`` (e.g. 1.0: only a sample the verifier passed is ever chosen; default:
+    any top); *rejected* candidates are those whose reward is lower than the top by at least
+    ``margin`` (and by more than ``top_tolerance``: ties never make a pair).
 
-    Pairing rule: chosen candidates in rollout order, rejected candidates from the lowest
-    reward up (then rollout order), paired one-to-one with :func:`zip`; each sample is used at
+    Pairing rule: chosen candidates in input order, rejected candidates from the lowest
+    reward up (then input order), paired one-to-one with :func:`zip`; each sample is used at
     most once, so a group gives ``min(#chosen, #rejected)`` pairs. One-to-one keeps pairs
     independent (no single completion dominates a task's gradient, the batch statistics stay
     per-pair), and worst-first puts the clearest contrasts first. Deterministic: the same
@@ -105,6 +110,8 @@ def preference_pairs(
         if len(usable) < 2:
             continue
         top = max(t.reward for t in usable)
+        if min_chosen_reward is not None and top < min_chosen_reward:
+            continue
         chosen = [t for t in usable if t.reward >= top - top_tolerance]
         gap = [top - t.reward for t in usable]
         rejected = [
@@ -186,7 +193,9 @@ def write_pairs(pairs: Iterable[PreferencePair], path: str | Path) -> int:
     return count
 
 
-def load_pairs(path: str | Path, *, margin: float = 0.0) -> list[PreferencePair]:
+def load_pairs(
+    path: str | Path, *, margin: float = 0.0, min_chosen_reward: float | None = None
+) -> list[PreferencePair]:
     """Pairs from a JSONL file of trajectories (paired with :func:`preference_pairs`), of
     :class:`PreferencePair` records, or of TRL conversational records (text only)."""
     path = Path(path)
@@ -195,7 +204,9 @@ def load_pairs(path: str | Path, *, margin: float = 0.0) -> list[PreferencePair]
     if first is None:
         return []
     if "turns" in first:
-        return preference_pairs(read_trajectories(path), margin=margin)
+        return preference_pairs(
+            read_trajectories(path), margin=margin, min_chosen_reward=min_chosen_reward
+        )
     pairs = []
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
@@ -278,6 +289,9 @@ class DPOConfig(BaseModel):
     out: str = Field("rlenv-dpo", description="Folder for metrics, plots and checkpoints.")
     seed: int = Field(0, description="Seeds the batch order and initialisation.")
     margin: float = Field(0.0, ge=0, description="Least reward gap for a pair (trajectories).")
+    min_chosen_reward: float | None = Field(
+        None, description="Only groups whose top reward reaches this give pairs (trajectories)."
+    )
 
     steps: int | None = Field(
         None, ge=1, description="Optimizer steps; default: epochs × batches per epoch."
@@ -354,7 +368,9 @@ class DPOTrainer:
         if pairs is None:
             if not config.data:
                 raise ValueError("set DPOConfig.data to a JSONL of trajectories or pairs")
-            pairs = load_pairs(config.data, margin=config.margin)
+            pairs = load_pairs(
+                config.data, margin=config.margin, min_chosen_reward=config.min_chosen_reward
+            )
         self.pairs = list(pairs)  # before the model: a bad data file fails fast
         if not self.pairs:
             raise ValueError(

@@ -75,6 +75,9 @@ def test_pairs_match_top_samples_with_the_worst_failures_one_to_one():
 def test_margin_ties_and_unscored_samples():
     group = [_trajectory(r, group=i) for i, r in enumerate([1.0, 0.8, 0.2])]
     assert [p.rejected_reward for p in preference_pairs(group, margin=0.5)] == [0.2]
+    partial = [_trajectory(0.5, group=0), _trajectory(0.0, group=1)]
+    assert len(preference_pairs(partial)) == 1
+    assert preference_pairs(partial, min_chosen_reward=1.0) == []  # nothing passed
     ties = [_trajectory(1.0, group=0), _trajectory(1.0, group=1)]
     assert preference_pairs(ties) == []
     unscored = [_trajectory(1.0, group=0), _trajectory(0.0, group=1, scored=False)]

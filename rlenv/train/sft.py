@@ -245,6 +245,8 @@ class SFTTrainer:
 
         from rlenv.train.grpo import _seed_everything, _use_bf16
 
+        if examples is None and not config.data:
+            raise ValueError("no training data: set data to JSONL files (or pass examples=)")
         self.config = config
         self.out = Path(config.out)
         self.device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")

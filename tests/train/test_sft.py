@@ -209,3 +209,26 @@ def test_train_sft_cli_refuses_bad_input(tmp_path, capsys):
     assert main(["train-sft", str(data), "--set", "batch_size=0"]) == 2
     assert "bad training settings" in capsys.readouterr().err
     assert main(["train-sft", str(data), "--steps", "1", "--epochs", "1"]) == 2
+
+
+def test_the_loss_is_the_mean_cross_entropy_of_the_assistant_tokens(tmp_path, tiny):
+    model, tokenizer = tiny
+    examples = [chat_example(tokenizer, CHAT), chat_example(tokenizer, CHAT[1:3])]
+    ids = [torch.tensor(e.token_ids) for e in examples]
+    with torch.no_grad():
+        terms = []
+        for tokens, example in zip(ids, examples, strict=True):
+            logprobs = model(tokens[None]).logits[0, :-1].log_softmax(-1)
+            picked = -logprobs.gather(-1, tokens[1:, None])[:, 0]
+            terms += [x for x, m in zip(picked.tolist(), example.mask[1:], strict=True) if m]
+    expected = sum(terms) / len(terms)
+    config = _config(tmp_path, steps=1, batch_size=2, micro_batch_size=1)
+    metrics = SFTTrainer(config, model, tokenizer, examples=examples).train_step()
+    assert metrics["tokens"] == len(terms)
+    assert metrics["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_no_data_is_a_clear_error(tmp_path, tiny):
+    model, tokenizer = tiny
+    with pytest.raises(ValueError, match="no training data"):
+        SFTTrainer(_config(tmp_path), model, tokenizer)

@@ -1,4 +1,5 @@
-"""Bundled trainers (``pip install 'rlenv[train]'``): GRPO on the rollout engine.
+"""Bundled trainers (``pip install 'rlenv[train]'``): GRPO on the rollout engine, and SFT
+(:mod:`rlenv.train.sft`) on the episodes :mod:`rlenv.train.collect` kept.
 
 ``GRPOConfig`` is importable without torch; the trainer itself imports torch and transformers
 when first used::
@@ -15,7 +16,7 @@ from typing import Any
 
 from rlenv.train.config import GRPOConfig
 
-__all__ = ["GRPOConfig", "GRPOTrainer"]
+__all__ = ["GRPOConfig", "GRPOTrainer", "SFTConfig", "SFTTrainer"]
 
 
 def __getattr__(name: str) -> Any:
@@ -23,4 +24,8 @@ def __getattr__(name: str) -> Any:
         from rlenv.train.grpo import GRPOTrainer
 
         return GRPOTrainer
+    if name in ("SFTConfig", "SFTTrainer"):
+        from rlenv.train import sft
+
+        return getattr(sft, name)
     raise AttributeError(f"module 'rlenv.train' has no attribute {name!r}")

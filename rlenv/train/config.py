@@ -1,7 +1,9 @@
-"""``GRPOConfig``: every setting of a GRPO run, typed and documented, saved with the run.
+"""Trainer settings, typed and documented, saved with each run.
 
-Load one from TOML (``GRPOConfig.from_toml``), override fields with ``key=value`` strings (the
-CLI's ``--set``), and the run writes it back as ``config.json`` beside its outputs.
+``TrainConfig`` holds what every bundled trainer shares (model, output folder, seed, optimiser,
+precision, checkpoints, plots) and how a config is read: from TOML (``from_toml``) and from
+``key=value`` strings (``with_overrides``, the CLI's ``--set``). ``GRPOConfig`` adds GRPO's
+settings; ``rlenv.train.sft.SFTConfig`` and ``rlenv.train.dpo.DPOConfig`` add theirs.
 """
 
 from __future__ import annotations
@@ -12,24 +14,72 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing_extensions import Self
 
-__all__ = ["GRPOConfig"]
+__all__ = ["GRPOConfig", "TrainConfig"]
 
 
-class GRPOConfig(BaseModel):
-    """The settings of a GRPO run. Defaults follow current practice (DAPO-style token-level
-    loss, clip-higher, no KL, std scaling on as in TRL) and suit a small model on a CPU."""
+class TrainConfig(BaseModel):
+    """Settings every bundled trainer shares. Subclasses change defaults by redeclaring."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    model: str = Field("smollm2-135m", description="A name rlenv.models.load_model resolves.")
+    out: str = Field("rlenv-train", description="Folder for metrics, plots and checkpoints.")
+    seed: int = Field(0, description="Seeds data order, sampling and initialisation.")
+    learning_rate: float = Field(2e-5, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    adam_betas: tuple[float, float] = (0.9, 0.99)
+    warmup_steps: int = Field(0, ge=0, description="Linear warm-up, then constant.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="Weights stay fp32; 'bf16' runs forward passes under bf16 autocast. 'auto': "
+        "bf16 on CUDA and on CPUs with native bf16 (AMX / AVX512-BF16), else fp32.",
+    )
+    device: str | None = Field(None, description="'cuda', 'cpu'; default: CUDA if available.")
+    save_every: int = Field(0, ge=0, description="Checkpoint every N steps (0: at the end).")
+    plots: bool = Field(True, description="Write PNG curves at the end (needs matplotlib).")
+    progress: bool = Field(True, description="Show a progress bar.")
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides: Any) -> Self:
+        """Read a TOML file (top-level keys are fields; tables for dict fields)."""
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover - Python 3.10
+            import tomli as tomllib
+        with Path(path).open("rb") as handle:
+            data = tomllib.load(handle)
+        data.update(overrides)
+        return cls.model_validate(data)
+
+    def with_overrides(self, assignments: list[str]) -> Self:
+        """Apply ``key=value`` strings; values are JSON when they parse, else strings."""
+        data = self.model_dump()
+        for assignment in assignments:
+            key, sep, raw = assignment.partition("=")
+            if not sep:
+                raise ValueError(f"expected key=value, got {assignment!r}")
+            key = key.strip()
+            if key not in type(self).model_fields:
+                raise ValueError(f"unknown setting {key!r}")
+            try:
+                data[key] = json.loads(raw)
+            except json.JSONDecodeError:
+                data[key] = raw
+        return type(self).model_validate(data)
+
+
+class GRPOConfig(TrainConfig):
+    """The settings of a GRPO run. Defaults follow current practice (DAPO-style token-level
+    loss, clip-higher, no KL, std scaling on as in TRL) and suit a small model on a CPU."""
 
     # ---- what to train on
     env_id: str = Field("rlenv/Arithmetic-v0", description="The registered environment.")
     env_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Keyword arguments for rlenv.make."
     )
-    model: str = Field("smollm2-135m", description="A name rlenv.models.load_model resolves.")
-    out: str = Field("rlenv-train", description="Folder for metrics, plots and checkpoints.")
-    seed: int = Field(0, description="Seeds task sampling, generation and initialisation.")
 
     # ---- sampling
     steps: int = Field(60, ge=1, description="Optimizer steps (one batch of groups each).")
@@ -77,19 +127,11 @@ class GRPOConfig(BaseModel):
     )
 
     # ---- optimisation
-    learning_rate: float = Field(2e-5, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    adam_betas: tuple[float, float] = (0.9, 0.99)
     warmup_steps: int = Field(3, ge=0, description="Linear warm-up, then constant.")
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping.")
     micro_batch_size: int = Field(
         16, ge=1, description="Sequences per forward/backward (gradient accumulation)."
     )
-    precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto",
-        description="Weights stay fp32; 'bf16' runs forward passes under bf16 autocast. 'auto': "
-        "bf16 on CUDA and on CPUs with native bf16 (AMX / AVX512-BF16), else fp32.",
-    )
+
     gradient_checkpointing: bool = False
     skip_zero_advantage: bool = Field(
         True,
@@ -104,7 +146,6 @@ class GRPOConfig(BaseModel):
     )
     lora_rank: int = Field(0, ge=0, description="> 0 trains LoRA adapters via peft.")
     lora_alpha: int = 32
-    device: str | None = Field(None, description="'cuda', 'cpu'; default: CUDA if available.")
 
     # ---- evaluation, logging, checkpoints
     eval_every: int = Field(
@@ -114,9 +155,6 @@ class GRPOConfig(BaseModel):
         100, ge=0, description="Held-out tasks: seeds 0..N-1 (training uses seeds >= 1e6)."
     )
     eval_greedy: bool = Field(True, description="Also evaluate greedily (temperature 0).")
-    save_every: int = Field(0, ge=0, description="Checkpoint every N steps (0: at the end).")
-    plots: bool = Field(True, description="Write PNG curves at the end (needs matplotlib).")
-    progress: bool = Field(True, description="Show a progress bar.")
 
     @model_validator(mode="after")
     def _check(self) -> GRPOConfig:
@@ -125,31 +163,3 @@ class GRPOConfig(BaseModel):
         if self.truncation == "penalty" and self.overlong_buffer > self.max_new_tokens:
             raise ValueError("overlong_buffer must not exceed max_new_tokens")
         return self
-
-    @classmethod
-    def from_toml(cls, path: str | Path, **overrides: Any) -> GRPOConfig:
-        """Read a TOML file (top-level keys are fields; an ``[env_kwargs]`` table too)."""
-        if sys.version_info >= (3, 11):
-            import tomllib
-        else:  # pragma: no cover - Python 3.10
-            import tomli as tomllib
-        with Path(path).open("rb") as handle:
-            data = tomllib.load(handle)
-        data.update(overrides)
-        return cls.model_validate(data)
-
-    def with_overrides(self, assignments: list[str]) -> GRPOConfig:
-        """Apply ``key=value`` strings; values are JSON when they parse, else strings."""
-        data = self.model_dump()
-        for assignment in assignments:
-            key, sep, raw = assignment.partition("=")
-            if not sep:
-                raise ValueError(f"expected key=value, got {assignment!r}")
-            key = key.strip()
-            if key not in type(self).model_fields:
-                raise ValueError(f"unknown setting {key!r}")
-            try:
-                data[key] = json.loads(raw)
-            except json.JSONDecodeError:
-                data[key] = raw
-        return type(self).model_validate(data)

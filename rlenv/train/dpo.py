@@ -12,24 +12,23 @@ conservative label smoothing: Mitchell 2023, "A note on DPO with noisy preferenc
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import json
 import math
-import random
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from rlenv.chat import Message
 from rlenv.rollout.trajectory import Trajectory, read_trajectories
+from rlenv.train._runtime import Trainer
 from rlenv.train.algorithm import token_logprobs
+from rlenv.train.config import TrainConfig
 
 __all__ = [
     "DPOConfig",
@@ -277,17 +276,14 @@ def dpo_loss(
 # ---------------------------------------------------------------------------------- the config
 
 
-class DPOConfig(BaseModel):
-    """The settings of a DPO run on verifier-built preference pairs."""
+class DPOConfig(TrainConfig):
+    """The settings of a DPO run on verifier-built preference pairs (the shared ones are
+    :class:`~rlenv.train.config.TrainConfig`'s)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    model: str = Field("smollm2-135m", description="A name rlenv.models.load_model resolves.")
     data: str = Field(
         "", description="JSONL of trajectories (paired here), PreferencePairs or TRL records."
     )
     out: str = Field("rlenv-dpo", description="Folder for metrics, plots and checkpoints.")
-    seed: int = Field(0, description="Seeds the batch order and initialisation.")
     margin: float = Field(0.0, ge=0, description="Least reward gap for a pair (trajectories).")
     min_chosen_reward: float | None = Field(
         None, description="Only groups whose top reward reaches this give pairs (trajectories)."
@@ -306,18 +302,6 @@ class DPOConfig(BaseModel):
     )
 
     learning_rate: float = Field(5e-7, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    adam_betas: tuple[float, float] = (0.9, 0.99)
-    warmup_steps: int = Field(0, ge=0, description="Linear warm-up, then constant.")
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping.")
-    precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="Weights stay fp32; 'bf16' runs forward passes under autocast."
-    )
-    device: str | None = Field(None, description="'cuda', 'cpu'; default: CUDA if available.")
-
-    save_every: int = Field(0, ge=0, description="Checkpoint every N steps (0: at the end).")
-    plots: bool = Field(True, description="Write curves.png at the end (needs matplotlib).")
-    progress: bool = Field(True, description="Show a progress bar.")
 
 
 # --------------------------------------------------------------------------------- the trainer
@@ -334,7 +318,7 @@ class _Sequences:
     first: int
 
 
-class DPOTrainer:
+class DPOTrainer(Trainer):
     """Trains ``model`` with DPO on preference pairs.
 
     Args:
@@ -348,6 +332,10 @@ class DPOTrainer:
     here, before any update, so no second model stays in memory.
     """
 
+    name = "DPO"
+    curve_keys = ("loss", "reward_accuracy", "margin", "chosen_reward", "rejected_reward",
+                  "grad_norm", "lr", "time_step")  # fmt: skip
+
     def __init__(
         self,
         config: DPOConfig,
@@ -357,14 +345,8 @@ class DPOTrainer:
         pairs: Sequence[PreferencePair] | None = None,
         log: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
-        from rlenv.train.grpo import _use_bf16
-
-        self.config = config
-        self.out = Path(config.out)
-        self.device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.autocast = _use_bf16(config.precision, self.device)
-        random.seed(config.seed)
-        torch.manual_seed(config.seed)
+        super().__init__(config, log=log)
+        self.config: DPOConfig = config
         if pairs is None:
             if not config.data:
                 raise ValueError("set DPOConfig.data to a JSONL of trajectories or pairs")
@@ -388,19 +370,7 @@ class DPOTrainer:
         self._tokens = [self._pair_tokens(pair) for pair in self.pairs]
         self.steps_per_epoch = math.ceil(len(self.pairs) / config.batch_size)
         self.total_steps = config.steps or config.epochs * self.steps_per_epoch
-        self.optimizer = torch.optim.AdamW(
-            [p for p in self.model.parameters() if p.requires_grad],
-            lr=config.learning_rate,
-            betas=config.adam_betas,
-            weight_decay=config.weight_decay,
-            fused=True,  # runs on CPU and CUDA, several times faster on the CPU
-        )
-        warmup = config.warmup_steps
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: min(1.0, (step + 1) / (warmup + 1)) if warmup else 1.0
-        )
-        self.step = 0
-        self._log = log
+        self._setup_optimizer()
         self.reference_logps = self._reference_logps()
 
     # ------------------------------------------------------------------------ the loop
@@ -414,7 +384,7 @@ class DPOTrainer:
         if checkpoint.exists():
             self.load_checkpoint(checkpoint)
         history = []
-        bar = _progress(self.total_steps, self.step, enabled=self.config.progress)
+        bar = self._progress(self.total_steps)
         while self.step < self.total_steps:
             metrics = self.train_step()
             history.append(metrics)
@@ -502,61 +472,11 @@ class DPOTrainer:
 
     # ------------------------------------------------------------------------ persistence
 
-    def save_checkpoint(self, path: str | Path | None = None) -> Path:
-        """Weights, optimizer, scheduler, step, RNGs and the reference log-probs."""
-        path = Path(path) if path is not None else self.out / "checkpoint.pt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state = {
-            "step": self.step,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "reference_logps": self.reference_logps,
-            "rng": {"python": random.getstate(), "torch": torch.get_rng_state()},
-            "config": self.config.model_dump(),
-        }
-        temporary = path.with_suffix(".tmp")
-        torch.save(state, temporary)
-        temporary.replace(path)  # never a half-written checkpoint
-        return path
+    def _extra_state(self) -> dict[str, Any]:
+        return {"reference_logps": self.reference_logps}
 
-    def load_checkpoint(self, path: str | Path) -> None:
-        """Resume from :meth:`save_checkpoint`: the next :meth:`train_step` is the one the
-        original run would have taken."""
-        state = torch.load(Path(path), map_location=self.device, weights_only=False)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
         self.reference_logps = state["reference_logps"].cpu()
-        self.step = int(state["step"])
-        random.setstate(state["rng"]["python"])
-        torch.set_rng_state(state["rng"]["torch"])
-
-    def save_model(self, path: str | Path | None = None) -> Path:
-        """The model and tokenizer in Hugging Face format (``rlenv eval --model PATH``)."""
-        path = Path(path) if path is not None else self.out / "model"
-        model = self.model
-        if hasattr(model, "merge_and_unload"):
-            model = copy.deepcopy(model).merge_and_unload()
-        model.save_pretrained(path)
-        self.tokenizer.save_pretrained(path)
-        return path
-
-    def plot(self) -> Path | None:
-        """PNG curves of ``metrics.jsonl``: ``curves.png``."""
-        from rlenv.plots import MissingPlotting, line_plots
-
-        rows = [json.loads(line) for line in (self.out / "metrics.jsonl").open()]
-        keys = ["loss", "reward_accuracy", "margin", "chosen_reward", "rejected_reward",
-                "grad_norm", "lr", "time_step"]  # fmt: skip
-        series = {
-            key: [(row["step"], row[key]) for row in rows if row.get(key) is not None]
-            for key in keys
-        }
-        try:
-            return line_plots(series, self.out / "curves.png", title="DPO")
-        except MissingPlotting:
-            return None
 
     # ------------------------------------------------------------------------ internals
 
@@ -631,31 +551,9 @@ class DPOTrainer:
             parts.append(torch.stack([chosen, rejected], dim=-1).float().cpu())
         return torch.cat(parts)
 
-    def _autocast_context(self):
-        if self.autocast:
-            return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def _record(self, metrics: dict[str, Any]) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
-        with (self.out / "metrics.jsonl").open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(metrics) + "\n")
-        if self._log is not None:
-            self._log(metrics)
-
 
 def run_dpo(config: DPOConfig) -> Path:
     """Train with ``config`` (the CLI's entry point); returns the saved model's folder."""
     trainer = DPOTrainer(config)
     trainer.train()
     return trainer.out / "model"
-
-
-def _progress(total: int, done: int, *, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, initial=done, desc="DPO", unit="step", dynamic_ncols=True)

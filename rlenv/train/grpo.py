@@ -13,22 +13,19 @@ Weights stay fp32; forward passes run under bf16 autocast on CUDA and on CPUs wi
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import json
 import math
-import random
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from rlenv.rollout import SamplingParams, Trajectory, episodes, rollout
 from rlenv.rollout.transformers import TransformersPolicy
+from rlenv.train._runtime import Trainer
 from rlenv.train.algorithm import (
     aggregate,
     clipped_surrogate,
@@ -177,7 +174,7 @@ class _TimedPolicy:
         return completions
 
 
-class GRPOTrainer:
+class GRPOTrainer(Trainer):
     """Trains ``model`` on ``config.env_id`` with GRPO.
 
     Args:
@@ -187,6 +184,13 @@ class GRPOTrainer:
         log: Called with each step's metrics (besides ``metrics.jsonl``).
     """
 
+    name = "GRPO"
+    curve_keys = (
+        "reward_mean", "accuracy", "eval_sampled_accuracy", "eval_greedy_accuracy",
+        "entropy", "frac_zero_std", "clip_low", "clip_high", "kl", "grad_norm",
+        "completion_length_mean", "time_step",
+    )  # fmt: skip
+
     def __init__(
         self,
         config: GRPOConfig,
@@ -195,11 +199,8 @@ class GRPOTrainer:
         *,
         log: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
-        self.config = config
-        self.out = Path(config.out)
-        self.device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.autocast = _use_bf16(config.precision, self.device)
-        _seed_everything(config.seed)
+        super().__init__(config, log=log)
+        self.config: GRPOConfig = config
         if model is None:
             from rlenv.models import load_model
 
@@ -229,22 +230,7 @@ class GRPOTrainer:
             cast_bf16=False,
         )
         self.pad_id = tokenizer.pad_token_id
-        parameters = [p for p in model.parameters() if p.requires_grad]
-        # The fused implementation runs on CPU and CUDA and is several times faster than the
-        # default per-tensor loop on the CPU (where it was a third of a step's update time).
-        self.optimizer = torch.optim.AdamW(
-            parameters,
-            lr=config.learning_rate,
-            betas=config.adam_betas,
-            weight_decay=config.weight_decay,
-            fused=True,
-        )
-        warmup = config.warmup_steps
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: min(1.0, (step + 1) / (warmup + 1)) if warmup else 1.0
-        )
-        self.step = 0
-        self._log = log
+        self._setup_optimizer()
 
     # ------------------------------------------------------------------------ public API
 
@@ -258,7 +244,7 @@ class GRPOTrainer:
         history = []
         if self.step == 0 and config.eval_tasks:
             self._record({"step": 0, **self.evaluate()})
-        bar = _progress(config.steps, self.step, enabled=config.progress)
+        bar = self._progress(config.steps)
         while self.step < config.steps:
             metrics = self.train_step()
             history.append(metrics)
@@ -354,74 +340,13 @@ class GRPOTrainer:
             )
         return results
 
-    def save_checkpoint(self, path: str | Path | None = None) -> Path:
-        """Everything needed to resume exactly: weights, optimizer, scheduler, step, RNGs."""
-        path = Path(path) if path is not None else self.out / "checkpoint.pt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state = {
-            "step": self.step,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "rng": {
-                "python": random.getstate(),
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            },
-            "config": self.config.model_dump(),
-        }
-        temporary = path.with_suffix(".tmp")
-        torch.save(state, temporary)
-        temporary.replace(path)  # never a half-written checkpoint
-        return path
-
-    def load_checkpoint(self, path: str | Path) -> None:
-        """Resume from :meth:`save_checkpoint`'s file: the next :meth:`train_step` is the one
-        the original run would have taken."""
-        state = torch.load(Path(path), map_location=self.device, weights_only=False)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.step = int(state["step"])
-        random.setstate(state["rng"]["python"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if state["rng"]["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-
-    def save_model(self, path: str | Path | None = None) -> Path:
-        """The trained model and tokenizer in Hugging Face format (``rlenv eval --model PATH``
-        loads it); LoRA adapters are merged first."""
-        path = Path(path) if path is not None else self.out / "model"
-        model = self.model
-        if hasattr(model, "merge_and_unload"):
-            model = copy.deepcopy(model).merge_and_unload()
-        model.save_pretrained(path)
-        self.tokenizer.save_pretrained(path)
-        return path
-
-    def plot(self) -> Path | None:
-        """PNG curves of ``metrics.jsonl``: ``curves.png``."""
-        from rlenv.plots import MissingPlotting, line_plots
-
-        rows = [json.loads(line) for line in (self.out / "metrics.jsonl").open()]
-        keys = [
-            "reward_mean", "accuracy", "eval_sampled_accuracy", "eval_greedy_accuracy",
-            "entropy", "frac_zero_std", "clip_low", "clip_high", "kl", "grad_norm",
-            "completion_length_mean", "time_step",
-        ]  # fmt: skip
-        series = {
-            key: [(row["step"], row[key]) for row in rows if row.get(key) is not None]
-            for key in keys
-        }
-        try:
-            return line_plots(series, self.out / "curves.png", title=self.config.env_id)
-        except MissingPlotting:
-            return None
-
     # ------------------------------------------------------------------------ internals
 
     def _generation_context(self):
         return self._autocast_context()
+
+    def plot_title(self) -> str:
+        return self.config.env_id
 
     def _sample_groups(self) -> tuple[list[Trajectory], dict[str, Any]]:
         """``prompts_per_step`` groups; with dynamic sampling, groups whose rewards are all equal
@@ -584,11 +509,6 @@ class GRPOTrainer:
             metrics["kl"] = None
         return metrics
 
-    def _autocast_context(self):
-        if self.autocast:
-            return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
     def _logprobs(
         self, part: TrainBatch, entropy: bool = False, model: Any = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -622,13 +542,6 @@ class GRPOTrainer:
         with self.model.disable_adapter():  # LoRA: the base model is the reference
             return self._logprobs(part)[0]
 
-    def _record(self, metrics: dict[str, Any]) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
-        with (self.out / "metrics.jsonl").open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(metrics) + "\n")
-        if self._log is not None:
-            self._log(metrics)
-
 
 # ------------------------------------------------------------------------------------ helpers
 
@@ -647,39 +560,6 @@ def _with_lora(model: Any, config: GRPOConfig) -> Any:
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, lora)
-
-
-def _use_bf16(precision: str, device: str) -> bool:
-    if precision != "auto":
-        return precision == "bf16"
-    if device.startswith("cuda"):
-        return True
-    return cpu_has_native_bf16()
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AMX or AVX512-BF16), where bf16 autocast is
-    2-3x faster than fp32; elsewhere it is emulated and slower."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _progress(total: int, done: int, *, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, initial=done, desc="GRPO", unit="step", dynamic_ncols=True)
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -18,7 +18,6 @@ across micro-batches). Weights stay fp32; forward passes run under bf16 autocast
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import random
@@ -27,66 +26,38 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from rlenv.chat import Message
 from rlenv.rollout.trajectory import NotTokenFaithful, Trajectory
+from rlenv.train._runtime import Trainer
+from rlenv.train.config import TrainConfig
 
 __all__ = ["SFTConfig", "SFTExample", "SFTTrainer", "chat_example", "load_examples"]
 
 
-class SFTConfig(BaseModel):
-    """The settings of an SFT run."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+class SFTConfig(TrainConfig):
+    """The settings of an SFT run; the shared ones are
+    :class:`~rlenv.train.config.TrainConfig`'s."""
 
     data: list[str] = Field(
         default_factory=list, description="JSONL files of trajectories or {'messages': [...]}."
     )
-    model: str = Field("smollm2-135m", description="A name rlenv.models.load_model resolves.")
     out: str = Field("rlenv-sft", description="Folder for metrics, plots, checkpoint and model/.")
-    seed: int = Field(0, description="Seeds the data order and initialisation.")
     epochs: float = Field(1.0, gt=0, description="Passes over the data (when steps is unset).")
     steps: int | None = Field(None, ge=1, description="Optimizer steps; overrides epochs.")
     batch_size: int = Field(8, ge=1, description="Sequences per optimizer step.")
     micro_batch_size: int = Field(4, ge=1, description="Sequences per forward/backward.")
     max_length: int = Field(2048, ge=2, description="Longer sequences are cut to this.")
     learning_rate: float = Field(1e-5, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    adam_betas: tuple[float, float] = (0.9, 0.99)
-    warmup_steps: int = Field(0, ge=0, description="Linear warm-up, then constant.")
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping.")
-    precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="'bf16': forward passes under bf16 autocast; 'auto' as in GRPO."
-    )
-    device: str | None = Field(None, description="'cuda', 'cpu'; default: CUDA if available.")
-    save_every: int = Field(0, ge=0, description="Checkpoint every N steps (0: at the end).")
-    plots: bool = Field(True, description="Write curves.png at the end (needs matplotlib).")
-    progress: bool = Field(True, description="Show a progress bar.")
 
     @model_validator(mode="after")
     def _check(self) -> SFTConfig:
         if self.micro_batch_size > self.batch_size:
             raise ValueError("micro_batch_size must not exceed batch_size")
         return self
-
-    def with_overrides(self, assignments: list[str]) -> SFTConfig:
-        """Apply ``key=value`` strings; values are JSON when they parse, else strings."""
-        data = self.model_dump()
-        for assignment in assignments:
-            key, sep, raw = assignment.partition("=")
-            key = key.strip()
-            if not sep:
-                raise ValueError(f"expected key=value, got {assignment!r}")
-            if key not in type(self).model_fields:
-                raise ValueError(f"unknown setting {key!r}")
-            try:
-                data[key] = json.loads(raw)
-            except json.JSONDecodeError:
-                data[key] = raw
-        return type(self).model_validate(data)
 
 
 # ----------------------------------------------------------------------------------- data
@@ -221,7 +192,7 @@ def build_batch(examples: Sequence[SFTExample], pad_id: int, max_length: int) ->
 # ------------------------------------------------------------------------------------ trainer
 
 
-class SFTTrainer:
+class SFTTrainer(Trainer):
     """Fine-tunes ``model`` on ``config.data`` (or ``examples``) with masked cross-entropy.
 
     Args:
@@ -232,6 +203,9 @@ class SFTTrainer:
         log: Called with each step's metrics (besides ``metrics.jsonl``).
     """
 
+    name = "SFT"
+    curve_keys = ("loss", "grad_norm", "lr", "tokens", "time_step")
+
     def __init__(
         self,
         config: SFTConfig,
@@ -241,17 +215,10 @@ class SFTTrainer:
         examples: Sequence[SFTExample] | None = None,
         log: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
-        import torch
-
-        from rlenv.train.grpo import _seed_everything, _use_bf16
-
         if examples is None and not config.data:
             raise ValueError("no training data: set data to JSONL files (or pass examples=)")
-        self.config = config
-        self.out = Path(config.out)
-        self.device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.autocast = _use_bf16(config.precision, self.device)
-        _seed_everything(config.seed)
+        super().__init__(config, log=log)
+        self.config: SFTConfig = config
         if model is None:
             from rlenv.models import load_model
 
@@ -269,34 +236,18 @@ class SFTTrainer:
             raise ValueError("no training examples")
         self.steps_per_epoch = math.ceil(len(self.examples) / config.batch_size)
         self.total_steps = config.steps or max(1, round(config.epochs * self.steps_per_epoch))
-        self.optimizer = torch.optim.AdamW(
-            [p for p in self.model.parameters() if p.requires_grad],
-            lr=config.learning_rate,
-            betas=config.adam_betas,
-            weight_decay=config.weight_decay,
-            fused=True,
-        )
-        warmup = config.warmup_steps
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: min(1.0, (step + 1) / (warmup + 1)) if warmup else 1.0
-        )
-        self.step = 0
-        self._log = log
+        self._setup_optimizer()
 
     # ------------------------------------------------------------------------ public API
 
     def train(self) -> list[dict[str, Any]]:
         """Run from the current step to the last; metrics to ``metrics.jsonl``, checkpoints,
         ``curves.png``. Returns every step's metrics."""
-        from rlenv.train.grpo import _progress
-
         config = self.config
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
         history = []
-        bar = _progress(self.total_steps, self.step, enabled=config.progress)
-        if bar is not None:
-            bar.set_description("SFT")
+        bar = self._progress(self.total_steps)
         while self.step < self.total_steps:
             metrics = self.train_step()
             history.append(metrics)
@@ -388,73 +339,3 @@ class SFTTrainer:
             "time_step": time.perf_counter() - started,
             "skipped": skipped,
         }
-
-    def save_checkpoint(self, path: str | Path | None = None) -> Path:
-        """Weights, optimizer, scheduler, step and RNGs: everything to resume exactly."""
-        import torch
-
-        path = Path(path) if path is not None else self.out / "checkpoint.pt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state = {
-            "step": self.step,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "rng": {"python": random.getstate(), "torch": torch.get_rng_state()},
-            "config": self.config.model_dump(),
-        }
-        temporary = path.with_suffix(".tmp")
-        torch.save(state, temporary)
-        temporary.replace(path)  # never a half-written checkpoint
-        return path
-
-    def load_checkpoint(self, path: str | Path) -> None:
-        """Resume from :meth:`save_checkpoint`'s file: the next :meth:`train_step` is the one
-        the original run would have taken."""
-        import torch
-
-        state = torch.load(Path(path), map_location=self.device, weights_only=False)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.step = int(state["step"])
-        random.setstate(state["rng"]["python"])
-        torch.set_rng_state(state["rng"]["torch"])
-
-    def save_model(self, path: str | Path | None = None) -> Path:
-        """The model and tokenizer in Hugging Face format, for ``rlenv eval --model PATH`` and
-        ``rlenv train ID --model PATH``."""
-        path = Path(path) if path is not None else self.out / "model"
-        self.model.save_pretrained(path)
-        self.tokenizer.save_pretrained(path)
-        return path
-
-    def plot(self) -> Path | None:
-        """``curves.png`` from ``metrics.jsonl``."""
-        from rlenv.plots import MissingPlotting, line_plots
-
-        rows = [json.loads(line) for line in (self.out / "metrics.jsonl").open()]
-        series = {
-            key: [(row["step"], row[key]) for row in rows if row.get(key) is not None]
-            for key in ("loss", "grad_norm", "lr", "tokens", "time_step")
-        }
-        try:
-            return line_plots(series, self.out / "curves.png", title="SFT")
-        except MissingPlotting:
-            return None
-
-    # ------------------------------------------------------------------------ internals
-
-    def _autocast_context(self):
-        import torch
-
-        if self.autocast:
-            return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def _record(self, metrics: dict[str, Any]) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
-        with (self.out / "metrics.jsonl").open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(metrics) + "\n")
-        if self._log is not None:
-            self._log(metrics)

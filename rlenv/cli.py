@@ -13,6 +13,7 @@
     rlenv train ID --model M [--config F]      train a model with the bundled GRPO trainer
     rlenv collect ID --model M [--samples K]   rejection sampling: keep episodes that passed
     rlenv train-sft DATA [DATA ...] --model M  supervised fine-tuning on kept trajectories
+    rlenv train-dpo DATA --model M             DPO on verifier-built preference pairs
     rlenv serve ID [ID ...] [--port P]         serve environments over HTTP (rlenv[server])
 
 :func:`main` returns the exit code: 0 on success, 1 when a check (or a scaffold) failed, 2 for
@@ -161,6 +162,25 @@ def build_parser() -> argparse.ArgumentParser:
     sft.add_argument("--out", help="output directory (rlenv-sft)")
     sft.add_argument("--resume", metavar="CHECKPOINT", help="a checkpoint.pt to resume from")
     sft.set_defaults(handler=_cmd_train_sft)
+
+    dpo = commands.add_parser(
+        "train-dpo", help="DPO on preference pairs built from verified rollouts (JSONL)"
+    )
+    dpo.add_argument(
+        "data", metavar="DATA",
+        help="JSONL of trajectories (rlenv collect --keep all; paired here), pairs or TRL records",
+    )  # fmt: skip
+    dpo.add_argument("--model", help="smollm2-135m (default), a local path, or a cached id")
+    dpo.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+        help="override one DPOConfig setting, e.g. --set beta=0.1 (repeatable)",
+    )  # fmt: skip
+    dpo_length = dpo.add_mutually_exclusive_group()
+    dpo_length.add_argument("--steps", type=int, help="optimizer steps")
+    dpo_length.add_argument("--epochs", type=int, help="passes over the pairs (1)")
+    dpo.add_argument("--out", help="output directory (rlenv-dpo)")
+    dpo.add_argument("--pairs-out", help="also write the pairs in TRL's DPO format (JSONL)")
+    dpo.set_defaults(handler=_cmd_train_dpo)
 
     collect = commands.add_parser(
         "collect", help="rejection sampling: sample episodes, keep those a verifier passed"
@@ -825,22 +845,48 @@ def _cmd_train_sft(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_train_dpo(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from rlenv.train.dpo import DPOConfig
+
+    if not Path(args.data).is_file():
+        raise CLIError(f"no such data file: {args.data}")
+    try:
+        settings = [f"data={json.dumps(args.data)}", *args.settings]
+        for name in ("model", "out"):
+            if getattr(args, name):
+                settings.append(f"{name}={json.dumps(getattr(args, name))}")
+        for name in ("steps", "epochs"):
+            if getattr(args, name) is not None:
+                settings.append(f"{name}={getattr(args, name)}")
+        config = DPOConfig().with_overrides(settings)
+    except (ValueError, ValidationError) as error:
+        raise CLIError(f"bad training settings: {error}") from None
+    from rlenv.train.dpo import DPOTrainer, write_dpo_jsonl
+
+    try:
+        trainer = DPOTrainer(config)
+    except ValueError as error:  # unreadable data, or no pairs in it
+        raise CLIError(str(error)) from None
+    print(f"{len(trainer.pairs)} preference pairs from {args.data}")
+    if args.pairs_out:
+        write_dpo_jsonl(trainer.pairs, args.pairs_out)
+        print(f"pairs (TRL's DPO format): {args.pairs_out}")
+    trainer.train()  # saves model/ at the end
+    print(f"metrics: {Path(config.out) / 'metrics.jsonl'}\nmodel: {trainer.out / 'model'}")
+    return EXIT_OK
+
+
 def _cmd_collect(args: argparse.Namespace) -> int:
-    from rlenv.rollout import OpenAIPolicy, SamplingParams, episodes, write_trajectories
+    from rlenv.rollout import SamplingParams, episodes, write_trajectories
     from rlenv.train.collect import collect
 
     env_kwargs = parse_kwargs(args.kwarg)
     rlenv.spec(args.env_id)  # an unknown id fails here, before any model loads
     if args.tasks < 1 or args.samples < 1:
         raise CLIError("--tasks and --samples must be at least 1")
-    if args.base_url:
-        policy = OpenAIPolicy(args.base_url, args.model)
-    else:
-        from rlenv.models import load_model
-        from rlenv.rollout.transformers import TransformersPolicy
-
-        model, tokenizer = load_model(args.model)
-        policy = TransformersPolicy(model, tokenizer, batch_size=args.batch_size, name=args.model)
+    policy = _policy(args)
     specs = episodes(
         args.env_id, n_tasks=args.tasks, group_size=args.samples, seed=args.seed, **env_kwargs
     )
@@ -877,20 +923,26 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _policy(args: argparse.Namespace) -> Any:
+    """``--model`` served at ``--base-url``, or loaded locally (``rlenv eval``/``collect``)."""
+    if args.base_url:
+        from rlenv.rollout import OpenAIPolicy
+
+        return OpenAIPolicy(args.base_url, args.model)
+    from rlenv.models import load_model
+    from rlenv.rollout.transformers import TransformersPolicy
+
+    model, tokenizer = load_model(args.model)
+    return TransformersPolicy(model, tokenizer, batch_size=args.batch_size, name=args.model)
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from rlenv.evaluation import html_report, render_table, summarize
-    from rlenv.rollout import OpenAIPolicy, SamplingParams, episodes, rollout, write_trajectories
+    from rlenv.rollout import SamplingParams, episodes, rollout, write_trajectories
 
     env_kwargs = parse_kwargs(args.kwarg)
     rlenv.spec(args.env_id)  # an unknown id fails here, before any model loads
-    if args.base_url:
-        policy = OpenAIPolicy(args.base_url, args.model)
-    else:
-        from rlenv.models import load_model
-        from rlenv.rollout.transformers import TransformersPolicy
-
-        model, tokenizer = load_model(args.model)
-        policy = TransformersPolicy(model, tokenizer, batch_size=args.batch_size, name=args.model)
+    policy = _policy(args)
     specs = episodes(
         args.env_id, n_tasks=args.tasks, group_size=args.samples, seed=args.seed, **env_kwargs
     )

@@ -76,6 +76,19 @@ class Trainer:
         self.model: Any = None
         self.tokenizer: Any = None
 
+    def _load(self, model: Any, tokenizer: Any) -> tuple[Any, Any]:
+        """``(model, tokenizer)`` as given, or ``load_model(config.model)``; the model in fp32
+        on the trainer's device, the tokenizer with a pad token."""
+        if model is None:
+            from rlenv.models import load_model
+
+            model, tokenizer = load_model(self.config.model)
+        if tokenizer is None:
+            raise ValueError("give the tokenizer with the model")
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return model.to(self.device).float(), tokenizer
+
     def _setup_optimizer(self) -> None:
         """Fused AdamW (several times faster than the per-tensor loop on the CPU) over the
         trainable parameters, with a linear warm-up to a constant learning rate."""

@@ -359,14 +359,7 @@ class DPOTrainer(Trainer):
                 "no preference pairs: the data has no group with a passed and a "
                 "failed scored sample (check the data path and margin)"
             )
-        if model is None:
-            from rlenv.models import load_model
-
-            model, tokenizer = load_model(config.model)
-        if tokenizer is None:
-            raise ValueError("pass the model's tokenizer with the model")
-        self.model = model.to(self.device)
-        self.tokenizer = tokenizer
+        self.model, self.tokenizer = self._load(model, tokenizer)
         self._tokens = [self._pair_tokens(pair) for pair in self.pairs]
         self.steps_per_epoch = math.ceil(len(self.pairs) / config.batch_size)
         self.total_steps = config.steps or config.epochs * self.steps_per_epoch
@@ -376,13 +369,10 @@ class DPOTrainer(Trainer):
     # ------------------------------------------------------------------------ the loop
 
     def train(self) -> list[dict[str, Any]]:
-        """Run to ``total_steps`` (resuming from ``out/checkpoint.pt`` when it exists), then
-        save the checkpoint, ``model/`` and ``curves.png``; returns the steps' metrics."""
+        """Run from the current step (``load_checkpoint`` first to resume) to ``total_steps``,
+        then save the checkpoint, ``model/`` and ``curves.png``; returns the steps' metrics."""
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.json").write_text(self.config.model_dump_json(indent=2))
-        checkpoint = self.out / "checkpoint.pt"
-        if checkpoint.exists():
-            self.load_checkpoint(checkpoint)
         history = []
         bar = self._progress(self.total_steps)
         while self.step < self.total_steps:

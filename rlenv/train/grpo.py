@@ -201,13 +201,7 @@ class GRPOTrainer(Trainer):
     ) -> None:
         super().__init__(config, log=log)
         self.config: GRPOConfig = config
-        if model is None:
-            from rlenv.models import load_model
-
-            model, tokenizer = load_model(config.model)
-        if tokenizer is None:
-            raise ValueError("give the tokenizer with the model")
-        model = model.to(self.device).float()
+        model, tokenizer = self._load(model, tokenizer)
         if config.lora_rank > 0:
             model = _with_lora(model, config)
         if config.gradient_checkpointing:

@@ -219,18 +219,9 @@ class SFTTrainer(Trainer):
             raise ValueError("no training data: set data to JSONL files (or pass examples=)")
         super().__init__(config, log=log)
         self.config: SFTConfig = config
-        if model is None:
-            from rlenv.models import load_model
-
-            model, tokenizer = load_model(config.model)
-        if tokenizer is None:
-            raise ValueError("give the tokenizer with the model")
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        self.model = model.to(self.device).float()
-        self.tokenizer = tokenizer
+        self.model, self.tokenizer = self._load(model, tokenizer)
         self.examples = (
-            list(examples) if examples is not None else load_examples(config.data, tokenizer)
+            list(examples) if examples is not None else load_examples(config.data, self.tokenizer)
         )
         if not self.examples:
             raise ValueError("no training examples")

@@ -344,3 +344,29 @@ def test_pairs_from_real_rollouts_score_the_sampled_tokens(tmp_path):
         assert chosen == pytest.approx(sampled[tuple(pair.chosen_token_ids)], abs=1e-4)
         assert rejected == pytest.approx(sampled[tuple(pair.rejected_token_ids)], abs=1e-4)
         assert pair.chosen_reward > pair.rejected_reward
+
+
+def test_train_dpo_cli_pairs_collected_rollouts_and_trains(tmp_path, capsys):
+    """collect --keep all -> train-dpo -> a model directory, from the command line."""
+    from rlenv.cli import main
+    from rlenv.testing import tiny_chat_model
+
+    model, tokenizer = tiny_chat_model()
+    saved = tmp_path / "tiny"
+    model.save_pretrained(saved)
+    tokenizer.save_pretrained(saved)
+    rollouts = tmp_path / "rollouts.jsonl"
+    assert main(["collect", "tests/CountA-v0", "--model", str(saved), "-n", "4", "--samples", "4",
+                 "--keep", "all", "--max-new-tokens", "6", "--out", str(rollouts)]) == 0  # fmt: skip
+    out = tmp_path / "dpo"
+    code = main(["train-dpo", str(rollouts), "--model", str(saved), "--steps", "2",
+                 "--out", str(out), "--pairs-out", str(tmp_path / "pairs.jsonl"),
+                 "--set", "progress=false", "--set", "precision=\"fp32\""])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "preference pairs from" in printed and "model:" in printed
+    assert (out / "model" / "config.json").exists() and (tmp_path / "pairs.jsonl").exists()
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").open()]
+    assert [row["step"] for row in rows] == [1, 2]
+    assert main(["train-dpo", str(tmp_path / "missing.jsonl")]) == 2
+    assert main(["train-dpo", str(rollouts), "--set", "beta=-1"]) == 2

@@ -17,7 +17,8 @@ Each result is held-out accuracy on env seeds 0..N-1 (never trained on), sampled
 greedy, plus the path's wall-clock time. Writes a Markdown table and a bar chart::
 
     python benchmarks/post_training_paths.py [--budget 1280] [--eval-tasks 100] \\
-        [--out /tmp/rlenv-paths] [--plot docs/img/post_training_paths.png]
+        [--out /tmp/rlenv-paths] [--plot docs/img/post_training_paths.png] \\
+        [--env-kwargs '{"require_boxed": true}']
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from rlenv.train.grpo import TRAIN_SEED_BASE, GRPOTrainer
 from rlenv.train.sft import SFTConfig, SFTTrainer
 
 GROUP = 8
-ENV_ID, ENV_KWARGS = DEMO_CONFIG.env_id, DEMO_CONFIG.env_kwargs
+ENV_ID, ENV_KWARGS = DEMO_CONFIG.env_id, dict(DEMO_CONFIG.env_kwargs)
 
 
 def held_out(model: Any, tokenizer: Any, tasks: int) -> dict[str, float]:
@@ -108,7 +109,7 @@ def dpo(model: Any, tokenizer: Any, data: Path, out: Path) -> tuple[Any, int]:
 def grpo(model: Any, tokenizer: Any, steps: int, out: Path) -> Any:
     config = DEMO_CONFIG.model_copy(
         update=dict(out=str(out), steps=steps, eval_tasks=0, plots=False, progress=False,
-                    device="cpu")
+                    device="cpu", env_kwargs=ENV_KWARGS)
     )  # fmt: skip
     trainer = GRPOTrainer(config, model, tokenizer)
     trainer.train()
@@ -121,7 +122,12 @@ def main() -> None:
     parser.add_argument("--eval-tasks", type=int, default=100)
     parser.add_argument("--out", default="/tmp/rlenv-paths")
     parser.add_argument("--plot", help="write a bar chart of the results to this PNG")
+    parser.add_argument(
+        "--env-kwargs", default="{}", metavar="JSON",
+        help='changes to the demo env\'s kwargs, e.g. \'{"require_boxed": true}\'',
+    )  # fmt: skip
     args = parser.parse_args()
+    ENV_KWARGS.update(json.loads(args.env_kwargs))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)

@@ -132,15 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a model on an environment with GRPO")
     train.add_argument("env_id", metavar="ID", help="environment id, e.g. rlenv/Arithmetic-v0")
-    train.add_argument("--model", help="smollm2-135m (default), a local path, or a cached id")
     train.add_argument("--config", help="a TOML file of GRPOConfig settings")
-    train.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
-        help="override one GRPOConfig setting, e.g. --set learning_rate=1e-5 (repeatable)",
-    )  # fmt: skip
-    train.add_argument("--steps", type=int, help="GRPO steps")
-    train.add_argument("--out", help="output directory (rlenv-train)")
-    train.add_argument("--resume", metavar="CHECKPOINT", help="a checkpoint.pt to resume from")
+    _add_training_arguments(train, "GRPOConfig", "rlenv-train", example="learning_rate=1e-5")
     train.add_argument(
         "-k", "--kwarg", action="append", default=[], metavar="KEY=VALUE",
         help="environment argument (repeatable)",
@@ -151,16 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
         "train-sft", help="supervised fine-tuning on trajectories or chat transcripts (JSONL)"
     )
     sft.add_argument("data", nargs="+", metavar="DATA", help="JSONL files (rlenv collect, chat)")
-    sft.add_argument("--model", help="smollm2-135m (default), a local path, or a cached id")
-    sft.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
-        help="override one SFTConfig setting, e.g. --set learning_rate=1e-5 (repeatable)",
-    )  # fmt: skip
-    length = sft.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=int, help="optimizer steps")
-    length.add_argument("--epochs", type=float, help="passes over the data (1)")
-    sft.add_argument("--out", help="output directory (rlenv-sft)")
-    sft.add_argument("--resume", metavar="CHECKPOINT", help="a checkpoint.pt to resume from")
+    _add_training_arguments(
+        sft, "SFTConfig", "rlenv-sft", example="learning_rate=1e-5", epochs=float
+    )
     sft.set_defaults(handler=_cmd_train_sft)
 
     dpo = commands.add_parser(
@@ -170,15 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
         "data", metavar="DATA",
         help="JSONL of trajectories (rlenv collect --keep all; paired here), pairs or TRL records",
     )  # fmt: skip
-    dpo.add_argument("--model", help="smollm2-135m (default), a local path, or a cached id")
-    dpo.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
-        help="override one DPOConfig setting, e.g. --set beta=0.1 (repeatable)",
-    )  # fmt: skip
-    dpo_length = dpo.add_mutually_exclusive_group()
-    dpo_length.add_argument("--steps", type=int, help="optimizer steps")
-    dpo_length.add_argument("--epochs", type=int, help="passes over the pairs (1)")
-    dpo.add_argument("--out", help="output directory (rlenv-dpo)")
+    _add_training_arguments(
+        dpo, "DPOConfig", "rlenv-dpo", example="beta=0.1", epochs=int, resume=False
+    )
     dpo.add_argument("--pairs-out", help="also write the pairs in TRL's DPO format (JSONL)")
     dpo.set_defaults(handler=_cmd_train_dpo)
 
@@ -259,6 +239,49 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(handler=_cmd_serve)
     return parser
+
+
+def _add_training_arguments(
+    parser: argparse.ArgumentParser,
+    config_name: str,
+    out_default: str,
+    *,
+    example: str,
+    epochs: type | None = None,
+    resume: bool = True,
+) -> None:
+    """The options every ``rlenv train*`` command shares: --model, --set, --steps (and
+    --epochs, exclusive with it), --out and --resume."""
+    parser.add_argument("--model", help="smollm2-135m (default), a local path, or a cached id")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+        help=f"override one {config_name} setting, e.g. --set {example} (repeatable)",
+    )  # fmt: skip
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, help="optimizer steps")
+    if epochs is not None:
+        length.add_argument("--epochs", type=epochs, help="passes over the data (1)")
+    parser.add_argument("--out", help=f"output directory ({out_default})")
+    if resume:
+        parser.add_argument("--resume", metavar="CHECKPOINT", help="a checkpoint.pt to resume from")
+
+
+def _training_config(config: Any, args: argparse.Namespace, *fixed: str) -> Any:
+    """``config`` with ``fixed`` assignments, then ``--set``, then the --model/--steps/--epochs/
+    --out flags applied (later wins); a bad setting is a usage error."""
+    from pydantic import ValidationError
+
+    settings = [*fixed, *args.settings]
+    for name in ("model", "out"):
+        if getattr(args, name, None):
+            settings.append(f"{name}={json.dumps(getattr(args, name))}")
+    for name in ("steps", "epochs"):
+        if getattr(args, name, None) is not None:
+            settings.append(f"{name}={getattr(args, name)}")
+    try:
+        return config.with_overrides(settings)
+    except (ValueError, ValidationError) as error:
+        raise CLIError(f"bad training settings: {error}") from None
 
 
 def _add_env_arguments(parser: argparse.ArgumentParser) -> None:
@@ -786,19 +809,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     rlenv.spec(args.env_id)  # an unknown id fails here, before any model loads
     try:
         config = GRPOConfig.from_toml(args.config) if args.config else GRPOConfig()
-        settings = [f"env_id={json.dumps(args.env_id)}", *args.settings]
-        if args.model:
-            settings.append(f"model={json.dumps(args.model)}")
-        if args.steps is not None:
-            settings.append(f"steps={args.steps}")
-        if args.out:
-            settings.append(f"out={json.dumps(args.out)}")
-        if args.kwarg:
-            env_kwargs = {**config.env_kwargs, **parse_kwargs(args.kwarg)}
-            settings.append(f"env_kwargs={json.dumps(env_kwargs)}")
-        config = config.with_overrides(settings)
     except (OSError, ValueError, ValidationError) as error:
         raise CLIError(f"bad training settings: {error}") from None
+    fixed = [f"env_id={json.dumps(args.env_id)}"]
+    if args.kwarg:
+        env_kwargs = {**config.env_kwargs, **parse_kwargs(args.kwarg)}
+        fixed.append(f"env_kwargs={json.dumps(env_kwargs)}")
+    config = _training_config(config, args, *fixed)
     from rlenv.train.grpo import GRPOTrainer
 
     trainer = GRPOTrainer(config)
@@ -811,26 +828,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_sft(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
 
     from rlenv.train.sft import SFTConfig
 
     missing = [path for path in args.data if not Path(path).is_file()]
     if missing:
         raise CLIError(f"no such data file: {', '.join(missing)}")
-    try:
-        settings = [f"data={json.dumps(args.data)}", *args.settings]
-        if args.model:
-            settings.append(f"model={json.dumps(args.model)}")
-        if args.steps is not None:
-            settings.append(f"steps={args.steps}")
-        if args.epochs is not None:
-            settings.append(f"epochs={args.epochs}")
-        if args.out:
-            settings.append(f"out={json.dumps(args.out)}")
-        config = SFTConfig().with_overrides(settings)
-    except (ValueError, ValidationError) as error:
-        raise CLIError(f"bad training settings: {error}") from None
+    config = _training_config(SFTConfig(), args, f"data={json.dumps(args.data)}")
     from rlenv.train.sft import SFTTrainer
 
     try:
@@ -846,23 +850,12 @@ def _cmd_train_sft(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_dpo(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
 
     from rlenv.train.dpo import DPOConfig
 
     if not Path(args.data).is_file():
         raise CLIError(f"no such data file: {args.data}")
-    try:
-        settings = [f"data={json.dumps(args.data)}", *args.settings]
-        for name in ("model", "out"):
-            if getattr(args, name):
-                settings.append(f"{name}={json.dumps(getattr(args, name))}")
-        for name in ("steps", "epochs"):
-            if getattr(args, name) is not None:
-                settings.append(f"{name}={getattr(args, name)}")
-        config = DPOConfig().with_overrides(settings)
-    except (ValueError, ValidationError) as error:
-        raise CLIError(f"bad training settings: {error}") from None
+    config = _training_config(DPOConfig(), args, f"data={json.dumps(args.data)}")
     from rlenv.train.dpo import DPOTrainer, write_dpo_jsonl
 
     try:

@@ -43,7 +43,13 @@ from rlenv.errors import (
     TaskFormatError,
 )
 from rlenv.spaces import ActionSpace, ConversationSpace
-from rlenv.tasks import Task, TaskSource, as_task_source
+from rlenv.tasks import (
+    DEFAULT_TEST_FRACTION,
+    Task,
+    TaskSource,
+    as_task_source,
+    split_tasks,
+)
 from rlenv.verdict import Verdict, as_verdict
 
 __all__ = ["Action", "Observation", "TextEnv", "Turn"]
@@ -142,6 +148,8 @@ class TextEnv(gym.Env[Observation, Action]):
         system_prompt: str | None = None,
         max_action_chars: int | None = None,
         render_mode: str | None = None,
+        split: str | None = None,
+        test_fraction: float = DEFAULT_TEST_FRACTION,
     ) -> None:
         """Create the environment.
 
@@ -153,6 +161,10 @@ class TextEnv(gym.Env[Observation, Action]):
             max_action_chars: Longest accepted action text; longer text truncates the episode.
             render_mode: ``"ansi"`` (``render()`` returns the transcript) or ``"human"``
                 (messages are printed as they happen).
+            split: ``"train"`` or ``"test"``: pose only the tasks on that side of a split by
+                content (a hash of the prompt, :func:`~rlenv.tasks.split_of`), so no problem
+                is posed by both, whatever their seeds. ``None`` (default): every task.
+            test_fraction: The share of problems in the ``"test"`` split (0.2).
         """
         if max_turns is not None:
             self.max_turns = max_turns
@@ -174,6 +186,9 @@ class TextEnv(gym.Env[Observation, Action]):
         self.task_source: TaskSource = (
             as_task_source(tasks) if tasks is not None else self.load_tasks()
         )
+        if split is not None:
+            self.task_source = split_tasks(self.task_source, split, test_fraction)
+        self.split = split
         self.observation_space = ConversationSpace()
         self.action_space = ActionSpace(self.max_action_chars)
         self._messages: list[Message] = []

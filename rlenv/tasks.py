@@ -7,6 +7,8 @@ metadata. A :class:`TaskSource` hands tasks to an environment:
   is the seed, so any task can be rebuilt from its id.
 - :class:`TaskList` holds a fixed dataset in memory, iterable in order for evaluation;
   :meth:`TaskList.from_jsonl` reads one task per line.
+- :func:`split_tasks` keeps one side of a content-based train/test split of any source, so a
+  held-out problem is never trained on, whatever its seed or id (``TextEnv(split="test")``).
 
 Sources are stateless: the environment owns the random number generator, so the same
 ``reset(seed=s)`` always picks the same task.
@@ -14,6 +16,7 @@ Sources are stateless: the environment owns the random number generator, so the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from abc import ABC, abstractmethod
@@ -27,7 +30,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from rlenv.chat import Message
 from rlenv.errors import TaskFormatError, TaskNotFoundError
 
-__all__ = ["GeneratedTasks", "Task", "TaskList", "TaskSource", "as_task_source"]
+__all__ = [
+    "GeneratedTasks",
+    "SplitTasks",
+    "Task",
+    "TaskList",
+    "TaskSource",
+    "as_task_source",
+    "split_of",
+    "split_tasks",
+]
 
 
 class Task(BaseModel):
@@ -214,3 +226,94 @@ def as_task_source(tasks: TaskSource | Sequence[Task | dict[str, Any]] | str | P
         "tasks must be a TaskSource, a list of Task objects or dicts, or a path to a JSONL file; "
         f"got {type(tasks).__name__}"
     )
+
+
+# ----------------------------------------------------------------------------- splits
+
+SPLITS = ("train", "test")
+DEFAULT_TEST_FRACTION = 0.2
+_MAX_DRAWS = 10_000
+
+
+def split_of(task: Task, test_fraction: float = DEFAULT_TEST_FRACTION) -> str:
+    """``"test"`` or ``"train"``: which side of the content split ``task`` falls on.
+
+    The split hashes the task's content, its prompt and reference answer (SHA-256 of canonical
+    JSON), not its id or seed: two seeds that pose the same problem land on the same side, so a
+    held-out problem is never trained on. The answer counts because some environments pose one
+    prompt with different hidden answers (a number to guess). The assignment is stable across
+    runs, machines and Python versions.
+    """
+    check_test_fraction(test_fraction)
+    prompt = task.model_dump(mode="json", include={"prompt"})["prompt"]
+    content = json.dumps({"prompt": prompt, "answer": task.answer}, sort_keys=True, default=repr)
+    digest = hashlib.sha256(content.encode("utf-8")).digest()
+    return "test" if int.from_bytes(digest[:8], "big") / 2**64 < test_fraction else "train"
+
+
+def check_test_fraction(test_fraction: float) -> None:
+    if not isinstance(test_fraction, (int, float)) or not 0.0 < test_fraction < 1.0:
+        raise ValueError(
+            f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction!r}"
+        )
+
+
+class SplitTasks(TaskSource):
+    """The tasks of an unbounded ``source`` (e.g. :class:`GeneratedTasks`) on one side of the
+    content split (:func:`split_of`).
+
+    ``sample`` draws from ``source`` until a task falls on ``split`` (deterministic in the RNG);
+    ``get`` refuses an id whose task is on the other side.
+    """
+
+    def __init__(
+        self, source: TaskSource, split: str, test_fraction: float = DEFAULT_TEST_FRACTION
+    ) -> None:
+        check_split(split)
+        check_test_fraction(test_fraction)
+        self.source, self.split, self.test_fraction = source, split, test_fraction
+
+    def sample(self, rng: np.random.Generator) -> Task:
+        for _ in range(_MAX_DRAWS):
+            task = self.source.sample(rng)
+            if split_of(task, self.test_fraction) == self.split:
+                return task
+        raise TaskNotFoundError(
+            f"no task of the {self.split!r} split in {_MAX_DRAWS:,} draws from {self.source!r}: "
+            "the source poses too few distinct problems for this test_fraction"
+        )
+
+    def get(self, task_id: str) -> Task:
+        task = self.source.get(task_id)
+        if split_of(task, self.test_fraction) != self.split:
+            other = "test" if self.split == "train" else "train"
+            raise TaskNotFoundError(
+                f"task {task_id!r} is in the {other!r} split, not {self.split!r}"
+            )
+        return task
+
+    def __repr__(self) -> str:
+        return f"SplitTasks({self.source!r}, {self.split!r}, test_fraction={self.test_fraction})"
+
+
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+
+
+def split_tasks(
+    source: TaskSource, split: str, test_fraction: float = DEFAULT_TEST_FRACTION
+) -> TaskSource:
+    """``source`` restricted to one side of the content split: a :class:`TaskList` of the kept
+    tasks for a finite list (order kept; an empty side is an error), else a :class:`SplitTasks`."""
+    check_split(split)
+    check_test_fraction(test_fraction)
+    if isinstance(source, TaskList):
+        kept = [task for task in source if split_of(task, test_fraction) == split]
+        if not kept:
+            raise TaskFormatError(
+                f"none of the {len(source)} tasks falls in the {split!r} split "
+                f"(test_fraction={test_fraction})"
+            )
+        return TaskList(kept)
+    return SplitTasks(source, split, test_fraction)

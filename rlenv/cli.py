@@ -12,6 +12,7 @@
     rlenv eval ID --model M                    evaluate a model; rlenv view FILE re-renders
     rlenv train ID --model M [--config F]      train a model with the bundled GRPO trainer
     rlenv collect ID --model M [--samples K]   rejection sampling: keep episodes that passed
+    rlenv collect ID --gold                    demonstrations: play env.gold_action()
     rlenv train-sft DATA [DATA ...] --model M  supervised fine-tuning on kept trajectories
     rlenv train-dpo DATA --model M             DPO on verifier-built preference pairs
     rlenv serve ID [ID ...] [--port P]         serve environments over HTTP (rlenv[server])
@@ -166,9 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
         "collect", help="rejection sampling: sample episodes, keep those a verifier passed"
     )
     collect.add_argument("env_id", metavar="ID", help="environment id, e.g. rlenv/Arithmetic-v0")
-    collect.add_argument(
-        "--model", required=True, help="smollm2-135m, a local path, or a model name"
-    )
+    source = collect.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="smollm2-135m, a local path, or a model name")
+    source.add_argument(
+        "--gold", action="store_true",
+        help="no model: play each task with env.gold_action() (demonstrations for SFT)",
+    )  # fmt: skip
     collect.add_argument("--base-url", help="an OpenAI-compatible endpoint serving --model")
     collect.add_argument("-n", "--tasks", type=int, default=20, help="tasks (20)")
     collect.add_argument("--samples", type=int, default=4, help="samples per task, K (4)")
@@ -873,15 +877,17 @@ def _cmd_train_dpo(args: argparse.Namespace) -> int:
 
 def _cmd_collect(args: argparse.Namespace) -> int:
     from rlenv.rollout import SamplingParams, episodes, write_trajectories
-    from rlenv.train.collect import collect
+    from rlenv.train.collect import collect, demonstrations
 
     env_kwargs = parse_kwargs(args.kwarg)
     rlenv.spec(args.env_id)  # an unknown id fails here, before any model loads
     if args.tasks < 1 or args.samples < 1:
         raise CLIError("--tasks and --samples must be at least 1")
-    policy = _policy(args)
+    if args.gold and args.base_url:
+        raise CLIError("--base-url serves --model; --gold needs no model")
+    samples = 1 if args.gold else args.samples  # gold play is deterministic: one per task
     specs = episodes(
-        args.env_id, n_tasks=args.tasks, group_size=args.samples, seed=args.seed, **env_kwargs
+        args.env_id, n_tasks=args.tasks, group_size=samples, seed=args.seed, **env_kwargs
     )
     done: list[bool] = []
 
@@ -891,17 +897,22 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         done.append(passed(trajectory))
         print(f"\r{len(done)}/{len(specs)} episodes, {sum(done)} passed", end="", file=sys.stderr)
 
-    params = SamplingParams(
-        max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed
-    )
-    result = collect(
-        policy,
-        specs,
-        keep=args.keep,
-        params=params,
-        max_batch_size=args.batch_size,
-        on_episode=progress,
-    )
+    if args.gold:
+        result = demonstrations(specs, on_episode=progress)
+        if args.keep == "all":
+            result.kept = list(result.sampled)
+    else:
+        params = SamplingParams(
+            max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed
+        )
+        result = collect(
+            _policy(args),
+            specs,
+            keep=args.keep,
+            params=params,
+            max_batch_size=args.batch_size,
+            on_episode=progress,
+        )
     print(file=sys.stderr)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,10 @@ The same engine as ``rlenv eval`` (:func:`~rlenv.rollout.episodes`,
 every turn and it earned full reward (:func:`rlenv.evaluation.passed`, the definition behind
 pass@k). The kept trajectories, written with :func:`~rlenv.rollout.write_trajectories`, are the
 data of ``rlenv train-sft`` (:mod:`rlenv.train.sft`).
+
+:func:`demonstrations` writes the same trajectories without a model: each episode is played
+with the environment's own ``gold_action()``. That is the SFT data for a format the model never
+produces by itself (no sample would pass rejection sampling).
 """
 
 from __future__ import annotations
@@ -13,10 +17,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from rlenv.chat import copy_messages, message_text
 from rlenv.evaluation import passed
-from rlenv.rollout import EpisodeSpec, Policy, SamplingParams, Trajectory, rollout
+from rlenv.registry import make
+from rlenv.rollout import EpisodeSpec, Policy, SamplingParams, Trajectory, TurnRecord, rollout
 
-__all__ = ["Collected", "collect"]
+__all__ = ["GOLD_POLICY", "Collected", "collect", "demonstrations"]
+
+GOLD_POLICY = "gold"
+"""The ``policy`` name of trajectories played by :func:`demonstrations`."""
 
 Keep = Literal["passed", "all"]
 
@@ -65,3 +74,61 @@ def collect(
     )
     kept = list(sampled) if keep == "all" else [t for t in sampled if passed(t)]
     return Collected(sampled=list(sampled), kept=kept)
+
+
+def demonstrations(
+    specs: Sequence[EpisodeSpec],
+    *,
+    on_episode: Callable[[Trajectory], None] | None = None,
+) -> Collected:
+    """Play every episode of ``specs`` with the environment's ``gold_action()``.
+
+    Each turn submits ``env.gold_action()`` for the current state, so multi-turn environments
+    are played to the end. ``kept`` holds the episodes that passed; an episode whose env has no
+    gold action (``None``) or whose gold play did not pass is in ``sampled`` only, which points
+    at an environment bug worth a look. The trajectories carry ``policy="gold"`` and no token
+    ids (nothing was sampled). Group samples of one task are identical, so give
+    ``group_size=1``.
+    """
+    sampled: list[Trajectory] = []
+    envs: dict[tuple[str, tuple], object] = {}
+    for spec in specs:
+        key = (spec.env_id, spec.env_kwargs)
+        env = envs.get(key)
+        if env is None:
+            env = envs[key] = make(spec.env_id, **dict(spec.env_kwargs))
+        options = {"task_id": spec.task_id} if spec.task_id is not None else None
+        observation, info = env.reset(seed=spec.seed, options=options)
+        turns: list[TurnRecord] = []
+        total, terminated, truncated = 0.0, False, False
+        while not (terminated or truncated):
+            action = env.gold_action()
+            if action is None:
+                break
+            observation, reward, terminated, truncated, info = env.step(action)
+            text = action if isinstance(action, str) else message_text(action)
+            turns.append(
+                TurnRecord(
+                    reward=reward, verdict=info["verdict"], completion=text, finish_reason="stop"
+                )
+            )
+            total += reward
+        trajectory = Trajectory(
+            env_id=spec.env_id,
+            task_id=info.get("task_id"),
+            seed=spec.seed,
+            group=spec.group,
+            messages=copy_messages(observation),
+            tools=info.get("tools", []),
+            turns=turns,
+            reward=total,
+            terminated=terminated,
+            truncated=truncated,
+            policy=GOLD_POLICY,
+        )
+        sampled.append(trajectory)
+        if on_episode is not None:
+            on_episode(trajectory)
+    for env in envs.values():
+        env.close()
+    return Collected(sampled=sampled, kept=[t for t in sampled if passed(t)])

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from sample_envs import EchoWord
 
 import rlenv
 from rlenv.chat import message_text
 from rlenv.evaluation import passed
 from rlenv.rollout import ScriptedPolicy, episodes, read_trajectories
-from rlenv.train.collect import collect
+from rlenv.train.collect import GOLD_POLICY, collect, demonstrations
 
 
 def _gold_answers(n: int) -> dict[str, str]:
@@ -80,3 +81,79 @@ def test_collect_cli_writes_the_kept_trajectories(tmp_path, capsys):
                  "--max-new-tokens", "4", "--out", str(out)]) == 0  # fmt: skip
     assert "of 2 episodes (passed)" in capsys.readouterr().out
     assert main(["collect", "rlenv/Nope-v0", "--model", str(path)]) == 2
+
+
+class _NoGold(EchoWord):
+    def gold_action(self) -> None:
+        return None
+
+
+class _WrongGold(EchoWord):
+    def gold_action(self) -> str:
+        return "not the word"
+
+
+rlenv.register("rlenvtest/NoGold-v0", _NoGold)
+rlenv.register("rlenvtest/WrongGold-v0", _WrongGold)
+
+
+def test_demonstrations_play_the_gold_action_through_every_turn():
+    arithmetic = demonstrations(episodes("rlenv/Arithmetic-v0", n_tasks=5, seed=3))
+    assert len(arithmetic.kept) == len(arithmetic.sampled) == 5
+    assert [t.seed for t in arithmetic.kept] == [3, 4, 5, 6, 7]
+    answers = _gold_answers(8)
+    for trajectory in arithmetic.kept:
+        assert trajectory.policy == GOLD_POLICY and passed(trajectory)
+        prompt, reply = trajectory.messages[-2:]
+        assert reply["role"] == "assistant"
+        assert message_text(reply) == answers[message_text(prompt)]
+        assert trajectory.turns[0].completion_token_ids is None  # nothing was sampled
+
+    countdown = demonstrations(episodes("rlenvtest/Countdown-v0", n_tasks=2))
+    assert all(passed(t) for t in countdown.kept) and len(countdown.kept) == 2
+    assert [turn.completion for turn in countdown.kept[0].turns] == ["3", "2", "1"]
+    assert [m["role"] for m in countdown.kept[0].messages].count("assistant") == 3
+
+    # the same seeds give the same demonstrations
+    again = demonstrations(episodes("rlenv/Arithmetic-v0", n_tasks=5, seed=3))
+    assert [t.to_json() for t in again.kept] == [t.to_json() for t in arithmetic.kept]
+
+
+def test_demonstrations_drop_episodes_without_a_passing_gold_action():
+    seen = []
+    none = demonstrations(episodes("rlenvtest/NoGold-v0", n_tasks=3), on_episode=seen.append)
+    assert len(none.sampled) == 3 and none.kept == [] and len(seen) == 3
+    assert all(t.turns == [] and not t.terminated for t in none.sampled)
+    wrong = demonstrations(episodes("rlenvtest/WrongGold-v0", n_tasks=3))
+    assert len(wrong.sampled) == 3 and wrong.kept == []
+    assert all(t.reward == 0.0 for t in wrong.sampled)
+
+
+def test_collect_cli_gold_writes_demonstrations_sft_can_read(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    from conftest import tiny_model_and_tokenizer
+
+    from rlenv.cli import main
+    from rlenv.train.sft import load_examples
+
+    out = tmp_path / "gold.jsonl"
+    code = main(["collect", "rlenv/Arithmetic-v0", "--gold", "-n", "4", "--samples", "3",
+                 "-k", "difficulty=1", "--out", str(out)])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "kept 4 of 4 episodes (passed)" in printed  # one per task: gold play is deterministic
+    kept = list(read_trajectories(out))
+    assert [t.seed for t in kept] == [0, 1, 2, 3] and all(passed(t) for t in kept)
+
+    _, tokenizer = tiny_model_and_tokenizer()
+    examples = load_examples([out], tokenizer)
+    assert len(examples) == 4
+    for example, trajectory in zip(examples, kept, strict=True):
+        trained = tokenizer.decode(
+            [i for i, m in zip(example.token_ids, example.mask, strict=True) if m]
+        )
+        assert trajectory.turns[0].completion in trained  # the loss is on the gold reply
+        assert message_text(trajectory.messages[0]) not in trained  # not on the prompt
+
+    assert main(["collect", "rlenv/Arithmetic-v0", "--gold", "--base-url", "http://x"]) == 2
+    assert main(["collect", "rlenv/Arithmetic-v0"]) == 2  # --model or --gold

@@ -71,6 +71,15 @@ class TrainConfig(BaseModel):
         return type(self).model_validate(data)
 
 
+def held_out_env_kwargs(env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The env kwargs of held-out evaluation: ``split="train"`` becomes ``split="test"``, so
+    evaluation poses only problems training never sees. Anything else is kept as given (then
+    held-out means other seeds, which may pose the same problem on a small task space)."""
+    if env_kwargs.get("split") == "train":
+        return {**env_kwargs, "split": "test"}
+    return dict(env_kwargs)
+
+
 class GRPOConfig(TrainConfig):
     """The settings of a GRPO run. Defaults follow current practice (DAPO-style token-level
     loss, clip-higher, no KL, std scaling on as in TRL) and suit a small model on a CPU."""
@@ -78,7 +87,9 @@ class GRPOConfig(TrainConfig):
     # ---- what to train on
     env_id: str = Field("rlenv/Arithmetic-v0", description="The registered environment.")
     env_kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="Keyword arguments for rlenv.make."
+        default_factory=dict,
+        description="Keyword arguments for rlenv.make; with split='train', the held-out "
+        "evaluation uses split='test' (problems never trained on).",
     )
 
     # ---- sampling

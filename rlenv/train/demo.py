@@ -25,6 +25,9 @@ DEMO_CONFIG = GRPOConfig(
         "require_boxed": False,
         "prompt_template": "{expression}",
         "system_prompt": "You are a calculator. Reply with only the result in \\boxed{}.",
+        # One-digit arithmetic poses only ~200 distinct problems, so seeds alone do not hold
+        # any out: train on one side of the content split, evaluate on the other.
+        "split": "train",
     },
     model="smollm2-135m",
     out="rlenv-demo",

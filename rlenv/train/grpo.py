@@ -35,12 +35,13 @@ from rlenv.train.algorithm import (
     shared_prefix_logprobs,
     token_logprobs,
 )
-from rlenv.train.config import GRPOConfig
+from rlenv.train.config import GRPOConfig, held_out_env_kwargs
 
 __all__ = ["GRPOTrainer", "TrainBatch", "build_batch", "sample_rewards"]
 
 TRAIN_SEED_BASE = 1_000_000
-"""Training tasks use env seeds from here on; held-out evaluation uses seeds 0..eval_tasks-1."""
+"""Training tasks use env seeds from here on; held-out evaluation uses seeds 0..eval_tasks-1
+(and the ``"test"`` split when training uses ``split="train"``)."""
 
 
 # --------------------------------------------------------------------------- rewards, batches
@@ -312,7 +313,9 @@ class GRPOTrainer(Trainer):
         training temperature and, with ``eval_greedy``, greedy."""
         config = self.config
         n = tasks if tasks is not None else config.eval_tasks
-        specs = episodes(config.env_id, n_tasks=n, seed=0, **config.env_kwargs)
+        specs = episodes(
+            config.env_id, n_tasks=n, seed=0, **held_out_env_kwargs(config.env_kwargs)
+        )
         modes = {"eval_sampled": config.temperature}
         if config.eval_greedy:
             modes["eval_greedy"] = 0.0

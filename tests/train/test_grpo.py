@@ -303,3 +303,28 @@ def test_the_example_config_is_the_demo():
     path = Path(__file__).parents[2] / "examples" / "grpo_arithmetic.toml"
     config = GRPOConfig.from_toml(path, env_id="rlenv/Arithmetic-v0")
     assert config.model_dump(exclude={"out"}) == DEMO_CONFIG.model_dump(exclude={"out"})
+
+
+def test_training_on_the_train_split_evaluates_on_the_test_split(monkeypatch):
+    from rlenv.train import grpo
+    from rlenv.train.config import held_out_env_kwargs
+
+    assert held_out_env_kwargs({"difficulty": 1, "split": "train"}) == {
+        "difficulty": 1,
+        "split": "test",
+    }
+    assert held_out_env_kwargs({"difficulty": 1}) == {"difficulty": 1}  # no split: seeds only
+    assert held_out_env_kwargs({"split": "test"}) == {"split": "test"}
+
+    model, tokenizer = tiny_model_and_tokenizer()
+    config = GRPOConfig(
+        env_id="rlenv/Arithmetic-v0", env_kwargs={"difficulty": 1, "split": "train"}, steps=1,
+        eval_tasks=3, eval_greedy=False, max_new_tokens=4, plots=False, progress=False,
+        device="cpu",
+    )  # fmt: skip
+    trainer = GRPOTrainer(config, model, tokenizer)
+    asked = []
+    real_episodes = grpo.episodes
+    monkeypatch.setattr(grpo, "episodes", lambda *a, **k: asked.append(k) or real_episodes(*a, **k))
+    trainer.evaluate()
+    assert asked and asked[-1]["split"] == "test" and asked[-1]["n_tasks"] == 3

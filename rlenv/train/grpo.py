@@ -313,9 +313,7 @@ class GRPOTrainer(Trainer):
         training temperature and, with ``eval_greedy``, greedy."""
         config = self.config
         n = tasks if tasks is not None else config.eval_tasks
-        specs = episodes(
-            config.env_id, n_tasks=n, seed=0, **held_out_env_kwargs(config.env_kwargs)
-        )
+        specs = episodes(config.env_id, n_tasks=n, seed=0, **held_out_env_kwargs(config.env_kwargs))
         modes = {"eval_sampled": config.temperature}
         if config.eval_greedy:
             modes["eval_greedy"] = 0.0

@@ -1,7 +1,10 @@
-"""Five post-training paths on one environment, same sample budget, same held-out split.
+"""Seven post-training paths on one environment, same sample budget, same held-out split.
 
 SmolLM2-135M-Instruct on the demo's arithmetic environment (``rlenv.train.demo.DEMO_CONFIG``),
-on the CPU. Every path may draw ``--budget`` completions from the model it is training:
+on the CPU. Training only ever sees the ``split="train"`` side of the env's content split, and
+every path is scored on the ``split="test"`` side: problems no path trained on (one-digit
+arithmetic has ~200 distinct problems, so held-out seeds alone would mostly repeat them). Every
+path may draw ``--budget`` completions from the model it is training:
 
 - **base**: no training;
 - **SFT (rejection sampling)**: ``budget`` samples of the base model (tasks × 8), the ones the
@@ -11,14 +14,18 @@ on the CPU. Every path may draw ``--budget`` completions from the model it is tr
 - **GRPO**: ``budget / 32`` GRPO steps of 4 tasks × 8 samples from the base model (the demo's
   settings);
 - **SFT → GRPO**: half the budget collected and used for SFT, the other half for GRPO steps
-  from the SFT model.
+  from the SFT model;
+- **SFT (demonstrations)**: no samples at all; SFT on the env's own ``gold_action()`` replies
+  for the same tasks the rejection-sampling path sampled (``rlenv collect --gold``);
+- **SFT (demonstrations) → GRPO**: SFT on the gold replies of the tasks of half the budget,
+  then the other half as GRPO steps.
 
-Each result is held-out accuracy on env seeds 0..N-1 (never trained on), sampled at T = 1 and
-greedy, plus the path's wall-clock time. Writes a Markdown table and a bar chart::
+Each result is accuracy on the held-out split, sampled at T = 1 and greedy, plus the path's
+wall-clock time. Writes a Markdown table, ``results.json`` and a bar chart::
 
-    python benchmarks/post_training_paths.py [--budget 1280] [--eval-tasks 100] \\
+    python benchmarks/post_training_paths.py [--budget 1280] [--eval-tasks 100] [--seeds 0,1,2] \\
         [--out /tmp/rlenv-paths] [--plot docs/img/post_training_paths.png] \\
-        [--env-kwargs '{"require_boxed": true}']
+        [--env-kwargs '{"require_boxed": true}'] [--paths base,grpo,...]
 """
 
 from __future__ import annotations
@@ -35,21 +42,32 @@ import torch
 from rlenv.models import load_model
 from rlenv.rollout import SamplingParams, episodes, rollout, write_trajectories
 from rlenv.rollout.transformers import TransformersPolicy
-from rlenv.train.collect import collect
+from rlenv.train.collect import collect, demonstrations
+from rlenv.train.config import held_out_env_kwargs
 from rlenv.train.demo import DEMO_CONFIG
 from rlenv.train.dpo import DPOConfig, DPOTrainer, load_pairs
 from rlenv.train.grpo import TRAIN_SEED_BASE, GRPOTrainer
 from rlenv.train.sft import SFTConfig, SFTTrainer
 
 GROUP = 8
-ENV_ID, ENV_KWARGS = DEMO_CONFIG.env_id, dict(DEMO_CONFIG.env_kwargs)
+ENV_ID, ENV_KWARGS = DEMO_CONFIG.env_id, {**DEMO_CONFIG.env_kwargs, "split": "train"}
+DATA_SEED = TRAIN_SEED_BASE + 50_000_000  # SFT/DPO data: training seeds GRPO does not use
+PATHS = {
+    "base": "base",
+    "sft": "SFT (rejection sampling)",
+    "dpo": "DPO (verifier pairs)",
+    "grpo": "GRPO",
+    "sft-grpo": "SFT → GRPO",
+    "demo-sft": "SFT (demonstrations)",
+    "demo-sft-grpo": "SFT (demonstrations) → GRPO",
+}
 
 
 def held_out(model: Any, tokenizer: Any, tasks: int) -> dict[str, float]:
-    """Accuracy on env seeds 0..tasks-1, sampled (T = 1) and greedy, as the GRPO trainer
-    evaluates."""
+    """Accuracy on the held-out split (seeds 0..tasks-1 of ``split="test"``), sampled (T = 1)
+    and greedy, as the GRPO trainer evaluates."""
     policy = TransformersPolicy(model, tokenizer, device="cpu", batch_size=64, cast_bf16=False)
-    specs = episodes(ENV_ID, n_tasks=tasks, seed=0, **ENV_KWARGS)
+    specs = episodes(ENV_ID, n_tasks=tasks, seed=0, **held_out_env_kwargs(ENV_KWARGS))
     results = {}
     for name, temperature in (("sampled", 1.0), ("greedy", 0.0)):
         params = SamplingParams(
@@ -61,22 +79,33 @@ def held_out(model: Any, tokenizer: Any, tasks: int) -> dict[str, float]:
     return results
 
 
-def sample(model: Any, tokenizer: Any, n_samples: int, path: Path) -> tuple[int, int]:
+def sample(model: Any, tokenizer: Any, n_samples: int, path: Path, seed: int) -> tuple[int, int]:
     """``n_samples`` completions (tasks × 8) of ``model`` on training seeds, all written to
     ``path``; returns (passed, total)."""
     policy = TransformersPolicy(model, tokenizer, device="cpu", batch_size=64, cast_bf16=False)
     specs = episodes(
-        ENV_ID, n_tasks=max(1, n_samples // GROUP), group_size=GROUP,
-        seed=TRAIN_SEED_BASE + 50_000_000, **ENV_KWARGS,
+        ENV_ID, n_tasks=max(1, n_samples // GROUP), group_size=GROUP, seed=DATA_SEED,
+        **ENV_KWARGS,
     )  # fmt: skip
-    params = SamplingParams(max_new_tokens=DEMO_CONFIG.max_new_tokens, temperature=1.0, seed=1)
+    params = SamplingParams(
+        max_new_tokens=DEMO_CONFIG.max_new_tokens, temperature=1.0, seed=1 + seed
+    )
     result = collect(policy, specs, keep="all", params=params, max_batch_size=64)
     write_trajectories(result.sampled, path)
     passed = sum(t.scored and t.reward >= 1.0 for t in result.sampled)
     return passed, len(result.sampled)
 
 
-def sft(model: Any, tokenizer: Any, data: Path, out: Path) -> Any:
+def gold(n_samples: int, path: Path) -> int:
+    """The gold replies of the tasks ``sample`` would sample (one per task, no model), written
+    to ``path``; returns how many."""
+    specs = episodes(ENV_ID, n_tasks=max(1, n_samples // GROUP), seed=DATA_SEED, **ENV_KWARGS)
+    result = demonstrations(specs)
+    write_trajectories(result.kept, path)
+    return len(result.kept)
+
+
+def sft(model: Any, tokenizer: Any, data: Path, out: Path, seed: int) -> Any:
     passed = out / "passed.jsonl"
     rows = [json.loads(line) for line in data.open()]
     kept = [row for row in rows if row["reward"] >= 1.0]
@@ -86,30 +115,30 @@ def sft(model: Any, tokenizer: Any, data: Path, out: Path) -> Any:
     passed.write_text("".join(json.dumps(row) + "\n" for row in kept))
     config = SFTConfig(
         data=[str(passed)], out=str(out), epochs=2, batch_size=8, micro_batch_size=8,
-        learning_rate=1e-5, plots=False, progress=False, device="cpu",
+        learning_rate=1e-5, plots=False, progress=False, device="cpu", seed=seed,
     )  # fmt: skip
     trainer = SFTTrainer(config, model, tokenizer)
     trainer.train()
     return trainer.model
 
 
-def dpo(model: Any, tokenizer: Any, data: Path, out: Path) -> tuple[Any, int]:
+def dpo(model: Any, tokenizer: Any, data: Path, out: Path, seed: int) -> tuple[Any, int]:
     pairs = load_pairs(data)
     if not pairs:  # no task had both a passed and a failed sample
         return model, 0
     config = DPOConfig(
         data=str(data), out=str(out), epochs=1, batch_size=8, micro_batch_size=4, beta=0.1,
-        learning_rate=5e-6, plots=False, progress=False, device="cpu",
+        learning_rate=5e-6, plots=False, progress=False, device="cpu", seed=seed,
     )  # fmt: skip
     trainer = DPOTrainer(config, model, tokenizer, pairs=pairs)
     trainer.train()
     return trainer.model, len(pairs)
 
 
-def grpo(model: Any, tokenizer: Any, steps: int, out: Path) -> Any:
+def grpo(model: Any, tokenizer: Any, steps: int, out: Path, seed: int) -> Any:
     config = DEMO_CONFIG.model_copy(
         update=dict(out=str(out), steps=steps, eval_tasks=0, plots=False, progress=False,
-                    device="cpu", env_kwargs=ENV_KWARGS)
+                    device="cpu", env_kwargs=ENV_KWARGS, seed=seed)
     )  # fmt: skip
     trainer = GRPOTrainer(config, model, tokenizer)
     trainer.train()
@@ -120,72 +149,124 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", type=int, default=1280, help="completions per path")
     parser.add_argument("--eval-tasks", type=int, default=100)
+    parser.add_argument(
+        "--seeds", default="0", help="comma-separated training and sampling seeds (0); "
+        "with several, the table gives the mean and the range",
+    )  # fmt: skip
     parser.add_argument("--out", default="/tmp/rlenv-paths")
     parser.add_argument("--plot", help="write a bar chart of the results to this PNG")
     parser.add_argument(
         "--env-kwargs", default="{}", metavar="JSON",
         help='changes to the demo env\'s kwargs, e.g. \'{"require_boxed": true}\'',
     )  # fmt: skip
+    parser.add_argument(
+        "--paths", default=",".join(PATHS), help=f"comma-separated subset of {','.join(PATHS)}"
+    )
     args = parser.parse_args()
+    chosen = [name.strip() for name in args.paths.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(PATHS))
+    if unknown:
+        parser.error(f"unknown path(s) {unknown}; choose from {list(PATHS)}")
+    seeds = [int(seed) for seed in args.seeds.split(",")]
     ENV_KWARGS.update(json.loads(args.env_kwargs))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
     base, tokenizer = load_model("smollm2-135m")
-    per_step = DEMO_CONFIG.prompts_per_step * DEMO_CONFIG.group_size
     print(
         f"SmolLM2-135M-Instruct, CPU, {ENV_ID} {json.dumps(ENV_KWARGS)}; budget {args.budget} "
-        f"completions per path; held-out: {args.eval_tasks} tasks",
+        f"completions per path; held-out: {args.eval_tasks} tasks of the test split; "
+        f"seeds {seeds}",
         flush=True,
     )
-    results: dict[str, dict[str, Any]] = {}
+    runs = [run_paths(chosen, seed, args, base, tokenizer, out / f"seed-{seed}") for seed in seeds]
+    results = {
+        name: {
+            "sampled": [run[name]["sampled"] for run in runs],
+            "greedy": [run[name]["greedy"] for run in runs],
+            "minutes": sum(run[name]["minutes"] for run in runs) / len(runs),
+            "note": " / ".join(dict.fromkeys(run[name]["note"] for run in runs)),
+        }
+        for name in runs[0]
+    }
 
-    def record(name: str, model: Any, started: float, note: str = "") -> None:
-        scores = held_out(model, tokenizer, args.eval_tasks)
-        results[name] = {**scores, "minutes": (time.perf_counter() - started) / 60, "note": note}
-        print(f"{name:<28} sampled {scores['sampled']:.0%}  greedy {scores['greedy']:.0%}  "
-              f"{results[name]['minutes']:.1f} min  {note}", flush=True)  # fmt: skip
-
-    started = time.perf_counter()
-    record("base", base, started)
-
-    started = time.perf_counter()
-    samples = out / "samples.jsonl"
-    passed, total = sample(base, tokenizer, args.budget, samples)
-    sampling_minutes = (time.perf_counter() - started) / 60
-    model = sft(copy.deepcopy(base), tokenizer, samples, out / "sft")
-    record("SFT (rejection sampling)", model, started, f"{passed} of {total} samples passed")
-
-    started = time.perf_counter() - sampling_minutes * 60  # the same samples, counted again
-    model, pairs = dpo(copy.deepcopy(base), tokenizer, samples, out / "dpo")
-    record("DPO (verifier pairs)", model, started, f"{pairs} pairs")
-
-    started = time.perf_counter()
-    steps = max(1, args.budget // per_step)
-    model = grpo(copy.deepcopy(base), tokenizer, steps, out / "grpo")
-    record("GRPO", model, started, f"{steps} steps")
-
-    started = time.perf_counter()
-    half = out / "half.jsonl"
-    passed, total = sample(base, tokenizer, args.budget // 2, half)
-    model = sft(copy.deepcopy(base), tokenizer, half, out / "sft-half")
-    steps = max(1, args.budget // 2 // per_step)
-    model = grpo(model, tokenizer, steps, out / "sft-grpo")
-    record("SFT → GRPO", model, started, f"{passed}/{total} passed, then {steps} GRPO steps")
+    def cell(values: list[float]) -> str:
+        mean = sum(values) / len(values)
+        if len(values) == 1:
+            return f"{mean:.0%}"
+        return f"{mean:.0%} ({min(values):.0%}–{max(values):.0%})"
 
     table = [
         "| path | held-out sampled (T = 1) | held-out greedy | minutes | note |",
         "|---|---|---|---|---|",
         *(
-            f"| {name} | {r['sampled']:.0%} | {r['greedy']:.0%} | {r['minutes']:.1f} | "
+            f"| {name} | {cell(r['sampled'])} | {cell(r['greedy'])} | {r['minutes']:.1f} | "
             f"{r['note']} |"
             for name, r in results.items()
         ),
     ]
     print("\n" + "\n".join(table))
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "results.json").write_text(
+        json.dumps({"env_kwargs": ENV_KWARGS, "budget": args.budget, "seeds": seeds,
+                    "eval_tasks": args.eval_tasks, "results": results}, indent=2)
+    )  # fmt: skip
     if args.plot:
         plot(results, args.plot)
+
+
+def run_paths(
+    chosen: list[str], seed: int, args: argparse.Namespace, base: Any, tokenizer: Any, out: Path
+) -> dict[str, dict[str, Any]]:
+    """Every chosen path from ``base`` with one seed: held-out scores, minutes and a note."""
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    per_step = DEMO_CONFIG.prompts_per_step * DEMO_CONFIG.group_size
+    steps, half_steps = max(1, args.budget // per_step), max(1, args.budget // 2 // per_step)
+    results: dict[str, dict[str, Any]] = {}
+
+    def record(key: str, model: Any, started: float, note: str = "") -> None:
+        name = PATHS[key]
+        scores = held_out(model, tokenizer, args.eval_tasks)
+        results[name] = {**scores, "minutes": (time.perf_counter() - started) / 60, "note": note}
+        print(f"seed {seed}  {name:<30} sampled {scores['sampled']:.0%}  "
+              f"greedy {scores['greedy']:.0%}  {results[name]['minutes']:.1f} min  {note}",
+              flush=True)  # fmt: skip
+
+    samples, sampled_in = out / "samples.jsonl", 0.0
+    if {"sft", "dpo"} & set(chosen):  # both read the same samples; each is charged for them
+        started = time.perf_counter()
+        passed, total = sample(base, tokenizer, args.budget, samples, seed)
+        sampled_in = time.perf_counter() - started
+    for key in chosen:
+        started = time.perf_counter()
+        if key == "base":
+            record(key, base, started)
+        elif key == "sft":
+            model = sft(copy.deepcopy(base), tokenizer, samples, out / "sft", seed)
+            record(key, model, started - sampled_in, f"{passed} of {total} samples passed")
+        elif key == "dpo":
+            model, pairs = dpo(copy.deepcopy(base), tokenizer, samples, out / "dpo", seed)
+            record(key, model, started - sampled_in, f"{pairs} pairs")
+        elif key == "grpo":
+            model = grpo(copy.deepcopy(base), tokenizer, steps, out / "grpo", seed)
+            record(key, model, started, f"{steps} steps")
+        elif key == "sft-grpo":
+            half = out / "half.jsonl"
+            passed_half, total_half = sample(base, tokenizer, args.budget // 2, half, seed)
+            model = sft(copy.deepcopy(base), tokenizer, half, out / "sft-half", seed)
+            model = grpo(model, tokenizer, half_steps, out / "sft-grpo", seed)
+            note = f"{passed_half} of {total_half} passed, then {half_steps} GRPO steps"
+            record(key, model, started, note)
+        elif key == "demo-sft":
+            demos = gold(args.budget, out / "gold.jsonl")
+            model = sft(copy.deepcopy(base), tokenizer, out / "gold.jsonl", out / "demo-sft", seed)
+            record(key, model, started, f"{demos} gold replies, no samples")
+        elif key == "demo-sft-grpo":
+            demos = gold(args.budget // 2, out / "gold-half.jsonl")
+            model = sft(copy.deepcopy(base), tokenizer, out / "gold-half.jsonl",
+                        out / "demo-sft-half", seed)  # fmt: skip
+            model = grpo(model, tokenizer, half_steps, out / "demo-sft-grpo", seed)
+            record(key, model, started, f"{demos} gold replies, then {half_steps} GRPO steps")
+    return results
 
 
 def plot(results: dict[str, dict[str, Any]], path: str) -> None:
@@ -195,12 +276,18 @@ def plot(results: dict[str, dict[str, Any]], path: str) -> None:
     import matplotlib.pyplot as pyplot
 
     names = list(results)
-    figure, axes = pyplot.subplots(figsize=(8, 3.6), dpi=100)
+    figure, axes = pyplot.subplots(figsize=(10, 3.8), dpi=100)
     width = 0.38
     for offset, key in ((-width / 2, "sampled"), (width / 2, "greedy")):
-        axes.bar([i + offset for i in range(len(names))], [results[n][key] for n in names],
-                 width, label=f"held-out {key}")  # fmt: skip
-    axes.set_xticks(range(len(names)), names, fontsize=8)
+        values = [results[n][key] for n in names]
+        means = [sum(v) / len(v) for v in values]
+        spread = [[m - min(v) for m, v in zip(means, values, strict=True)],
+                  [max(v) - m for m, v in zip(means, values, strict=True)]]  # fmt: skip
+        several = any(len(v) > 1 for v in values)
+        axes.bar([i + offset for i in range(len(names))], means, width,
+                 yerr=spread if several else None, capsize=3, label=f"held-out {key}")  # fmt: skip
+    labels = [name.replace(" (", "\n(").replace(" → ", "\n→ ") for name in names]
+    axes.set_xticks(range(len(names)), labels, fontsize=7)
     axes.set_ylim(0, 1)
     axes.set_ylabel("accuracy")
     axes.legend(fontsize=8)

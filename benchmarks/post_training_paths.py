@@ -25,6 +25,7 @@ wall-clock time. Writes a Markdown table, ``results.json`` and a bar chart::
 
     python benchmarks/post_training_paths.py [--budget 1280] [--eval-tasks 100] [--seeds 0,1,2] \\
         [--out /tmp/rlenv-paths] [--plot docs/img/post_training_paths.png] \\
+        [--curves docs/img/post_training_curves.png] \\
         [--env-kwargs '{"require_boxed": true}'] [--paths base,grpo,...]
 """
 
@@ -156,6 +157,9 @@ def main() -> None:
     parser.add_argument("--out", default="/tmp/rlenv-paths")
     parser.add_argument("--plot", help="write a bar chart of the results to this PNG")
     parser.add_argument(
+        "--curves", help="write the GRPO paths' training accuracy per completion to this PNG"
+    )
+    parser.add_argument(
         "--env-kwargs", default="{}", metavar="JSON",
         help='changes to the demo env\'s kwargs, e.g. \'{"require_boxed": true}\'',
     )  # fmt: skip
@@ -211,6 +215,8 @@ def main() -> None:
     )  # fmt: skip
     if args.plot:
         plot(results, args.plot)
+    if args.curves:
+        curves(out, seeds, args.budget, args.curves)
 
 
 def run_paths(
@@ -295,6 +301,45 @@ def plot(results: dict[str, dict[str, Any]], path: str) -> None:
     figure.tight_layout()
     figure.savefig(path)
     print(f"plot: {path}")
+
+
+def curves(out: Path, seeds: list[int], budget: int, path: str, window: int = 5) -> None:
+    """Training accuracy of the GRPO steps of each GRPO path against the completions the path
+    has used (the hybrids start at ``budget / 2``, the half spent on SFT data), averaged over
+    seeds and smoothed over ``window`` steps: does warm-starting reach higher reward sooner?"""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as pyplot
+
+    per_step = DEMO_CONFIG.prompts_per_step * DEMO_CONFIG.group_size
+    figure, axes = pyplot.subplots(figsize=(7, 3.6), dpi=100)
+    for folder, key, start in (("grpo", "grpo", 0), ("sft-grpo", "sft-grpo", budget // 2),
+                               ("demo-sft-grpo", "demo-sft-grpo", budget // 2)):  # fmt: skip
+        runs = []
+        for seed in seeds:
+            metrics = out / f"seed-{seed}" / folder / "metrics.jsonl"
+            if metrics.exists():
+                runs.append([json.loads(line)["accuracy"] for line in metrics.open()])
+        if not runs:
+            continue
+        steps = min(len(run) for run in runs)
+        mean = [sum(run[i] for run in runs) / len(runs) for i in range(steps)]
+        smooth = [
+            sum(mean[max(0, i - window + 1) : i + 1]) / len(mean[max(0, i - window + 1) : i + 1])
+            for i in range(steps)
+        ]
+        x = [start + (i + 1) * per_step for i in range(steps)]
+        axes.plot(x, smooth, marker="." if steps < 5 else None, label=PATHS[key])
+    axes.set_xlabel("completions used (SFT data counted for the hybrids)")
+    axes.set_ylabel(f"training accuracy ({window}-step mean)")
+    axes.set_xlim(0, budget)
+    axes.set_ylim(0, 1)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    print(f"curves: {path}")
 
 
 if __name__ == "__main__":

@@ -192,6 +192,15 @@ def main() -> None:
         }
         for name in runs[0]
     }
+    for name, row in results.items():
+        if "after_sft" in runs[0][name]:
+            row["after_sft"] = {
+                key: [run[name]["after_sft"][key] for run in runs] for key in ("sampled", "greedy")
+            }
+            mean = {key: sum(v) / len(v) for key, v in row["after_sft"].items()}
+            row["note"] += (
+                f"; after the SFT half: {mean['sampled']:.0%} sampled, {mean['greedy']:.0%} greedy"
+            )
 
     def cell(values: list[float]) -> str:
         mean = sum(values) / len(values)
@@ -237,6 +246,15 @@ def run_paths(
               f"greedy {scores['greedy']:.0%}  {results[name]['minutes']:.1f} min  {note}",
               flush=True)  # fmt: skip
 
+    after_sft: dict[str, dict[str, float]] = {}
+
+    def midway(key: str, model: Any) -> float:
+        """Score a hybrid between its SFT and GRPO halves; returns the seconds it took (not
+        charged to the path)."""
+        started = time.perf_counter()
+        after_sft[PATHS[key]] = held_out(model, tokenizer, args.eval_tasks)
+        return time.perf_counter() - started
+
     samples, sampled_in = out / "samples.jsonl", 0.0
     if {"sft", "dpo"} & set(chosen):  # both read the same samples; each is charged for them
         started = time.perf_counter()
@@ -259,6 +277,7 @@ def run_paths(
             half = out / "half.jsonl"
             passed_half, total_half = sample(base, tokenizer, args.budget // 2, half, seed)
             model = sft(copy.deepcopy(base), tokenizer, half, out / "sft-half", seed)
+            started += midway(key, model)
             model = grpo(model, tokenizer, half_steps, out / "sft-grpo", seed)
             note = f"{passed_half} of {total_half} passed, then {half_steps} GRPO steps"
             record(key, model, started, note)
@@ -270,8 +289,11 @@ def run_paths(
             demos = gold(args.budget // 2, out / "gold-half.jsonl")
             model = sft(copy.deepcopy(base), tokenizer, out / "gold-half.jsonl",
                         out / "demo-sft-half", seed)  # fmt: skip
+            started += midway(key, model)
             model = grpo(model, tokenizer, half_steps, out / "demo-sft-grpo", seed)
             record(key, model, started, f"{demos} gold replies, then {half_steps} GRPO steps")
+    for name, scores in after_sft.items():
+        results[name]["after_sft"] = scores
     return results
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,13 @@ def gold(n_samples: int, path: Path) -> int:
     return len(result.kept)
 
 
+def tidy(out: Path) -> None:
+    """Remove a finished run's checkpoint and saved model (1–2 GB each; the benchmark keeps the
+    model in memory), keeping its metrics and config."""
+    (out / "checkpoint.pt").unlink(missing_ok=True)
+    shutil.rmtree(out / "model", ignore_errors=True)
+
+
 def sft(model: Any, tokenizer: Any, data: Path, out: Path, seed: int) -> Any:
     passed = out / "passed.jsonl"
     rows = [json.loads(line) for line in data.open()]
@@ -120,6 +128,7 @@ def sft(model: Any, tokenizer: Any, data: Path, out: Path, seed: int) -> Any:
     )  # fmt: skip
     trainer = SFTTrainer(config, model, tokenizer)
     trainer.train()
+    tidy(out)
     return trainer.model
 
 
@@ -133,6 +142,7 @@ def dpo(model: Any, tokenizer: Any, data: Path, out: Path, seed: int) -> tuple[A
     )  # fmt: skip
     trainer = DPOTrainer(config, model, tokenizer, pairs=pairs)
     trainer.train()
+    tidy(out)
     return trainer.model, len(pairs)
 
 
@@ -143,6 +153,7 @@ def grpo(model: Any, tokenizer: Any, steps: int, out: Path, seed: int) -> Any:
     )  # fmt: skip
     trainer = GRPOTrainer(config, model, tokenizer)
     trainer.train()
+    tidy(out)
     return trainer.model
 
 

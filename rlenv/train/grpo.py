@@ -309,8 +309,9 @@ class GRPOTrainer(Trainer):
         return metrics
 
     def evaluate(self, tasks: int | None = None) -> dict[str, float]:
-        """Held-out accuracy (env seeds 0..tasks-1, never used for training): sampled at the
-        training temperature and, with ``eval_greedy``, greedy."""
+        """Held-out accuracy (env seeds 0..tasks-1, never used for training; the ``"test"``
+        split when training uses ``split="train"``): sampled at the training temperature and,
+        with ``eval_greedy``, greedy."""
         config = self.config
         n = tasks if tasks is not None else config.eval_tasks
         specs = episodes(config.env_id, n_tasks=n, seed=0, **held_out_env_kwargs(config.env_kwargs))

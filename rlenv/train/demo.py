@@ -59,7 +59,12 @@ def run_demo(config: GRPOConfig | None = None, **overrides: Any) -> dict[str, An
     print(
         f"GRPO demo: {config.model} on {config.env_id} {json.dumps(config.env_kwargs)}\n"
         f"{config.steps} steps x {config.prompts_per_step} tasks x {config.group_size} samples, "
-        f"held-out evaluation on {config.eval_tasks} tasks (seeds never trained on)",
+        f"held-out evaluation on {config.eval_tasks} tasks "
+        + (
+            "(the test split: problems never trained on)"
+            if config.env_kwargs.get("split") == "train"
+            else "(seeds never trained on)"
+        ),
         flush=True,
     )
     trainer = GRPOTrainer(config)

@@ -385,7 +385,8 @@ class DPOTrainer(Trainer):
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=metrics["reward_accuracy"])
         if bar is not None:
             bar.close()
-        self.save_checkpoint()
+        if self.config.final_checkpoint:
+            self.save_checkpoint()
         self.save_model()
         if self.config.plots:
             self.plot()

@@ -258,7 +258,8 @@ class GRPOTrainer(Trainer):
                 )
         if bar is not None:
             bar.close()
-        self.save_checkpoint()
+        if self.config.final_checkpoint:
+            self.save_checkpoint()
         if config.plots:
             self.plot()
         return history

@@ -250,7 +250,8 @@ class SFTTrainer(Trainer):
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}", refresh=False)
         if bar is not None:
             bar.close()
-        self.save_checkpoint()
+        if self.config.final_checkpoint:
+            self.save_checkpoint()
         if config.plots:
             self.plot()
         return history

@@ -198,7 +198,11 @@ def test_train_sft_cli_runs_end_to_end(tmp_path, capsys):
     assert main(["train", "tests/CountA-v0", "--model", trained, "--steps", "1", "--out",
                  str(tmp_path / "grpo"), "--set", "prompts_per_step=1", "--set", "group_size=2",
                  "--set", "max_new_tokens=4", "--set", "eval_tasks=0", "--set", "progress=false",
-                 "--set", 'device="cpu"', "--set", "plots=false"]) == 0  # fmt: skip
+                 "--set", 'device="cpu"', "--set", "plots=false",
+                 "--set", "final_checkpoint=false"]) == 0  # fmt: skip
+    # without the final checkpoint (1.6 GB for a 135M model) the metrics are still written
+    assert (tmp_path / "grpo" / "metrics.jsonl").exists()
+    assert not (tmp_path / "grpo" / "checkpoint.pt").exists()
 
 
 def test_train_sft_cli_refuses_bad_input(tmp_path, capsys):

@@ -132,6 +132,19 @@ def test_resuming_from_a_checkpoint_reproduces_the_next_step_exactly(tmp_path):
         assert first["grad_norm"] == second["grad_norm"]
 
 
+def test_the_same_seed_reproduces_a_run_from_scratch_and_another_seed_does_not(tmp_path):
+    def run(seed: int, name: str) -> list[dict]:
+        model, tokenizer = tiny_model_and_tokenizer()
+        torch.manual_seed(999 + len(name))  # global RNG state the trainer must not depend on
+        config = _config(tmp_path, out=str(tmp_path / name), seed=seed, steps=2)
+        return GRPOTrainer(config, model, tokenizer).train()
+
+    first, again, other = run(0, "a"), run(0, "bb"), run(1, "c")
+    keys = ("loss", "reward_mean", "grad_norm", "entropy")
+    assert [[m[k] for k in keys] for m in first] == [[m[k] for k in keys] for m in again]
+    assert [m["loss"] for m in first] != [m["loss"] for m in other]
+
+
 def test_grpo_raises_the_reward_of_a_tiny_model(tmp_path):
     """Tests that can fail: 12 steps must move a random model toward saying 'a'."""
     model, tokenizer = tiny_model_and_tokenizer()

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from rlenv.errors import RLEnvError
 from rlenv.train.config import TrainConfig
 
 __all__ = ["Trainer", "cpu_has_native_bf16", "progress_bar", "seed_everything", "use_bf16"]
@@ -78,7 +79,8 @@ class Trainer:
 
     def _load(self, model: Any, tokenizer: Any) -> tuple[Any, Any]:
         """``(model, tokenizer)`` as given, or ``load_model(config.model)``; the model in fp32
-        on the trainer's device, the tokenizer with a pad token."""
+        on the trainer's device (wrapped with LoRA adapters when ``lora_rank > 0``), the
+        tokenizer with a pad token."""
         if model is None:
             from rlenv.models import load_model
 
@@ -87,7 +89,10 @@ class Trainer:
             raise ValueError("give the tokenizer with the model")
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        return model.to(self.device).float(), tokenizer
+        model = model.to(self.device).float()
+        if self.config.lora_rank > 0:
+            model = with_lora(model, self.config.lora_rank, self.config.lora_alpha)
+        return model, tokenizer
 
     def _setup_optimizer(self) -> None:
         """Fused AdamW (several times faster than the per-tensor loop on the CPU) over the
@@ -195,3 +200,14 @@ class Trainer:
 
     def _progress(self, total: int) -> Any:
         return progress_bar(total, self.step, enabled=self.config.progress, desc=self.name)
+
+
+def with_lora(model: Any, rank: int, alpha: int) -> Any:
+    """``model`` with LoRA adapters on every linear layer, only the adapters trainable. The
+    adapters start at zero, so the wrapped model computes what the base model does."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise RLEnvError("lora_rank > 0 needs peft: pip install 'rlenv[lora]'") from None
+    lora = LoraConfig(r=rank, lora_alpha=alpha, target_modules="all-linear", task_type="CAUSAL_LM")
+    return get_peft_model(model, lora)

@@ -38,6 +38,10 @@ class TrainConfig(BaseModel):
         "bf16 on CUDA and on CPUs with native bf16 (AMX / AVX512-BF16), else fp32.",
     )
     device: str | None = Field(None, description="'cuda', 'cpu'; default: CUDA if available.")
+    lora_rank: int = Field(
+        0, ge=0, description="> 0 trains LoRA adapters on every linear layer (needs peft)."
+    )
+    lora_alpha: int = Field(32, ge=1, description="LoRA scaling: adapters add alpha/rank x BA.")
     save_every: int = Field(0, ge=0, description="Checkpoint every N steps (0: at the end).")
     final_checkpoint: bool = Field(
         True,
@@ -160,8 +164,6 @@ class GRPOConfig(TrainConfig):
         description="Run each group's shared prompt once in the training forward/backward "
         "instead of once per sample (exact; not with gradient_checkpointing).",
     )
-    lora_rank: int = Field(0, ge=0, description="> 0 trains LoRA adapters via peft.")
-    lora_alpha: int = 32
 
     # ---- evaluation, logging, checkpoints
     eval_every: int = Field(

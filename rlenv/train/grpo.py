@@ -203,8 +203,6 @@ class GRPOTrainer(Trainer):
         super().__init__(config, log=log)
         self.config: GRPOConfig = config
         model, tokenizer = self._load(model, tokenizer)
-        if config.lora_rank > 0:
-            model = _with_lora(model, config)
         if config.gradient_checkpointing:
             # the new name in transformers 5.x, the old one before
             enable = getattr(model, "activation_checkpointing_enable", None)
@@ -541,22 +539,6 @@ class GRPOTrainer(Trainer):
 
 
 # ------------------------------------------------------------------------------------ helpers
-
-
-def _with_lora(model: Any, config: GRPOConfig) -> Any:
-    try:
-        from peft import LoraConfig, get_peft_model
-    except ImportError:
-        from rlenv.errors import RLEnvError
-
-        raise RLEnvError("lora_rank > 0 needs peft: pip install 'rlenv[lora]'") from None
-    lora = LoraConfig(
-        r=config.lora_rank,
-        lora_alpha=config.lora_alpha,
-        target_modules="all-linear",
-        task_type="CAUSAL_LM",
-    )
-    return get_peft_model(model, lora)
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -292,6 +292,23 @@ def test_the_saved_model_loads_with_equal_logits(tmp_path):
     )
 
 
+def test_lora_dpo_trains_only_the_adapters_from_the_base_models_reference(tmp_path):
+    pytest.importorskip("peft")
+    model, tokenizer = tiny_model_and_tokenizer()
+    pairs = _pairs(tokenizer)
+    plain = DPOTrainer(_config(tmp_path / "plain"), model, tokenizer, pairs=pairs)
+    model, tokenizer = tiny_model_and_tokenizer()
+    config = _config(tmp_path, steps=20, learning_rate=3e-3, lora_rank=8)
+    trainer = DPOTrainer(config, model, tokenizer, pairs=pairs)
+    # the adapters start at zero: the reference is the base model's
+    assert torch.allclose(trainer.reference_logps, plain.reference_logps, atol=1e-5)
+    history = trainer.train()
+    assert history[-1]["margin"] > 0.5 and history[-1]["reward_accuracy"] == 1.0
+    trained = dict(trainer.model.named_parameters())
+    assert all("lora_" in n for n, p in trained.items() if p.requires_grad)
+    assert (tmp_path / "run" / "model" / "config.json").exists()  # merged, loadable
+
+
 def test_trajectories_files_are_paired_on_load(tmp_path):
     from rlenv.rollout.trajectory import write_trajectories
 

@@ -112,6 +112,31 @@ def test_sft_learns_a_tiny_dataset(tmp_path, tiny):
     assert {"loss", "tokens", "lr", "grad_norm", "time_step"} <= set(rows[0])
 
 
+def test_lora_sft_trains_only_the_adapters_and_saves_a_merged_model(tmp_path):
+    pytest.importorskip("peft")
+    model, tokenizer = tiny_model_and_tokenizer()
+    base = {name: p.detach().clone() for name, p in model.named_parameters()}
+    examples = [chat_example(tokenizer, CHAT[1:3]), chat_example(tokenizer, CHAT)]
+    config = _config(tmp_path, steps=20, learning_rate=1e-2, batch_size=2, micro_batch_size=1,
+                     lora_rank=8)  # fmt: skip
+    trainer = SFTTrainer(config, model, tokenizer, examples=examples)
+    losses = [row["loss"] for row in trainer.train()]
+    # the tiny model's frozen output layer (initialised at std 0.02) caps how far adapters
+    # can move its logits, so the loss falls by a fraction of a nat, not by half
+    assert losses[-1] < losses[0] - 0.3
+    trained = dict(trainer.model.named_parameters())
+    assert {n for n, p in trained.items() if p.requires_grad} == {
+        n for n in trained if "lora_" in n
+    }
+    frozen = {n.replace("base_model.model.", "").replace(".base_layer", ""): p
+              for n, p in trained.items() if "lora_" not in n}  # fmt: skip
+    assert all(torch.equal(frozen[name], value) for name, value in base.items())
+    loaded, _ = load_model(str(trainer.save_model()))  # adapters merged: a plain model
+    ids = torch.tensor([examples[1].token_ids])
+    with torch.no_grad():
+        assert torch.allclose(trainer.model.eval()(ids).logits, loaded(ids).logits, atol=1e-5)
+
+
 def test_accumulation_gives_the_loss_of_one_big_batch(tmp_path):
     losses = []
     for micro in (1, 4):

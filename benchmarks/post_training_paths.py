@@ -26,7 +26,8 @@ wall-clock time. Writes a Markdown table, ``results.json`` and a bar chart::
     python benchmarks/post_training_paths.py [--budget 1280] [--eval-tasks 100] [--seeds 0,1,2] \\
         [--out /tmp/rlenv-paths] [--plot docs/img/post_training_paths.png] \\
         [--curves docs/img/post_training_curves.png] \\
-        [--env-kwargs '{"require_boxed": true}'] [--paths base,grpo,...]
+        [--env-kwargs '{"require_boxed": true}'] [--paths base,grpo,...] \\
+        [--sft-set epochs=1] [--grpo-set temperature=1.3]
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ from rlenv.train.sft import SFTConfig, SFTTrainer
 GROUP = 8
 ENV_ID, ENV_KWARGS = DEMO_CONFIG.env_id, {**DEMO_CONFIG.env_kwargs, "split": "train"}
 DATA_SEED = TRAIN_SEED_BASE + 50_000_000  # SFT/DPO data: training seeds GRPO does not use
+SFT_SET: list[str] = []  # --sft-set KEY=VALUE: changes to every SFT run's settings
+GRPO_SET: list[str] = []  # --grpo-set KEY=VALUE: changes to every GRPO run's settings
 PATHS = {
     "base": "base",
     "sft": "SFT (rejection sampling)",
@@ -126,7 +129,7 @@ def sft(model: Any, tokenizer: Any, data: Path, out: Path, seed: int) -> Any:
         data=[str(passed)], out=str(out), epochs=2, batch_size=8, micro_batch_size=8,
         learning_rate=1e-5, plots=False, progress=False, device="cpu", seed=seed,
         final_checkpoint=False,
-    )  # fmt: skip
+    ).with_overrides(SFT_SET)  # fmt: skip
     trainer = SFTTrainer(config, model, tokenizer)
     trainer.train()
     tidy(out)
@@ -152,7 +155,7 @@ def grpo(model: Any, tokenizer: Any, steps: int, out: Path, seed: int) -> Any:
     config = DEMO_CONFIG.model_copy(
         update=dict(out=str(out), steps=steps, eval_tasks=0, plots=False, progress=False,
                     device="cpu", env_kwargs=ENV_KWARGS, seed=seed, final_checkpoint=False)
-    )  # fmt: skip
+    ).with_overrides(GRPO_SET)  # fmt: skip
     trainer = GRPOTrainer(config, model, tokenizer)
     trainer.train()
     tidy(out)
@@ -179,7 +182,20 @@ def main() -> None:
     parser.add_argument(
         "--paths", default=",".join(PATHS), help=f"comma-separated subset of {','.join(PATHS)}"
     )
+    for stage in ("sft", "grpo"):
+        parser.add_argument(
+            f"--{stage}-set", action="append", default=[], metavar="KEY=VALUE",
+            help=f"change a setting of every {stage.upper()} run (repeatable), e.g. "
+            + ("epochs=1" if stage == "sft" else "temperature=1.3"),
+        )  # fmt: skip
     args = parser.parse_args()
+    SFT_SET.extend(args.sft_set)
+    GRPO_SET.extend(args.grpo_set)
+    try:  # a bad setting fails now, not after an hour of other paths
+        SFTConfig(data=["-"]).with_overrides(SFT_SET)
+        DEMO_CONFIG.with_overrides(GRPO_SET)
+    except ValueError as error:
+        parser.error(f"bad --sft-set/--grpo-set: {error}")
     chosen = [name.strip() for name in args.paths.split(",") if name.strip()]
     unknown = sorted(set(chosen) - set(PATHS))
     if unknown:
@@ -189,10 +205,12 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     base, tokenizer = load_model("smollm2-135m")
+    stages = (("SFT", SFT_SET), ("GRPO", GRPO_SET))
+    changes = "".join(f"; {stage} {' '.join(sets)}" for stage, sets in stages if sets)
     print(
         f"SmolLM2-135M-Instruct, CPU, {ENV_ID} {json.dumps(ENV_KWARGS)}; budget {args.budget} "
         f"completions per path; held-out: {args.eval_tasks} tasks of the test split; "
-        f"seeds {seeds}",
+        f"seeds {seeds}{changes}",
         flush=True,
     )
     runs = [run_paths(chosen, seed, args, base, tokenizer, out / f"seed-{seed}") for seed in seeds]
@@ -233,7 +251,8 @@ def main() -> None:
     print("\n" + "\n".join(table))
     (out / "results.json").write_text(
         json.dumps({"env_kwargs": ENV_KWARGS, "budget": args.budget, "seeds": seeds,
-                    "eval_tasks": args.eval_tasks, "results": results}, indent=2)
+                    "eval_tasks": args.eval_tasks, "sft_set": SFT_SET, "grpo_set": GRPO_SET,
+                    "results": results}, indent=2)
     )  # fmt: skip
     if args.plot:
         plot(results, args.plot)

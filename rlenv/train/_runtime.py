@@ -167,6 +167,16 @@ class Trainer:
         self.tokenizer.save_pretrained(path)
         return path
 
+    def _finish(self, *, save_model: bool = False) -> None:
+        """The end of a run: the final checkpoint (unless ``final_checkpoint`` is off), the
+        Hugging Face model when asked, and the curves (when ``plots`` is on)."""
+        if self.config.final_checkpoint:
+            self.save_checkpoint()
+        if save_model:
+            self.save_model()
+        if self.config.plots:
+            self.plot()
+
     # ------------------------------------------------------------------------ logging
 
     def plot(self) -> Path | None:

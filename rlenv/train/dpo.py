@@ -385,11 +385,7 @@ class DPOTrainer(Trainer):
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=metrics["reward_accuracy"])
         if bar is not None:
             bar.close()
-        if self.config.final_checkpoint:
-            self.save_checkpoint()
-        self.save_model()
-        if self.config.plots:
-            self.plot()
+        self._finish(save_model=True)
         return history
 
     def train_step(self) -> dict[str, Any]:

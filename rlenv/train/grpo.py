@@ -256,10 +256,7 @@ class GRPOTrainer(Trainer):
                 )
         if bar is not None:
             bar.close()
-        if self.config.final_checkpoint:
-            self.save_checkpoint()
-        if config.plots:
-            self.plot()
+        self._finish()
         return history
 
     def train_step(self) -> dict[str, Any]:

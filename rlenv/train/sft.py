@@ -250,10 +250,7 @@ class SFTTrainer(Trainer):
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}", refresh=False)
         if bar is not None:
             bar.close()
-        if self.config.final_checkpoint:
-            self.save_checkpoint()
-        if config.plots:
-            self.plot()
+        self._finish()
         return history
 
     def batch_examples(self, step: int) -> list[SFTExample]:

@@ -16,6 +16,15 @@ def tiny_model_and_tokenizer(seed: int = 0):
     return tiny_chat_model(seed)
 
 
+def frozen_base_weights(peft_model) -> dict:
+    """A LoRA-wrapped model's non-adapter parameters under the plain model's names."""
+    return {
+        name.replace("base_model.model.", "").replace(".base_layer", ""): parameter
+        for name, parameter in peft_model.named_parameters()
+        if "lora_" not in name
+    }
+
+
 class CountA(TextEnv):
     """Single-turn: the reward is the number of 'a' characters in the answer over 4, at most 1.
     A random tiny model gets varied rewards, and GRPO can raise them."""

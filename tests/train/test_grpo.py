@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from conftest import tiny_model_and_tokenizer  # noqa: E402
+from conftest import frozen_base_weights, tiny_model_and_tokenizer  # noqa: E402
 
 from rlenv.rollout import SamplingParams, episodes, rollout  # noqa: E402
 from rlenv.rollout.transformers import TransformersPolicy  # noqa: E402
@@ -228,8 +228,7 @@ def test_lora_trains_only_adapters_and_uses_the_base_model_as_reference(tmp_path
     assert all(m["kl"] is not None for m in history) and history[-1]["kl"] > 0
     trained = dict(trainer.model.named_parameters())
     assert all(not p.requires_grad for n, p in trained.items() if "lora_" not in n)
-    frozen = {n.replace("base_model.model.", "").replace(".base_layer", ""): p
-              for n, p in trained.items() if "lora_" not in n}  # fmt: skip
+    frozen = frozen_base_weights(trainer.model)
     assert all(torch.equal(frozen[name], value) for name, value in base.items())
     merged = trainer.save_model(tmp_path / "merged")
     assert (merged / "config.json").exists()

@@ -10,7 +10,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 import torch
-from conftest import tiny_model_and_tokenizer
+from conftest import frozen_base_weights, tiny_model_and_tokenizer
 
 from rlenv.cli import main
 from rlenv.models import load_model
@@ -128,8 +128,7 @@ def test_lora_sft_trains_only_the_adapters_and_saves_a_merged_model(tmp_path):
     assert {n for n, p in trained.items() if p.requires_grad} == {
         n for n in trained if "lora_" in n
     }
-    frozen = {n.replace("base_model.model.", "").replace(".base_layer", ""): p
-              for n, p in trained.items() if "lora_" not in n}  # fmt: skip
+    frozen = frozen_base_weights(trainer.model)
     assert all(torch.equal(frozen[name], value) for name, value in base.items())
     loaded, _ = load_model(str(trainer.save_model()))  # adapters merged: a plain model
     ids = torch.tensor([examples[1].token_ids])

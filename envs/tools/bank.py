@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rlenv import Task, TaskList, Verdict
-from rlenv.tools import Toolbox, ToolCall, ToolEnv, get_parser, tool
+from rlenv.tools import ParsedCall, Toolbox, ToolEnv, get_parser, tool
 from rlenv.verifiers.trace import ExpectedCall, TracePolicy, match_calls, state_diff
 
 __all__ = [
@@ -835,7 +835,7 @@ class Bank(ToolEnv):
     def grade(self, answer: str | None) -> Verdict:
         meta = self.task.metadata
         differences = state_diff(snapshot(self.state), meta["expected_state"])
-        made = [ToolCall(o.name, dict(o.arguments)) for o in self.trace if o.ok]
+        made = [ParsedCall(o.name, dict(o.arguments)) for o in self.trace if o.ok]
         required = [ExpectedCall(c["name"], c["arguments"]) for c in meta["required_calls"]]
         calls = match_calls(
             required,
@@ -876,17 +876,17 @@ class Bank(ToolEnv):
         for step in self.task.metadata["gold_calls"]:
             key = _key(step["name"], step["arguments"])
             if made[key] == 0:  # the first gold call not made yet (in any order)
-                call = ToolCall(step["name"], step["arguments"])
+                call = ParsedCall(step["name"], step["arguments"])
                 break
             made[key] -= 1
         else:
-            call = ToolCall("done", {"summary": self.task.metadata["gold_summary"]})
+            call = ParsedCall("done", {"summary": self.task.metadata["gold_summary"]})
         return get_parser(self.parser).render([call])
 
 
-def _without_memo(call: ToolCall) -> ToolCall:
+def _without_memo(call: ParsedCall) -> ParsedCall:
     """Memos are free text: any memo, or none, is fine."""
-    return ToolCall(call.name, {k: v for k, v in call.arguments.items() if k != "memo"})
+    return ParsedCall(call.name, {k: v for k, v in call.arguments.items() if k != "memo"})
 
 
 def _key(name: str, arguments: Any, *, ignore: tuple[str, ...] = ()) -> tuple:
@@ -900,7 +900,7 @@ def _key(name: str, arguments: Any, *, ignore: tuple[str, ...] = ()) -> tuple:
     return (name, tuple(sorted((k, plain(v)) for k, v in items if k not in ignore)))
 
 
-def _extra_changes(made: list[ToolCall], gold: list[dict]) -> list[ToolCall]:
+def _extra_changes(made: list[ParsedCall], gold: list[dict]) -> list[ParsedCall]:
     """Successful state-changing calls beyond the gold plan's (a multiset difference)."""
     allowed = Counter(_key(c["name"], c["arguments"], ignore=("memo",)) for c in gold)
     extra = []
@@ -915,6 +915,6 @@ def _extra_changes(made: list[ToolCall], gold: list[dict]) -> list[ToolCall]:
     return extra
 
 
-def _show(call: ToolCall) -> str:
+def _show(call: ParsedCall) -> str:
     arguments = ", ".join(f"{key}={value!r}" for key, value in call.arguments.items())
     return f"{call.name}({arguments})"[:300]

@@ -27,7 +27,7 @@ import jsonschema
 from rlenv import Task, TaskList, TextEnv, Turn, Verdict
 from rlenv.chat import AssistantMessage
 from rlenv.errors import RLEnvError
-from rlenv.tools import ParsedTurn, ToolCall, get_parser, parse_message
+from rlenv.tools import ParsedCall, ParsedTurn, get_parser, parse_message
 from rlenv.tools.parsers import as_assistant_message
 from rlenv.verifiers.trace import ExpectedCall, TracePolicy, match_calls
 
@@ -302,7 +302,7 @@ def _first_valid(acceptable: list[Any], schema: dict[str, Any] | None) -> Any:
 
 def gold_calls(
     functions: list[dict[str, Any]], possible_answer: list[dict[str, Any]]
-) -> list[ToolCall]:
+) -> list[ParsedCall]:
     """Calls that earn full reward: each parameter takes the first acceptable value that fits its
     schema (the first form of a dict: each key's first acceptable value); a parameter that may
     be omitted (``""`` acceptable) is left out when ``""`` comes first or the schema does not
@@ -322,7 +322,7 @@ def gold_calls(
                 if omissible and (acceptable[0] == "" or parameter not in properties):
                     continue
                 chosen[parameter] = _first_valid(acceptable, properties.get(parameter))
-            calls.append(ToolCall(tool_name(name), chosen))
+            calls.append(ParsedCall(tool_name(name), chosen))
     return calls
 
 
@@ -401,5 +401,5 @@ class BFCL(TextEnv):
         return get_parser("hermes").render(gold_calls(meta["functions"], meta["possible_answer"]))
 
 
-def _as_json(calls: list[ToolCall]) -> list[dict[str, Any]]:
+def _as_json(calls: list[ParsedCall]) -> list[dict[str, Any]]:
     return [{"name": call.name, "arguments": call.arguments} for call in calls]

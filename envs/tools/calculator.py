@@ -11,7 +11,7 @@ import random
 from fractions import Fraction
 
 from rlenv import GeneratedTasks, Task, Verdict
-from rlenv.tools import ToolCall, ToolEnv, get_parser, tool
+from rlenv.tools import ParsedCall, ToolEnv, get_parser, tool
 from rlenv.verifiers._mathparse import MathParseError, normalize, parse
 from rlenv.verifiers.math import MathVerifier, _rational
 
@@ -147,7 +147,7 @@ class Calculator(ToolEnv):
         if "convert" in meta:
             amount, unit_from, unit_to = meta["convert"]
             arguments = {"value": amount, "from_unit": unit_from, "to_unit": unit_to}
-            call = ToolCall("convert", arguments)
+            call = ParsedCall("convert", arguments)
         else:
-            call = ToolCall("calculate", {"expression": meta["expression"]})
+            call = ParsedCall("calculate", {"expression": meta["expression"]})
         return get_parser(self.parser).render([call])

@@ -1,4 +1,4 @@
-"""Tool-call parsers: turn the text a model emits into :class:`ToolCall` objects.
+"""Tool-call parsers: turn the text a model emits into :class:`ParsedCall` objects.
 
 Each parser handles one format real models are trained on (see ``docs/tool-call-formats.md``):
 
@@ -18,7 +18,7 @@ names the call (1-based) and, for broken JSON, the line and column in the whole 
 
 >>> turn = get_parser("hermes").parse('Checking.<tool_call>{"name": "add", "arguments": {"a": 1}}')
 >>> turn.content, turn.calls
-('Checking.', [ToolCall(name='add', arguments={'a': 1}, id=None)])
+('Checking.', [ParsedCall(name='add', arguments={'a': 1}, id=None)])
 
 Work is bounded: a turn over :data:`MAX_TEXT_CHARS` characters is not parsed, at most
 :data:`MAX_CALLS` calls are read, and arguments nested deeper than :data:`MAX_DEPTH` are refused.
@@ -49,10 +49,10 @@ __all__ = [
     "JsonParser",
     "Llama3JsonParser",
     "MistralParser",
+    "ParsedCall",
     "ParsedTurn",
     "ParserRegistrationError",
     "PythonicParser",
-    "ToolCall",
     "ToolCallParser",
     "UnknownParserError",
     "as_assistant_message",
@@ -78,8 +78,15 @@ _RAW_CHARS = 500
 
 
 @dataclass(frozen=True)
-class ToolCall:
-    """One well-formed call: the function's name and its arguments as a JSON object."""
+class ParsedCall:
+    """One well-formed call read from a model's turn: the function's name and its arguments as
+    a JSON object.
+
+    Not to be confused with :class:`rlenv.chat.ToolCall`, the OpenAI-format ``tool_calls`` entry
+    of an assistant message (:func:`as_assistant_message` turns ``ParsedCall`` objects into
+    those). It used to be named ``ToolCall`` as well; that name still imports from here and from
+    :mod:`rlenv.tools`, with a ``DeprecationWarning``.
+    """
 
     name: str
     arguments: dict[str, Any]
@@ -104,7 +111,7 @@ class ParsedTurn:
 
     content: str
     """The text outside the tool calls, stripped."""
-    calls: list[ToolCall] = field(default_factory=list)
+    calls: list[ParsedCall] = field(default_factory=list)
     """The well-formed calls, in the order they appear."""
     errors: list[CallError] = field(default_factory=list)
     """The malformed calls (parsing never raises)."""
@@ -120,7 +127,7 @@ class ToolCallParser(Protocol):
         """Split a model's text into content and calls; must never raise."""
         ...
 
-    def render(self, calls: Sequence[ToolCall], content: str = "") -> str:
+    def render(self, calls: Sequence[ParsedCall], content: str = "") -> str:
         """The text a model using this format emits for ``content`` followed by ``calls``."""
         ...
 
@@ -147,7 +154,7 @@ class _Calls:
     """Collects calls and errors in order, numbering them and enforcing MAX_CALLS."""
 
     def __init__(self) -> None:
-        self.calls: list[ToolCall] = []
+        self.calls: list[ParsedCall] = []
         self.errors: list[CallError] = []
         self.count = 0
         self.overflowed = False
@@ -161,9 +168,9 @@ class _Calls:
     def full(self) -> bool:
         return self.count >= MAX_CALLS
 
-    def add(self, item: ToolCall | CallError) -> None:
+    def add(self, item: ParsedCall | CallError) -> None:
         self.count += 1
-        if isinstance(item, ToolCall):
+        if isinstance(item, ParsedCall):
             self.calls.append(item)
         else:
             self.errors.append(item)
@@ -305,8 +312,8 @@ def _arguments(value: Any, key: str) -> dict[str, Any]:
 _ARGUMENT_KEYS = ("arguments", "parameters")
 
 
-def _call_from_object(value: Any) -> ToolCall:
-    """A ToolCall from a decoded ``{"name": ..., "arguments": {...}}`` object.
+def _call_from_object(value: Any) -> ParsedCall:
+    """A ParsedCall from a decoded ``{"name": ..., "arguments": {...}}`` object.
 
     Also accepted: ``"parameters"`` for ``"arguments"`` (Llama), an ``"id"``, and the OpenAI
     nesting ``{"type": "function", "function": {"name", "arguments"}}``.
@@ -325,7 +332,7 @@ def _call_from_object(value: Any) -> ToolCall:
         if key in value:
             arguments = _arguments(value[key], key)
             break
-    return ToolCall(name, arguments, call_id if isinstance(call_id, str) else None)
+    return ParsedCall(name, arguments, call_id if isinstance(call_id, str) else None)
 
 
 def _is_call_like(value: Any) -> bool:
@@ -478,7 +485,7 @@ class HermesParser(_Parser):
         calls.add(call)
         content.append(rest)
 
-    def render(self, calls: Sequence[ToolCall], content: str = "") -> str:
+    def render(self, calls: Sequence[ParsedCall], content: str = "") -> str:
         """Qwen's chat-template layout: content, then one block per call, newline-separated."""
         parts = [content.strip()] if content.strip() else []
         for call in calls:
@@ -564,7 +571,7 @@ class Llama3JsonParser(_Parser):
                 name = _check_name(text[name_start:name_end].strip())
                 body = _skip_space(text, name_end + 1)
                 if body >= end:
-                    calls.add(ToolCall(name, {}))
+                    calls.add(ParsedCall(name, {}))
                     continue
                 value, stop = _decode(text[:end], body)
                 arguments = _arguments(value, "arguments")
@@ -576,11 +583,11 @@ class Llama3JsonParser(_Parser):
             except _Problem as problem:
                 calls.fail(problem, raw)
                 continue
-            calls.add(ToolCall(name, arguments))
+            calls.add(ParsedCall(name, arguments))
         content.append(text[pos:])
         return calls.turn(content)
 
-    def render(self, calls: Sequence[ToolCall], content: str = "") -> str:
+    def render(self, calls: Sequence[ParsedCall], content: str = "") -> str:
         """``{"name": ..., "parameters": ...}`` objects joined by ``; ``; with content first,
         the calls follow ``<|python_tag|>``. End tokens are left out (decoders drop them)."""
         payload = "; ".join(_dumps({"name": c.name, "parameters": c.arguments}) for c in calls)
@@ -663,10 +670,10 @@ class MistralParser(_Parser):
         except _Problem as problem:
             calls.fail(problem, doc[pos:])
             return len(doc)
-        calls.add(ToolCall(name, arguments, call_id.strip() or None))
+        calls.add(ParsedCall(name, arguments, call_id.strip() or None))
         return stop
 
-    def render(self, calls: Sequence[ToolCall], content: str = "") -> str:
+    def render(self, calls: Sequence[ParsedCall], content: str = "") -> str:
         text = content.strip()
         if not calls:
             return text
@@ -750,7 +757,7 @@ class JsonParser(_Parser):
             return _read_call_list(calls, doc, pos)
         return _read_call(calls, doc, pos)
 
-    def render(self, calls: Sequence[ToolCall], content: str = "") -> str:
+    def render(self, calls: Sequence[ParsedCall], content: str = "") -> str:
         """One object (or a list for several calls); after content, in a ```` ```json ```` block."""
         items = [{"name": call.name, "arguments": call.arguments} for call in calls]
         payload = _dumps(items[0] if len(items) == 1 else items)
@@ -825,7 +832,7 @@ class PythonicParser(_Parser):
                 calls.fail(problem, _source_of(lines, item))
         return calls.turn(outside)
 
-    def _call(self, node: ast.expr) -> ToolCall:
+    def _call(self, node: ast.expr) -> ParsedCall:
         if not isinstance(node, ast.Call):
             raise _Problem("expected a function call like f(x=1)")
         name = _dotted_name(node.func)
@@ -848,9 +855,9 @@ class PythonicParser(_Parser):
             arguments[argument.arg] = value
         if _too_deep(arguments):
             raise _Problem(f"arguments nested deeper than {MAX_DEPTH} levels")
-        return ToolCall(name, arguments)
+        return ParsedCall(name, arguments)
 
-    def render(self, calls: Sequence[ToolCall], content: str = "") -> str:
+    def render(self, calls: Sequence[ParsedCall], content: str = "") -> str:
         """``[f(a=1), ...]``; after content, wrapped in ``<|python_start|>...<|python_end|>``.
 
         Raises ``ValueError`` for an argument name that is not a Python identifier.
@@ -922,7 +929,7 @@ class AutoParser(_Parser):
                 return turn
         return ParsedTurn(text.strip(), [], [])
 
-    def render(self, calls: Sequence[ToolCall], content: str = "") -> str:
+    def render(self, calls: Sequence[ParsedCall], content: str = "") -> str:
         return self.parsers[0].render(calls, content)
 
     def __repr__(self) -> str:
@@ -1064,7 +1071,7 @@ def _short_repr(value: Any) -> str:
         return repr(value)[:_RAW_CHARS]
 
 
-def _openai_call(entry: Any) -> ToolCall:
+def _openai_call(entry: Any) -> ParsedCall:
     if not isinstance(entry, Mapping):
         raise _Problem(f"expected an object with a 'function', got {_kind(entry)}")
     function = entry.get("function")
@@ -1093,8 +1100,21 @@ def _openai_call(entry: Any) -> ToolCall:
     if isinstance(arguments, Mapping):
         arguments = dict(arguments)
     call_id = entry.get("id")
-    return ToolCall(
+    return ParsedCall(
         name,
         _arguments(arguments, "function.arguments"),
         call_id if isinstance(call_id, str) else None,
     )
+
+
+def __getattr__(name: str) -> Any:
+    """``ToolCall``: the old name of :class:`ParsedCall`, kept for a while with a warning."""
+    if name == "ToolCall":
+        warnings.warn(
+            "rlenv.tools.parsers.ToolCall is now ParsedCall (rlenv.chat.ToolCall is the "
+            "chat message's tool-call dict); import ParsedCall instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return ParsedCall
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,9 +6,9 @@ An expected call lists, per parameter, every acceptable value (BFCL's "possible 
 >>> expected = ExpectedCall(
 ...     "get_weather", {"city": ["Paris", "Paris, France"], "unit": ["", "celsius"]}
 ... )
->>> check_call(expected, ToolCall("get_weather", {"city": "paris france"}))
+>>> check_call(expected, ParsedCall("get_weather", {"city": "paris france"}))
 []
->>> check_call(expected, ToolCall("get_weather", {"city": "Paris", "unit": "kelvin"}))
+>>> check_call(expected, ParsedCall("get_weather", {"city": "Paris", "unit": "kelvin"}))
 ["parameter 'unit': 'kelvin' is not one of ['celsius']"]
 
 :func:`check_call` applies BFCL's AST-checker rules to one call, :func:`match_calls` pairs a whole
@@ -16,22 +16,34 @@ list of calls (ordered, or unordered by maximum bipartite matching) under a :cla
 and :func:`state_diff` lists every difference between two JSON-like world states. Nothing here
 raises on model-produced input; see ``docs/tools.md`` ("The tool-trace verifier") for every rule
 and where rlenv deliberately differs from BFCL.
+
+A call made (an :data:`ActualCall`) is a parsed call, a ``ToolEnv``'s :class:`ToolOutcome` (so
+``match_calls(expected, self.trace)`` grades a tool episode as it stands), or a dict: an OpenAI
+``tool_calls`` entry (``{"function": {"name": ..., "arguments": ...}}``, arguments as an object
+or a JSON string) or ``{"name": ..., "arguments": ...}``:
+
+>>> outcome = ToolOutcome("get_weather", {"city": "Paris"}, content="18°C", ok=True)
+>>> match_calls([expected], [outcome]).passed
+True
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 from pydantic import BaseModel, Field
 
-from rlenv.tools.parsers import ToolCall
+from rlenv.tools.core import ToolOutcome
+from rlenv.tools.parsers import ParsedCall
 
 __all__ = [
+    "ActualCall",
     "CallCheck",
     "ExpectedCall",
     "TracePolicy",
@@ -46,6 +58,11 @@ OPTIONAL = ""
 
 _MAX_DEPTH = 200  # values nested deeper are compared as unequal rather than recursed into
 _SHOW_CHARS = 80
+
+ActualCall = Union[ParsedCall, ToolOutcome, Mapping[str, Any]]  # noqa: UP007
+"""A call the model made: a :class:`ParsedCall`, a :class:`ToolOutcome` (what ``ToolEnv.trace``
+holds: failed calls included, so filter on ``outcome.ok`` to grade only those that ran), or a
+dict, either an OpenAI ``tool_calls`` entry or ``{"name": ..., "arguments": ...}``."""
 
 
 # ----------------------------------------------------------------------------- data
@@ -406,9 +423,45 @@ def _same_function(expected: str, actual: Any) -> bool:
     return actual == expected or actual.replace(".", "_") == expected.replace(".", "_")
 
 
+def _as_call(item: Any) -> ParsedCall:
+    """``item`` (an :data:`ActualCall`) as a :class:`ParsedCall`, never raising on a dict.
+
+    A dict's odd name or arguments are kept as they are, for :func:`check_call` to report
+    (arguments given as a JSON string are decoded when they hold valid JSON).
+    """
+    if isinstance(item, ParsedCall):
+        return item
+    if isinstance(item, ToolOutcome):
+        return ParsedCall(item.name, item.arguments)
+    if isinstance(item, Mapping):
+        function = item.get("function")
+        source = function if isinstance(function, Mapping) else item
+        arguments = source.get("arguments", {})
+        if isinstance(arguments, str):
+            arguments = _decoded(arguments)
+        call_id = item.get("id")
+        return ParsedCall(
+            source.get("name"), arguments, call_id if isinstance(call_id, str) else None
+        )
+    raise TypeError(
+        "a call made must be a ParsedCall, a ToolOutcome (from ToolEnv.trace) or a dict, "
+        f"not {type(item).__name__}"
+    )
+
+
+def _decoded(arguments: str) -> Any:
+    """Arguments sent as a JSON string (OpenAI's form), decoded; the string itself if invalid."""
+    if not arguments.strip():
+        return {}
+    try:
+        return json.loads(arguments)
+    except (ValueError, RecursionError):
+        return arguments
+
+
 def check_call(
     expected: ExpectedCall,
-    actual: ToolCall,
+    actual: ActualCall,
     *,
     schema: Mapping[str, Any] | None = None,
     policy: TracePolicy | None = None,
@@ -420,12 +473,11 @@ def check_call(
     The rules, in BFCL's order: the function name (``math.factorial`` also matches
     ``math_factorial``); required parameters present; no parameter outside the expected answer
     (or the schema); types; values. A wrong function name is the only reason reported, since
-    the arguments of another function mean nothing.
+    the arguments of another function mean nothing. ``actual`` may be any :data:`ActualCall`.
     """
     if not isinstance(expected, ExpectedCall):
         raise TypeError(f"expected must be an ExpectedCall, not {type(expected).__name__}")
-    if not isinstance(actual, ToolCall):
-        raise TypeError(f"actual must be a ToolCall, not {type(actual).__name__}")
+    actual = _as_call(actual)
     if schema is not None and not isinstance(schema, Mapping):
         raise TypeError(f"schema must be a JSON-Schema mapping, not {type(schema).__name__}")
     policy = policy or _DEFAULT_POLICY
@@ -517,7 +569,7 @@ def _ordered_matching(compatible: list[list[bool]], m: int) -> list[int | None]:
 
 def match_calls(
     expected: Sequence[ExpectedCall],
-    actual: Sequence[ToolCall],
+    actual: Sequence[ActualCall],
     *,
     schemas: Mapping[str, Mapping[str, Any]] | None = None,
     policy: TracePolicy | None = None,
@@ -528,6 +580,7 @@ def match_calls(
     accepts, so a valid assignment is always found (BFCL's greedy first-fit can miss one).
     Ordered: the largest order-preserving matching; with equal lengths and no ``allow_*`` this
     is position by position. ``schemas`` maps a function name to its ``parameters`` schema.
+    ``actual`` holds :data:`ActualCall` items: a ``ToolEnv``'s ``self.trace`` can be passed as is.
 
     ``passed`` when every expected call is matched and every actual call is (modulo
     ``allow_missing``/``allow_extra``); the score is 1.0 or 0.0, or with ``partial=True`` the
@@ -535,9 +588,9 @@ def match_calls(
     extras or misses are left out of the counts; 1.0 when nothing was expected and nothing
     disallowed was called).
     """
-    if isinstance(expected, ExpectedCall) or isinstance(actual, ToolCall):
+    if isinstance(expected, ExpectedCall) or isinstance(actual, (ParsedCall, ToolOutcome, Mapping)):
         raise TypeError("match_calls takes sequences of calls; wrap a single call in a list")
-    expected, actual = list(expected), list(actual)
+    expected, actual = list(expected), [_as_call(item) for item in actual]
     policy = policy or _DEFAULT_POLICY
     schemas = schemas or {}
 
@@ -587,7 +640,7 @@ def _schema_for(
 def _explain_missing(
     index: int,
     call: ExpectedCall,
-    actual: list[ToolCall],
+    actual: list[ParsedCall],
     details: list[list[str]],
     owner: dict[int, int],
     policy: TracePolicy,

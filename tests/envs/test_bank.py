@@ -9,13 +9,13 @@ import pytest
 
 import rlenv
 from rlenv.envs.tools.bank import TOOLS, Bank, bank_tasks, snapshot
-from rlenv.tools import Toolbox, ToolCall, get_parser
+from rlenv.tools import ParsedCall, Toolbox, get_parser
 
 TASKS = bank_tasks()
 
 
 def hermes(name: str, /, **arguments) -> str:
-    return get_parser("hermes").render([ToolCall(name, arguments)])
+    return get_parser("hermes").render([ParsedCall(name, arguments)])
 
 
 def play(env: Bank, actions: list[str]):

@@ -19,7 +19,7 @@ from jsonschema import Draft202012Validator
 import rlenv
 from rlenv.envs.tools import bfcl
 from rlenv.envs.tools.bfcl import BFCL, MissingDatasetError, gold_calls, json_schema, tool_name
-from rlenv.tools import ToolCall, get_parser
+from rlenv.tools import ParsedCall, get_parser
 
 IDS = {
     "simple": "rlenv/BFCL-Simple-v0",
@@ -129,7 +129,7 @@ def test_dotted_and_offered_names_are_both_accepted():
     env = rlenv.make(IDS["simple"])
     call = {"number": 5}
     for name in ("math.factorial", "math_factorial"):
-        reward, verdict = _score(env, "simple_python_1", HERMES.render([ToolCall(name, call)]))
+        reward, verdict = _score(env, "simple_python_1", HERMES.render([ParsedCall(name, call)]))
         assert reward == 1.0, verdict
 
 
@@ -173,7 +173,7 @@ def test_no_call_scores_zero():
 
 def test_text_formats_other_than_hermes_are_read():
     env = rlenv.make(IDS["simple"])
-    call = [ToolCall("math_factorial", {"number": 5})]
+    call = [ParsedCall("math_factorial", {"number": 5})]
     for parser in ("mistral", "llama3_json", "json"):
         reward, verdict = _score(env, "simple_python_1", get_parser(parser).render(call))
         assert reward == 1.0, (parser, verdict)
@@ -231,7 +231,7 @@ def bfcl_checker():
     }
     exec(compile(source.split("#### Constants ####", 1)[1], "ast_checker.py", "exec"), namespace)
 
-    def accepts(task, calls: list[ToolCall]) -> bool:
+    def accepts(task, calls: list[ParsedCall]) -> bool:
         output = [{call.name: call.arguments} for call in calls]
         result = namespace["ast_checker"](
             task.metadata["functions"],
@@ -295,7 +295,7 @@ def _mutations(task):
     expected = [dict(next(iter(call.values()))) for call in answer]
     offered = {tool_name(name) for name in functions} | set(functions)
 
-    def replaced(index: int, call: ToolCall) -> list[ToolCall]:
+    def replaced(index: int, call: ParsedCall) -> list[ParsedCall]:
         calls = list(gold)
         calls[index] = call
         return calls
@@ -308,23 +308,23 @@ def _mutations(task):
         fits = new is not None and Draft202012Validator(properties[parameter]).is_valid(new)
         if fits and not _bfcl_accepts(new, expected[index][parameter]):
             arguments = {**call.arguments, parameter: new}
-            yield "wrong value", replaced(index, ToolCall(call.name, arguments)), 0.0
+            yield "wrong value", replaced(index, ParsedCall(call.name, arguments)), 0.0
             break
     for parameter, value in call.arguments.items():
         new = _other_type(value, properties[parameter])
         if new is not None:
             arguments = {**call.arguments, parameter: new}
-            yield "wrong type", replaced(index, ToolCall(call.name, arguments)), 0.0
+            yield "wrong type", replaced(index, ParsedCall(call.name, arguments)), 0.0
             break
     required = [name for name in schema.get("required", []) if name in call.arguments]
     if required:
         arguments = {k: v for k, v in call.arguments.items() if k != required[0]}
-        yield "missing required", replaced(index, ToolCall(call.name, arguments)), 0.0
+        yield "missing required", replaced(index, ParsedCall(call.name, arguments)), 0.0
     arguments = {**call.arguments, "unknown_parameter": "x"}
-    yield "extra parameter", replaced(index, ToolCall(call.name, arguments)), 0.0
+    yield "extra parameter", replaced(index, ParsedCall(call.name, arguments)), 0.0
     wrong_name = call.name + "_v2"
     assert wrong_name not in offered
-    yield "wrong name", replaced(index, ToolCall(wrong_name, dict(call.arguments))), 0.0
+    yield "wrong name", replaced(index, ParsedCall(wrong_name, dict(call.arguments))), 0.0
     if len(gold) > 1 and gold != gold[::-1]:
         yield "swapped order", gold[::-1], 1.0
 
@@ -366,7 +366,7 @@ def test_mutations_of_the_gold_agree_with_bfcl(env, bfcl_checker):
 
 def test_ints_in_an_array_of_floats_differ_from_bfcl_on_purpose(bfcl_checker):
     env = rlenv.make(IDS["simple"])
-    calls = [ToolCall("calculate_average", {"numbers": [12, 15, 18, 20, 21, 26, 30]})]
+    calls = [ParsedCall("calculate_average", {"numbers": [12, 15, 18, 20, 21, 26, 30]})]
     reward, verdict = _score(env, "simple_python_82", HERMES.render(calls))
     assert reward == 1.0, verdict  # JSON does not tell 12 from 12.0
     assert not bfcl_checker(env.task_source.get("simple_python_82"), calls)

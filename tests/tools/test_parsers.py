@@ -15,9 +15,9 @@ from rlenv.tools.parsers import (
     NAME_PATTERN,
     CallError,
     MistralParser,
+    ParsedCall,
     ParsedTurn,
     ParserRegistrationError,
-    ToolCall,
     UnknownParserError,
     get_parser,
     list_parsers,
@@ -59,7 +59,7 @@ def only_error(turn: ParsedTurn) -> str:
 @pytest.mark.parametrize("fmt", JSON_FORMATS)
 def test_single_call(fmt):
     turn = parse(fmt, WRAP[fmt]('{"name": "add", "arguments": {"a": 1, "b": [2, "x"]}}'))
-    assert turn == ParsedTurn("", [ToolCall("add", {"a": 1, "b": [2, "x"]})], [])
+    assert turn == ParsedTurn("", [ParsedCall("add", {"a": 1, "b": [2, "x"]})], [])
 
 
 @pytest.mark.parametrize("fmt", JSON_FORMATS)
@@ -67,7 +67,7 @@ def test_key_order_is_free_and_arguments_are_optional(fmt):
     turn = parse(
         fmt, WRAP_MANY[fmt](['{"arguments": {"q": "x"}, "name": "search"}', '{"name": "now"}'])
     )
-    assert turn.calls == [ToolCall("search", {"q": "x"}), ToolCall("now", {})]
+    assert turn.calls == [ParsedCall("search", {"q": "x"}), ParsedCall("now", {})]
     assert turn.errors == []
 
 
@@ -75,14 +75,14 @@ def test_key_order_is_free_and_arguments_are_optional(fmt):
 def test_parallel_calls_keep_their_order(fmt):
     objs = [json.dumps({"name": f"f{i}", "arguments": {"i": i}}) for i in range(5)]
     turn = parse(fmt, WRAP_MANY[fmt](objs))
-    assert turn.calls == [ToolCall(f"f{i}", {"i": i}) for i in range(5)]
+    assert turn.calls == [ParsedCall(f"f{i}", {"i": i}) for i in range(5)]
     assert turn.errors == []
 
 
 @pytest.mark.parametrize("fmt", JSON_FORMATS)
 def test_double_encoded_arguments_are_decoded(fmt):
     obj = json.dumps({"name": "f", "arguments": json.dumps({"a": {"b": 1}})})
-    assert parse(fmt, WRAP[fmt](obj)).calls == [ToolCall("f", {"a": {"b": 1}})]
+    assert parse(fmt, WRAP[fmt](obj)).calls == [ParsedCall("f", {"a": {"b": 1}})]
 
 
 @pytest.mark.parametrize("fmt", JSON_FORMATS)
@@ -115,7 +115,7 @@ def test_broken_json_names_the_call_line_and_column_in_the_turn(fmt):
     at = text.index('"b"')  # json stops at the key where it wanted a comma
     line, column = text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at)
     turn = parse(fmt, text)
-    assert turn.calls == [ToolCall("ok", {})]
+    assert turn.calls == [ParsedCall("ok", {})]
     assert [e.message for e in turn.errors] == [
         f"tool call 2: invalid JSON at line {line}, column {column}: Expecting ',' delimiter"
     ]
@@ -145,14 +145,14 @@ def test_name_must_be_a_string(fmt):
 @pytest.mark.parametrize("fmt", JSON_FORMATS)
 def test_good_names_pass(fmt):
     for name in ["f", "_x", "get_weather", "ns.tool-v2", "A" * 64]:
-        assert parse(fmt, WRAP[fmt](json.dumps({"name": name}))).calls == [ToolCall(name, {})]
+        assert parse(fmt, WRAP[fmt](json.dumps({"name": name}))).calls == [ParsedCall(name, {})]
 
 
 @pytest.mark.parametrize("fmt", JSON_FORMATS)
 def test_too_many_calls_gives_one_error(fmt):
     objs = [json.dumps({"name": "f", "arguments": {"i": i}}) for i in range(MAX_CALLS + 6)]
     turn = parse(fmt, WRAP_MANY[fmt](objs))
-    assert turn.calls == [ToolCall("f", {"i": i}) for i in range(MAX_CALLS)]
+    assert turn.calls == [ParsedCall("f", {"i": i}) for i in range(MAX_CALLS)]
     assert [e.message for e in turn.errors] == [
         "more than 64 tool calls in one turn; the calls after the 64th were ignored"
     ]
@@ -194,7 +194,7 @@ def test_nan_and_huge_integers_are_errors(fmt):
 @pytest.mark.parametrize("fmt", JSON_FORMATS)
 def test_openai_nesting_inside_a_format_is_accepted(fmt):
     obj = '{"type": "function", "function": {"name": "f", "arguments": {"a": 1}}}'
-    assert parse(fmt, WRAP[fmt](obj)).calls == [ToolCall("f", {"a": 1})]
+    assert parse(fmt, WRAP[fmt](obj)).calls == [ParsedCall("f", {"a": 1})]
 
 
 # --- Hermes ------------------------------------------------------------------------------------
@@ -209,12 +209,12 @@ def test_hermes_text_before_between_and_after_is_content():
     )
     turn = parse("hermes", text)
     assert turn.content == "<think>I need two tools.</think>\nSure.\nmiddle\nafter"
-    assert turn.calls == [ToolCall("a", {}), ToolCall("b", {"x": "<b>"})]
+    assert turn.calls == [ParsedCall("a", {}), ParsedCall("b", {"x": "<b>"})]
 
 
 def test_hermes_accepts_an_unclosed_final_block():
     text = '<tool_call>\n{"name": "a"}\n</tool_call>\n<tool_call>\n{"name": "b", "arguments": {}}\n'
-    assert parse("hermes", text) == ParsedTurn("", [ToolCall("a", {}), ToolCall("b", {})], [])
+    assert parse("hermes", text) == ParsedTurn("", [ParsedCall("a", {}), ParsedCall("b", {})], [])
     # Generation cut mid-JSON: an error that says where, not a crash.
     message = only_error(parse("hermes", '<tool_call>\n{"name": "b", "argu'))
     assert message == (
@@ -224,7 +224,7 @@ def test_hermes_accepts_an_unclosed_final_block():
 
 def test_hermes_unclosed_block_followed_by_another_block():
     text = '<tool_call>{"name": "a"}<tool_call>{"name": "b"}</tool_call>'
-    assert parse("hermes", text).calls == [ToolCall("a", {}), ToolCall("b", {})]
+    assert parse("hermes", text).calls == [ParsedCall("a", {}), ParsedCall("b", {})]
 
 
 def test_hermes_empty_block_and_trailing_garbage():
@@ -240,7 +240,7 @@ def test_hermes_without_blocks_is_content_only():
 
 
 def test_hermes_render_is_qwen_style():
-    calls = [ToolCall("a", {"x": 1}), ToolCall("b", {})]
+    calls = [ParsedCall("a", {"x": 1}), ParsedCall("b", {})]
     assert get_parser("hermes").render(calls, "Hi.") == (
         'Hi.\n<tool_call>\n{"name": "a", "arguments": {"x": 1}}\n</tool_call>\n'
         '<tool_call>\n{"name": "b", "arguments": {}}\n</tool_call>'
@@ -253,16 +253,16 @@ def test_hermes_render_is_qwen_style():
 def test_llama3_parameters_python_tag_and_end_tokens():
     text = 'Checking.<|python_tag|>{"name": "weather", "parameters": {"city": "Paris"}}<|eom_id|>'
     assert parse("llama3_json", text) == ParsedTurn(
-        "Checking.", [ToolCall("weather", {"city": "Paris"})], []
+        "Checking.", [ParsedCall("weather", {"city": "Paris"})], []
     )
     bare = '{"name": "weather", "parameters": {"days": "3"}}<|eot_id|>'
-    assert parse("llama3_json", bare).calls == [ToolCall("weather", {"days": "3"})]
+    assert parse("llama3_json", bare).calls == [ParsedCall("weather", {"days": "3"})]
 
 
 def test_llama3_semicolon_separated_calls_and_text_after():
     text = '{"name": "a", "parameters": {}}; {"name": "b", "arguments": {"x": 1}} and then'
     assert parse("llama3_json", text) == ParsedTurn(
-        "and then", [ToolCall("a", {}), ToolCall("b", {"x": 1})], []
+        "and then", [ParsedCall("a", {}), ParsedCall("b", {"x": 1})], []
     )
 
 
@@ -274,7 +274,7 @@ def test_llama3_json_answers_are_not_calls():
 def test_llama3_function_tag_form():
     text = 'Let me look.<function=get_weather>{"city": "Paris"}</function><function=now></function>'
     assert parse("llama3_json", text) == ParsedTurn(
-        "Let me look.", [ToolCall("get_weather", {"city": "Paris"}), ToolCall("now", {})], []
+        "Let me look.", [ParsedCall("get_weather", {"city": "Paris"}), ParsedCall("now", {})], []
     )
     turn = parse("llama3_json", "<function=bad name>{}</function><function=f>[1]</function>")
     assert [e.message for e in turn.errors] == [
@@ -297,13 +297,15 @@ def test_llama3_function_tag_too_many():
 
 def test_mistral_list_form_with_ids_and_content():
     text = 'Sure.[TOOL_CALLS][{"name": "f", "arguments": {"a": 1}, "id": "abc123def"}]</s>'
-    assert parse("mistral", text) == ParsedTurn("Sure.", [ToolCall("f", {"a": 1}, "abc123def")], [])
+    assert parse("mistral", text) == ParsedTurn(
+        "Sure.", [ParsedCall("f", {"a": 1}, "abc123def")], []
+    )
 
 
 def test_mistral_args_form_with_and_without_call_ids():
     text = '[TOOL_CALLS]f[CALL_ID]abc123def[ARGS]{"a": 1}[TOOL_CALLS]g[ARGS]{}</s>'
     assert parse("mistral", text) == ParsedTurn(
-        "", [ToolCall("f", {"a": 1}, "abc123def"), ToolCall("g", {})], []
+        "", [ParsedCall("f", {"a": 1}, "abc123def"), ParsedCall("g", {})], []
     )
 
 
@@ -324,7 +326,7 @@ def test_mistral_args_form_errors():
 
 def test_mistral_broken_list_keeps_earlier_calls():
     turn = parse("mistral", '[TOOL_CALLS][{"name": "f"} {"name": "g"}]')
-    assert turn.calls == [ToolCall("f", {})]
+    assert turn.calls == [ParsedCall("f", {})]
     assert [e.message for e in turn.errors] == [
         "after tool call 1: expected ',' or ']' at line 1, column 28; the rest of the list was ignored"
     ]
@@ -332,7 +334,7 @@ def test_mistral_broken_list_keeps_earlier_calls():
 
 def test_mistral_truncated_list_keeps_complete_calls():
     turn = parse("mistral", '[TOOL_CALLS][{"name": "f"}, ')
-    assert turn == ParsedTurn("", [ToolCall("f", {})], [])
+    assert turn == ParsedTurn("", [ParsedCall("f", {})], [])
 
 
 # --- Plain JSON --------------------------------------------------------------------------------
@@ -341,7 +343,7 @@ def test_mistral_truncated_list_keeps_complete_calls():
 def test_json_fenced_block_with_text_around():
     text = 'I will search.\n```json\n{"name": "search", "arguments": {"q": "x"}}\n```\nDone.'
     assert parse("json", text) == ParsedTurn(
-        "I will search.\nDone.", [ToolCall("search", {"q": "x"})], []
+        "I will search.\nDone.", [ParsedCall("search", {"q": "x"})], []
     )
 
 
@@ -364,9 +366,9 @@ def test_pythonic_calls_are_read_without_evaluating():
     assert parse("pythonic", text) == ParsedTurn(
         "",
         [
-            ToolCall("get_weather", {"city": "Paris", "days": 3}),
-            ToolCall("tools.now", {}),
-            ToolCall("f", {"x": [1, [2, 3]], "y": {"k": None}}),
+            ParsedCall("get_weather", {"city": "Paris", "days": 3}),
+            ParsedCall("tools.now", {}),
+            ParsedCall("f", {"x": [1, [2, 3]], "y": {"k": None}}),
         ],
         [],
     )
@@ -388,7 +390,7 @@ def test_pythonic_errors():
 
 def test_pythonic_llama4_tags_and_too_many():
     text = "Let me check.<|python_start|>[f(a=1)]<|python_end|>"
-    assert parse("pythonic", text) == ParsedTurn("Let me check.", [ToolCall("f", {"a": 1})], [])
+    assert parse("pythonic", text) == ParsedTurn("Let me check.", [ParsedCall("f", {"a": 1})], [])
     many = "[" + ", ".join("f()" for _ in range(MAX_CALLS + 2)) + "]"
     turn = parse("pythonic", many)
     assert len(turn.calls) == MAX_CALLS and len(turn.errors) == 1
@@ -412,7 +414,7 @@ def test_pythonic_llama4_tags_and_too_many():
 def test_auto_picks_the_right_format(text, fmt):
     turn = parse("auto", text)
     assert turn == parse(fmt, text)
-    assert turn.calls == [ToolCall("f", {"a": 1})]
+    assert turn.calls == [ParsedCall("f", {"a": 1})]
 
 
 def test_auto_leaves_plain_text_and_json_answers_alone():
@@ -446,10 +448,10 @@ def test_parse_message_openai_tool_calls():
     assert parse_message(message) == ParsedTurn(
         "Calling.",
         [
-            ToolCall("f", {"a": 1}, "c1"),
-            ToolCall("g", {"b": [2]}, "c2"),
-            ToolCall("h", {}, "c3"),
-            ToolCall("i", {"z": 0}, "c4"),
+            ParsedCall("f", {"a": 1}, "c1"),
+            ParsedCall("g", {"b": [2]}, "c2"),
+            ParsedCall("h", {}, "c3"),
+            ParsedCall("i", {"z": 0}, "c4"),
         ],
         [],
     )
@@ -470,7 +472,7 @@ def test_parse_message_openai_errors():
         ],
     }
     turn = parse_message(message)
-    assert turn.calls == [ToolCall("ok", {}, "c7")]
+    assert turn.calls == [ParsedCall("ok", {}, "c7")]
     assert [e.message for e in turn.errors] == [
         "tool call 1: invalid JSON in 'function.arguments' at line 1, column 9: "
         "Expecting ',' delimiter",
@@ -494,12 +496,12 @@ def test_parse_message_bounds():
 
 def test_parse_message_without_tool_calls_parses_the_text():
     text = '<tool_call>{"name": "f", "arguments": {}}</tool_call>'
-    assert parse_message({"role": "assistant", "content": text}).calls == [ToolCall("f", {})]
+    assert parse_message({"role": "assistant", "content": text}).calls == [ParsedCall("f", {})]
     parts = {"role": "assistant", "content": [{"type": "text", "text": text}], "tool_calls": []}
-    assert parse_message(parts).calls == [ToolCall("f", {})]
+    assert parse_message(parts).calls == [ParsedCall("f", {})]
     mistral = {"role": "assistant", "content": '[TOOL_CALLS]f[ARGS]{"a": 1}'}
-    assert parse_message(mistral, "mistral").calls == [ToolCall("f", {"a": 1})]
-    assert parse_message(mistral, MistralParser()).calls == [ToolCall("f", {"a": 1})]
+    assert parse_message(mistral, "mistral").calls == [ParsedCall("f", {"a": 1})]
+    assert parse_message(mistral, MistralParser()).calls == [ParsedCall("f", {"a": 1})]
     assert parse_message({"role": "assistant", "content": None}) == ParsedTurn("", [], [])
     with pytest.raises(TypeError):
         parse_message("not a dict")  # type: ignore[arg-type]
@@ -515,7 +517,7 @@ class Shouting:
 
     def parse(self, text: str) -> ParsedTurn:
         if text.startswith("CALL "):
-            return ParsedTurn("", [ToolCall(text[5:].strip(), {})], [])
+            return ParsedTurn("", [ParsedCall(text[5:].strip(), {})], [])
         return ParsedTurn(text.strip(), [], [])
 
     def render(self, calls, content=""):
@@ -578,14 +580,14 @@ _JSON = st.recursive(
 _NAMES = st.from_regex(NAME_PATTERN, fullmatch=True)
 _CALL_IDS = st.none() | st.from_regex(r"[A-Za-z0-9]{9}", fullmatch=True)
 _CALLS = st.lists(
-    st.builds(ToolCall, _NAMES, st.dictionaries(_SAFE_TEXT, _JSON, max_size=4), _CALL_IDS),
+    st.builds(ParsedCall, _NAMES, st.dictionaries(_SAFE_TEXT, _JSON, max_size=4), _CALL_IDS),
     max_size=4,
 )
 _PY_NAME = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,15}", fullmatch=True).filter(
     lambda name: not keyword.iskeyword(name)
 )
 _PY_CALLS = st.lists(
-    st.builds(ToolCall, _PY_NAME, st.dictionaries(_PY_NAME, _JSON, max_size=4)), max_size=4
+    st.builds(ParsedCall, _PY_NAME, st.dictionaries(_PY_NAME, _JSON, max_size=4)), max_size=4
 )
 _ROUND_TRIP_PARSERS = {
     "hermes": get_parser("hermes"),
@@ -603,7 +605,7 @@ _KEEPS_IDS = {"mistral-args", "mistral-list"}
 @given(calls=_CALLS, content=_CONTENT)
 def test_render_then_parse_round_trips(fmt, calls, content):
     parser = _ROUND_TRIP_PARSERS[fmt]
-    expected = calls if fmt in _KEEPS_IDS else [ToolCall(c.name, c.arguments) for c in calls]
+    expected = calls if fmt in _KEEPS_IDS else [ParsedCall(c.name, c.arguments) for c in calls]
     assert parser.parse(parser.render(calls, content)) == ParsedTurn(content.strip(), expected, [])
 
 
@@ -616,7 +618,7 @@ def test_pythonic_render_then_parse_round_trips(calls, content):
 
 def test_pythonic_render_refuses_non_identifier_keys():
     with pytest.raises(ValueError, match="cannot be written"):
-        get_parser("pythonic").render([ToolCall("f", {"a b": 1})])
+        get_parser("pythonic").render([ParsedCall("f", {"a b": 1})])
 
 
 # --- Fuzzing: never raise, always well-typed ---------------------------------------------------
@@ -654,7 +656,7 @@ def assert_well_formed(turn):
     assert isinstance(turn.calls, list) and isinstance(turn.errors, list)
     assert len(turn.calls) <= MAX_CALLS
     for call in turn.calls:
-        assert isinstance(call, ToolCall)
+        assert isinstance(call, ParsedCall)
         assert isinstance(call.name, str) and NAME_PATTERN.fullmatch(call.name)
         assert isinstance(call.arguments, dict)
         assert call.id is None or isinstance(call.id, str)
@@ -685,3 +687,15 @@ def test_parsers_never_raise_on_any_text(text):
 }))  # fmt: skip
 def test_parse_message_never_raises_on_model_output(message):
     assert_well_formed(parse_message(message, "auto"))
+
+
+def test_the_old_name_toolcall_still_imports_with_a_deprecation_warning():
+    import rlenv.tools
+    import rlenv.tools.parsers
+
+    for module in (rlenv.tools, rlenv.tools.parsers):
+        with pytest.warns(DeprecationWarning, match="ParsedCall"):
+            assert module.ToolCall is ParsedCall
+        assert "ToolCall" not in module.__all__
+    with pytest.raises(AttributeError):
+        rlenv.tools.NoSuchThing  # noqa: B018

@@ -8,7 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rlenv.tools.parsers import ToolCall
+import rlenv
+from rlenv import Task, TaskList
+from rlenv.tools import ParsedCall, ToolEnv, ToolOutcome, tool
 from rlenv.verifiers.trace import (
     CallCheck,
     ExpectedCall,
@@ -59,7 +61,7 @@ TYPED = ExpectedCall(
 
 
 def call(name, **arguments):
-    return ToolCall(name, arguments)
+    return ParsedCall(name, arguments)
 
 
 def typed(**arguments):
@@ -99,10 +101,120 @@ def test_expected_call_rejects_programmer_errors(name, arguments, message):
 def test_check_call_rejects_wrong_argument_types():
     with pytest.raises(TypeError, match="ExpectedCall"):
         check_call({"name": "f"}, call("f"))
-    with pytest.raises(TypeError, match="ToolCall"):
-        check_call(WEATHER, {"name": "get_weather"})
+    with pytest.raises(TypeError, match="ParsedCall, a ToolOutcome"):
+        check_call(WEATHER, "get_weather")
+    with pytest.raises(TypeError, match="ParsedCall, a ToolOutcome"):
+        match_calls([WEATHER], [("get_weather", {"city": "Paris"})])
     with pytest.raises(TypeError, match="sequences"):
         match_calls(WEATHER, [call("get_weather", city="Paris")])
+    for single in (call("get_weather"), {"name": "get_weather"}, _outcome("get_weather")):
+        with pytest.raises(TypeError, match="wrap a single call"):
+            match_calls([WEATHER], single)
+
+
+# ----------------------------------------------------------------------------- what a call is
+
+
+def _outcome(name, ok=True, **arguments):
+    return ToolOutcome(name, arguments, content="done" if ok else "Error: no", ok=ok)
+
+
+@pytest.mark.parametrize(
+    "made",
+    [
+        call("get_weather", city="Paris"),
+        _outcome("get_weather", city="Paris"),
+        _outcome("get_weather", ok=False, city="Paris"),  # made, even if the tool then failed
+        {"name": "get_weather", "arguments": {"city": "Paris"}},
+        {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+        {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+        },
+        {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}},
+    ],
+    ids=["parsed", "outcome", "failed-outcome", "dict", "dict-json", "openai", "openai-object"],
+)
+def test_every_form_of_a_call_made_is_graded_alike(made):
+    assert check_call(WEATHER, made) == []
+    assert match_calls([WEATHER], [made]).passed
+
+
+@pytest.mark.parametrize(
+    ("made", "reason"),
+    [
+        ({"arguments": {"city": "Paris"}}, "wrong function: None instead of 'get_weather'"),
+        ({"name": "get_weather", "arguments": '{"city": '}, "arguments must be a JSON object"),
+        ({"name": "get_weather", "arguments": "[1]"}, "arguments must be a JSON object"),
+        ({"name": "get_weather", "arguments": "[" * 100_000}, "arguments must be a JSON object"),
+        ({"function": {"name": ["get_weather"]}}, "wrong function"),
+        ({"name": "get_weather"}, "missing required parameter 'city'"),
+    ],
+)
+def test_malformed_dicts_are_reasons_not_errors(made, reason):
+    reasons = check_call(WEATHER, made)
+    assert reasons and reason in reasons[0]
+    assert not match_calls([WEATHER], [made]).passed
+
+
+@tool(hidden=["state"])
+def deposit(account: str, amount: int, state: dict) -> str:
+    """Add money to an account.
+
+    Args:
+        account: The account id.
+        amount: Whole units to add.
+    """
+    state[account] = state.get(account, 0) + amount
+    return f"{account} now has {state[account]}"
+
+
+DEPOSITS = (
+    ExpectedCall.exact("deposit", {"account": "acc1", "amount": 5}),
+    ExpectedCall.exact("deposit", {"account": "acc2", "amount": 7}),
+)
+
+
+class _Deposits(ToolEnv):
+    """Deposit 5 into acc1, then 7 into acc2, in that order; graded on the trace alone."""
+
+    max_turns = 4
+
+    def load_tools(self):
+        return [deposit]
+
+    def load_tasks(self):
+        return TaskList([Task(id="t", prompt="Deposit 5 into acc1, then 7 into acc2.")])
+
+    def new_state(self, task):
+        return {}
+
+    def grade(self, answer):
+        result = match_calls(DEPOSITS, self.trace, policy=TracePolicy(ordered=True))
+        return rlenv.Verdict(reward=result.score, reason="; ".join(result.reasons) or "right calls")
+
+
+def _deposit_call(account, amount):
+    body = f'{{"name": "deposit", "arguments": {{"account": "{account}", "amount": {amount}}}}}'
+    return f"<tool_call>{body}</tool_call>"
+
+
+def test_a_tool_env_grades_its_own_trace():
+    env = _Deposits()
+    env.reset(seed=0)
+    env.step(_deposit_call("acc1", 5))
+    env.step(_deposit_call("acc2", 7))
+    assert all(isinstance(outcome, ToolOutcome) for outcome in env.trace)
+    _, reward, terminated, _, info = env.step("Done.")
+    assert (reward, terminated) == (1.0, True) and info["verdict"].scored
+
+    env.reset(seed=0)
+    env.step(_deposit_call("acc2", 7))
+    env.step(_deposit_call("acc1", 5))
+    _, reward, terminated, _, info = env.step("Done.")
+    assert (reward, terminated) == (0.0, True) and info["verdict"].scored
+    assert "out of order" in info["verdict"].reason
 
 
 # ----------------------------------------------------------------------------- check_call
@@ -190,7 +302,7 @@ def test_every_mismatch_is_reported():
 
 
 def test_arguments_that_are_not_an_object():
-    assert check_call(WEATHER, ToolCall("get_weather", ["Paris"])) == [
+    assert check_call(WEATHER, ParsedCall("get_weather", ["Paris"])) == [
         "arguments must be a JSON object, got array"
     ]
 
@@ -349,7 +461,7 @@ def test_empty_string_marks_optional_but_is_also_a_value():
 
 
 def _weather(city, unit="celsius"):
-    return ToolCall("get_weather", {"city": city, "unit": unit})
+    return ParsedCall("get_weather", {"city": city, "unit": unit})
 
 
 PARIS = ExpectedCall.exact("get_weather", {"city": "Paris", "unit": "celsius"})
@@ -418,7 +530,7 @@ def test_wrong_value_in_unordered_match_names_the_closest_candidate():
 
 
 def test_wrong_function_in_match_calls():
-    result = match_calls([PARIS], [ToolCall("get_forecast", {"city": "Paris"})])
+    result = match_calls([PARIS], [ParsedCall("get_forecast", {"city": "Paris"})])
     assert result.reasons == [
         "call 1 (get_weather): missing: no call to 'get_weather'",
         "extra call 1 (get_forecast): not expected",
@@ -603,7 +715,15 @@ _ARGUMENTS = st.one_of(
     st.dictionaries(st.text(max_size=5), _JSON, max_size=4),
     _JSON,  # not even an object
 )
-_ACTUAL = st.builds(ToolCall, _NAMES, _ARGUMENTS, st.none() | st.text(max_size=4))
+_ACTUAL = st.one_of(
+    st.builds(ParsedCall, _NAMES, _ARGUMENTS, st.none() | st.text(max_size=4)),
+    st.builds(ToolOutcome, _NAMES, _ARGUMENTS, st.text(max_size=4), st.booleans()),
+    st.fixed_dictionaries({"name": _NAMES | _JSON, "arguments": _ARGUMENTS | st.text(max_size=8)}),
+    st.fixed_dictionaries(
+        {"id": _JSON, "function": st.dictionaries(st.sampled_from(["name", "arguments"]), _JSON)}
+    ),
+    st.dictionaries(st.text(max_size=8), _JSON, max_size=3),
+)
 _EXPECTED = [
     WEATHER,
     TYPED,

@@ -16,11 +16,13 @@ from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, with_config
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import NotRequired, Self, TypedDict
 
 __all__ = [
     "AssistantMessage",
     "ContentPart",
+    "FrozenDict",
+    "FrozenList",
     "FunctionCall",
     "Message",
     "SystemMessage",
@@ -30,6 +32,7 @@ __all__ = [
     "assistant",
     "copy_json",
     "copy_messages",
+    "freeze_json",
     "is_valid_message",
     "message_text",
     "render_messages",
@@ -169,6 +172,78 @@ def copy_json(value: Any) -> Any:
         return {key: copy_json(item) for key, item in value.items()}
     if isinstance(value, list):
         return [copy_json(item) for item in value]
+    return value
+
+
+_READ_ONLY = (
+    "observation messages are read-only (they are shared between observations, so an edit "
+    "could not reach the environment anyway); edit a copy: dict(message) or "
+    "rlenv.chat.copy_messages(observation)"
+)
+
+
+class FrozenDict(dict):
+    """A ``dict`` that refuses changes: a message (or part of one) in an observation.
+
+    It is a real ``dict`` subclass, so ``json.dumps``, pydantic, Jinja chat templates and
+    ``tokenizer.apply_chat_template`` read it as they read any dict. ``dict(m)`` and
+    :func:`copy_messages` give plain, editable copies; ``copy.deepcopy`` and pickling keep it
+    read-only (as they keep a tuple a tuple).
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(_READ_ONLY)
+
+    __setitem__ = __delitem__ = __ior__ = _refuse  # type: ignore[assignment]
+    clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (freeze_json, (copy_json(self),))
+
+    def __copy__(self) -> Self:
+        return self  # read-only all the way down: a copy could not differ
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        return self
+
+
+class FrozenList(list):
+    """A ``list`` that refuses changes (content parts, tool calls inside a frozen message)."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(_READ_ONLY)
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse  # type: ignore[assignment]
+    append = clear = extend = insert = pop = remove = reverse = sort = _refuse  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (freeze_json, (copy_json(self),))
+
+    def __copy__(self) -> Self:
+        return self  # read-only all the way down: a copy could not differ
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        return self
+
+
+def freeze_json(value: Any) -> Any:
+    """A read-only copy of nested dicts and lists (:class:`FrozenDict`, :class:`FrozenList`).
+
+    Already-frozen values are returned as they are, so freezing is done once per message: an
+    environment hands the same frozen messages to every later observation, and a step costs
+    O(new messages) however long the conversation is, while no caller can change the env's
+    history through what it was given.
+    """
+    if isinstance(value, (FrozenDict, FrozenList)):
+        return value
+    if isinstance(value, dict):
+        return FrozenDict({key: freeze_json(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return FrozenList(freeze_json(item) for item in value)
     return value
 
 

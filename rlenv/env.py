@@ -32,6 +32,7 @@ from rlenv.chat import (
     Message,
     copy_json,
     copy_messages,
+    freeze_json,
     message_text,
     render_messages,
     validate_assistant_message,
@@ -275,8 +276,9 @@ class TextEnv(gym.Env[Observation, Action]):
 
     @property
     def messages(self) -> list[Message]:
-        """A copy of the conversation so far (the same as the last observation)."""
-        return copy_messages(self._messages)
+        """The conversation so far (the same as the last observation): a new list of read-only
+        message dicts; ``rlenv.chat.copy_messages(env.messages)`` gives editable copies."""
+        return list(self._messages)
 
     @property
     def done(self) -> bool:
@@ -311,13 +313,35 @@ class TextEnv(gym.Env[Observation, Action]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Observation, dict[str, Any]]:
+        """Start a new episode: pose a task and return its opening messages.
+
+        Args:
+            seed: Seeds the environment's random generator (``self.np_random``), which draws the
+                task. The same seed poses the same task, in every process. The seed is *not*
+                the task id: a generated task's id names the generator seed that ``reset``
+                drew (``"seed-5874934615388537134"``), so to replay a task, keep its id.
+            options: ``{"task_id": info["task_id"]}`` poses that task again (replay);
+                ``{"task": Task(...)}`` (or a dict) poses a given task. No other keys.
+
+        Returns:
+            ``(observation, info)``. ``observation`` is the conversation so far (the system
+            prompt, if any, and the task's prompt) as a new list of read-only chat message
+            dicts; ``info`` holds ``"task_id"`` (pass it back as ``options`` to replay),
+            ``"new_messages"`` (the same opening messages) and ``"tools"`` (OpenAI-format tool
+            schemas, ``[]`` when none).
+
+        Raises:
+            TaskNotFoundError: ``options["task_id"]`` names no task of this environment.
+            TaskFormatError: ``options["task"]`` is not a valid task, or :meth:`start`
+                returned no messages.
+        """
         super().reset(seed=seed)
         task = self._select_task(options)
         opening = self.start(task)
         if not opening:
             raise TaskFormatError(f"{type(self).__name__}.start() returned no messages")
         self._task = task
-        self._messages = list(opening)
+        self._messages = [freeze_json(message) for message in opening]
         self._turn = 0
         self._done = False
         self._rendered = 0
@@ -325,12 +349,43 @@ class TextEnv(gym.Env[Observation, Action]):
             self._print_new()
         info = {
             "task_id": task.id,
-            "new_messages": copy_messages(opening),
+            "new_messages": list(self._messages),
             "tools": copy_json(list(self.tools)),
         }
-        return copy_messages(self._messages), info
+        return list(self._messages), info
 
     def step(self, action: Action) -> tuple[Observation, float, bool, bool, dict[str, Any]]:
+        """Take the model's turn and return what happened.
+
+        Args:
+            action: The model's raw completion text (any ``str``: junk, hostile or empty text
+                is scored, never raised on; text over ``max_action_chars`` is cut and
+                truncates the episode with reward 0), or an assistant message dict whose
+                ``tool_calls`` were parsed elsewhere.
+
+        Returns:
+            ``(observation, reward, terminated, truncated, info)``:
+
+            - ``observation``: the whole conversation so far, the model's message and the
+              environment's answer included (a new list of read-only message dicts; copy one
+              with ``dict(message)`` to edit it).
+            - ``reward``: this turn's reward (a float).
+            - ``terminated``: the task is over (answered, solved, failed for good).
+            - ``truncated``: a limit was hit (``max_turns``, an over-long action) or an
+              environment hook failed (then ``info["verdict"].scored`` is False and its
+              ``error`` says why, as ``rlenv serve`` answers).
+            - ``info``: ``"verdict"`` (a :class:`~rlenv.Verdict`: why this reward),
+              ``"new_messages"`` (what this step added), ``"tools"``, ``"turn"`` (model turns
+              so far) and ``"task_id"``.
+
+            If ``terminated`` or ``truncated`` is True, the episode is over: call
+            :meth:`reset` before stepping again.
+
+        Raises:
+            ResetNeededError: ``step`` before the first ``reset``.
+            EpisodeFinishedError: ``step`` after the episode ended.
+            InvalidActionError: the action is neither text nor an assistant message dict.
+        """
         if self._done is None:
             raise ResetNeededError(
                 f"{type(self).__name__}.step() was called before reset(); call env.reset() first"
@@ -341,43 +396,80 @@ class TextEnv(gym.Env[Observation, Action]):
                 "call env.reset() to start a new one"
             )
         message, overlong = self._coerce_action(action)
-        if not overlong:
-            message = self.interpret(message)
-        self._messages.append(message)
-        self._turn += 1
-
-        if overlong:
-            turn = Turn(
-                verdict=Verdict(
-                    reward=0.0,
-                    error=f"action too long: over {self.max_action_chars} characters; "
-                    "it was cut and the episode truncated",
+        turns_before, messages_before = self._turn, len(self._messages)
+        try:
+            if not overlong:
+                message = self.interpret(message)
+            message = freeze_json(message)
+            self._messages.append(message)
+            self._turn += 1
+            if overlong:
+                turn = Turn(
+                    verdict=Verdict(
+                        reward=0.0,
+                        error=f"action too long: over {self.max_action_chars} characters; "
+                        "it was cut and the episode truncated",
+                    )
                 )
+            else:
+                turn = self.respond(message)
+            reward, verdict = self._turn_result(turn)
+            answer = [freeze_json(reply) for reply in turn.messages]
+            terminated = bool(turn.done)
+            truncated = overlong or (not terminated and self._turn >= self.max_turns)
+        except NotImplementedError:  # the env is not finished: leave it as it was
+            del self._messages[messages_before:]
+            self._turn = turns_before
+            raise
+        except Exception as error:  # an env bug must not kill a run; it ends the episode
+            logger.warning("%s.step failed on a model turn", type(self).__name__, exc_info=True)
+            if len(self._messages) == messages_before:
+                self._messages.append(freeze_json(message))
+                self._turn += 1
+            detail = (
+                str(error)
+                if isinstance(error, _HookError)
+                else (f"{type(error).__name__}: {error}")
             )
-        else:
-            turn = self.respond(message)
-        verdict = turn.verdict
-        reward = turn.reward if turn.reward is not None else (verdict.reward if verdict else 0.0)
-        reward = float(reward)
-        if not math.isfinite(reward):
-            raise ValueError(f"{type(self).__name__}.respond() gave a non-finite reward: {reward}")
-        if verdict is None:
-            verdict = Verdict(reward=reward)
-
-        terminated = bool(turn.done)
-        truncated = overlong or (not terminated and self._turn >= self.max_turns)
-        self._messages.extend(turn.messages)
+            reward, answer, terminated, truncated = 0.0, [], False, True
+            verdict = Verdict(
+                reward=0.0,
+                scored=False,
+                error=f"environment failed: {detail}; the episode was truncated "
+                "(call reset()). respond() must return Turn.reply(...) or Turn.end(...) "
+                "and never raise on model output",
+            )
+        self._messages.extend(answer)
         self._done = terminated or truncated
         if self.render_mode == "human":
             self._print_new()
         info = {
             "task_id": self._task.id if self._task else None,
             "turn": self._turn,
-            "new_messages": copy_messages([message, *turn.messages]),
+            "new_messages": self._messages[messages_before:],
             "tools": copy_json(list(self.tools)),
             "verdict": verdict,
         }
-        return copy_messages(self._messages), reward, terminated, truncated, info
+        return list(self._messages), reward, terminated, truncated, info
+
+    def _turn_result(self, turn: Any) -> tuple[float, Verdict]:
+        """The reward and verdict of what :meth:`respond` returned, checked."""
+        if not isinstance(turn, Turn):
+            raise _HookError(
+                f"{type(self).__name__}.respond() returned {type(turn).__name__} "
+                f"{turn!r:.80}, not a Turn"
+            )
+        verdict = turn.verdict
+        reward = turn.reward if turn.reward is not None else (verdict.reward if verdict else 0.0)
+        try:
+            reward = float(reward)
+        except (TypeError, ValueError):
+            raise _HookError(
+                f"{type(self).__name__}.respond() gave a non-numeric reward: {reward!r:.80}"
+            ) from None
+        if not math.isfinite(reward):
+            raise _HookError(f"{type(self).__name__}.respond() gave a non-finite reward: {reward}")
+        return reward, verdict if verdict is not None else Verdict(reward=reward)
 
     def render(self) -> str | None:
         """``"ansi"``: the transcript as text. ``"human"``: messages are printed as they happen."""
@@ -436,6 +528,10 @@ class TextEnv(gym.Env[Observation, Action]):
     def __repr__(self) -> str:
         spec_id = self.spec.id if self.spec is not None else None
         return f"<{type(self).__name__} {spec_id or ''}>".replace(" >", ">")
+
+
+class _HookError(Exception):
+    """A hook broke its contract (wrong return type, non-finite reward); the message says how."""
 
 
 def _utf8_safe(text: str) -> str:

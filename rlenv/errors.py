@@ -52,8 +52,23 @@ class RegistrationError(RLEnvError, ValueError):
     """An environment id or entry point given to ``rlenv.register`` is invalid."""
 
 
+class EnvArgumentError(RLEnvError, TypeError):
+    """A keyword argument an environment does not accept: a misspelt name (the message names
+    the close match and the accepted parameters) or a value of the wrong type (e.g. the string
+    ``"False"`` for a ``bool``). Also a malformed ``-k KEY=VALUE`` on the command line."""
+
+
 class UnknownEnvError(RLEnvError, gymnasium.error.NameNotFound):
     """No environment is registered under that id. ``rlenv list`` shows what is."""
+
+
+class StepError(RLEnvError, RuntimeError):
+    """An environment hook raised or broke its contract during ``step()`` (``respond()``
+    returned something other than a :class:`~rlenv.Turn`, or raised).
+
+    The episode has been truncated with an unscored verdict, as ``rlenv serve`` does: call
+    ``env.reset()`` before stepping again. The message names the hook and the fix.
+    """
 
 
 class ConformanceError(RLEnvError, AssertionError):

@@ -6,7 +6,16 @@ import pytest
 from sample_envs import Countdown, EchoWord
 
 import rlenv
-from rlenv import EpisodeFinishedError, InvalidActionError, ResetNeededError, Task, TextEnv, Verdict
+from rlenv import (
+    EpisodeFinishedError,
+    InvalidActionError,
+    ResetNeededError,
+    Task,
+    TextEnv,
+    Turn,
+    Verdict,
+)
+from rlenv.chat import copy_messages
 from rlenv.errors import TaskFormatError, TaskNotFoundError
 
 
@@ -200,13 +209,42 @@ def test_system_prompt_is_prepended():
     assert obs[0] == {"role": "system", "content": "Be terse."} and obs[1]["role"] == "user"
 
 
-def test_observations_and_infos_are_fresh_copies(echo_env):
+def test_observations_cannot_change_the_env_history(echo_env):
     obs, info = echo_env.reset(seed=0)
-    obs[0]["content"] = "tampered"
-    info["new_messages"][0]["content"] = "tampered"
-    assert echo_env.messages[0]["content"] != "tampered"
+    prompt = obs[0]["content"]
+    for message in (obs[0], info["new_messages"][0]):
+        with pytest.raises(TypeError, match=r"read-only.*dict\(message\)"):
+            message["content"] = "tampered"
+        with pytest.raises(TypeError, match="read-only"):
+            message.update(content="tampered")
+    obs.append({"role": "user", "content": "injected"})  # the list is the caller's own
+    editable = dict(obs[0])
+    editable["content"] = "tampered"
+    assert echo_env.messages[0]["content"] == prompt and len(echo_env.messages) == 1
     obs2, *_ = echo_env.step("x")
-    assert obs2[0]["content"] != "tampered"
+    assert obs2[0]["content"] == prompt and [m["role"] for m in obs2] == ["user", "assistant"]
+    assert obs2[0] == {"role": "user", "content": prompt}  # still compares as a plain dict
+
+
+def test_nested_message_parts_are_read_only_and_copies_are_plain():
+    import copy
+    import json
+    import pickle
+
+    env = EchoWord()
+    env.reset(seed=0)
+    parts = {"role": "assistant", "content": [{"type": "text", "text": "hi"}]}
+    obs, *_ = env.step(parts)
+    with pytest.raises(TypeError, match="read-only"):
+        obs[-1]["content"].append({"type": "text", "text": "more"})
+    with pytest.raises(TypeError, match="read-only"):
+        obs[-1]["content"][0]["text"] = "changed"
+    assert json.loads(json.dumps(obs[-1])) == parts
+    for copied in (copy.deepcopy(obs[-1]), pickle.loads(pickle.dumps(obs[-1]))):
+        assert copied == parts and type(copied) is type(obs[-1])  # still read-only
+    editable = copy_messages(obs)[-1]
+    editable["content"][0]["text"] = "changed"  # copy_messages gives ordinary dicts
+    assert env.messages[-1]["content"][0]["text"] == "hi"
 
 
 def test_render_modes(capsys):
@@ -232,3 +270,44 @@ def test_gold_action_default_uses_the_answer(echo_env):
 def test_make_returns_the_textenv_with_kwargs():
     env = rlenv.make("rlenv/GuessNumber-v0", max_turns=7, low=1, high=50)
     assert isinstance(env, TextEnv) and env.max_turns == 7 and env.high == 50
+
+
+class _RespondReturnsNone(Countdown):
+    def respond(self, message):
+        super().respond(message)  # forgot the return
+
+
+class _RespondRaises(Countdown):
+    def respond(self, message):
+        raise KeyError("board")
+
+
+class _RespondNaN(Countdown):
+    def respond(self, message):
+        return Turn(reward=float("nan"))
+
+
+@pytest.mark.parametrize(
+    ("env_class", "says"),
+    [
+        (_RespondReturnsNone, "returned NoneType None, not a Turn"),
+        (_RespondRaises, "KeyError: 'board'"),
+        (_RespondNaN, "non-finite reward: nan"),
+    ],
+)
+def test_a_broken_respond_truncates_unscored_and_names_the_fix(env_class, says, caplog):
+    env = env_class()
+    obs, _ = env.reset(seed=0)
+    with caplog.at_level(logging.WARNING, logger="rlenv"):
+        obs2, reward, terminated, truncated, info = env.step("3")
+    assert (reward, terminated, truncated) == (0.0, False, True)
+    verdict = info["verdict"]
+    assert verdict.scored is False and says in verdict.error
+    assert "respond() must return Turn.reply(...) or Turn.end(...)" in verdict.error
+    # the model's turn is recorded once, and nothing half-done remains: reset is required
+    assert obs2 == [*obs, {"role": "assistant", "content": "3"}] and env.turn == 1
+    assert info["new_messages"] == [{"role": "assistant", "content": "3"}]
+    with pytest.raises(EpisodeFinishedError, match="reset"):
+        env.step("4")
+    env.reset(seed=0)  # and a reset recovers
+    assert env.turn == 0 and "step failed" in caplog.text

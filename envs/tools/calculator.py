@@ -1,8 +1,9 @@
 """``rlenv/Calculator-v0``: arithmetic and unit conversions too big to do in one's head.
 
 The model has two tools — ``calculate`` (exact arithmetic) and ``convert`` (units) — and must
-finish with the answer in ``\\boxed{}``, which the math verifier checks. The tools and the math
-verifier share rlenv's bounded expression parser: ``calculate`` never calls ``eval``.
+finish with the answer in ``\\boxed{}``, which the math verifier checks. ``calculate`` is the math
+verifier's own exact arithmetic (:func:`rlenv.verifiers.math.exact_value`, a bounded parser and
+``Fraction``): it never calls ``eval``.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from fractions import Fraction
 
 from rlenv import GeneratedTasks, Task, Verdict
 from rlenv.tools import ParsedCall, ToolEnv, get_parser, tool
-from rlenv.verifiers._mathparse import MathParseError, normalize, parse
-from rlenv.verifiers.math import MathVerifier, _rational
+from rlenv.verifiers.math import MathVerifier, exact_value
 
 _LENGTH = {"mm": Fraction(1, 1000), "cm": Fraction(1, 100), "m": Fraction(1), "km": Fraction(1000),
            "in": Fraction(254, 10000), "ft": Fraction(3048, 10000), "yd": Fraction(9144, 10000),
@@ -22,14 +22,6 @@ _MASS = {"g": Fraction(1, 1000), "kg": Fraction(1), "lb": Fraction(45359237, 10*
          "oz": Fraction(45359237, 16 * 10**8)}  # fmt: skip
 _UNITS = {**{unit: ("length", factor) for unit, factor in _LENGTH.items()},
           **{unit: ("mass", factor) for unit, factor in _MASS.items()}}  # fmt: skip
-
-
-def _exact(expression: str) -> Fraction:
-    tree = parse(normalize(expression))
-    value = _rational(tree, "strip")
-    if value is None:
-        raise ValueError("only + - * / ^ on numbers (and parentheses) are supported")
-    return value
 
 
 def _show(value: Fraction) -> str:
@@ -47,12 +39,7 @@ def calculate(expression: str) -> str:
     """
     if len(expression) > 500:
         raise ValueError("expression longer than 500 characters")
-    try:
-        return _show(_exact(expression))
-    except MathParseError as error:
-        raise ValueError(f"cannot read the expression: {error}") from None
-    except ZeroDivisionError:
-        raise ValueError("division by zero") from None
+    return _show(exact_value(expression))  # a ValueError says what is wrong, for the model
 
 
 @tool
@@ -109,7 +96,7 @@ class Calculator(ToolEnv):
             if self.difficulty == 2:
                 a, b, c, d = (rng.randint(100_000, 999_999) for _ in range(4))
                 expression = f"({a} * {b} - {c}) / {d}"
-                value = _exact(expression)
+                value = exact_value(expression)
                 answer = (
                     f"\\frac{{{value.numerator}}}{{{value.denominator}}}"
                     if value.denominator != 1

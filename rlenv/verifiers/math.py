@@ -59,6 +59,7 @@ __all__ = [
     "MathPolicy",
     "MathVerifier",
     "compare",
+    "exact_value",
     "extract_answer",
     "is_equivalent",
 ]
@@ -783,6 +784,36 @@ def _close_rational(a: Fraction, b: Fraction, rel_tol: float) -> bool:
     if rel_tol <= 0:
         return False
     return abs(a - b) <= Fraction(rel_tol) * max(abs(a), abs(b))
+
+
+def exact_value(expression: str) -> Fraction:
+    """The exact value of arithmetic on numbers, read by the verifier's own bounded parser.
+
+    ``expression`` is plain text or LaTeX: numbers (integers, decimals, ``\\frac``), ``+ - × ÷
+    * /``, parentheses and integer powers (``^``, ``**``); a percentage counts as its number
+    (``50%`` is 50). Nothing is evaluated as code and nothing goes through floats:
+
+    >>> exact_value("(48213 * 9377 - 123) / 7")
+    Fraction(452093178, 7)
+    >>> exact_value("\\\\frac{1}{3} + 1/6")
+    Fraction(1, 2)
+
+    Raises:
+        ValueError: ``expression`` cannot be read ("cannot read the expression: ..."), or it is
+            not arithmetic on numbers: a variable, a function such as ``\\sqrt``, a fractional
+            power, a division by zero, or a value too large to keep exact.
+    """
+    try:
+        tree = parse(normalize(expression))
+    except MathParseError as error:
+        raise ValueError(f"cannot read the expression: {error}") from None
+    value = _rational(tree, "strip")
+    if value is None:
+        raise ValueError(
+            "not exact arithmetic on numbers: use + - * / ^ (integer powers) and parentheses; "
+            "no variables or functions, no division by zero, nothing too large to keep exact"
+        )
+    return value
 
 
 # ----------------------------------------------------------------------------- verifier

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import json
+from fractions import Fraction
 
 import pytest
 
 import rlenv
+from rlenv.envs.tools import calculator
 from rlenv.envs.tools.calculator import calculate, convert
 from rlenv.tools import Toolbox
+from rlenv.verifiers.math import exact_value
 
 
 def test_calculate_is_exact_and_never_evaluates_code():
@@ -59,3 +64,24 @@ def test_tool_results_are_in_the_transcript():
     obs, *_ = env.step(env.gold_action())
     assert obs[-2]["tool_calls"][0]["function"]["name"] == "calculate"
     assert obs[-1]["role"] == "tool" and json.loads(obs[-1]["content"]) == int(env.task.answer)
+
+
+def test_the_calculator_uses_only_public_verifier_functions():
+    tree = ast.parse(inspect.getsource(calculator))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module.startswith("rlenv"):
+            assert not any(part.startswith("_") for part in node.module.split(".")), node.module
+            private = [alias.name for alias in node.names if alias.name.startswith("_")]
+            assert not private, f"{node.module} imports private {private}"
+
+
+def test_exact_value_is_exact_and_says_what_it_cannot_do():
+    assert exact_value("(48213 * 9377 - 123) / 7") == Fraction(48213 * 9377 - 123, 7)
+    assert exact_value("\\frac{1}{3} + 1/6") == Fraction(1, 2)
+    assert exact_value("2^{10} - 3 \\times 4") == 1012
+    assert exact_value("0.1 + 0.2") == Fraction(3, 10)  # no floating point
+    with pytest.raises(ValueError, match="cannot read the expression"):
+        exact_value("(((")
+    for not_arithmetic in ["x + 1", "\\sqrt{2}", "2^{1/2}", "1/0", "9^{9^{9^9}}"]:
+        with pytest.raises(ValueError, match="not exact arithmetic on numbers"):
+            exact_value(not_arithmetic)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rlenv import Task, TaskList, TextEnv, Turn, Verdict
 from rlenv.chat import AssistantMessage, message_text
+from rlenv.retry import Retry
 from rlenv.verifiers.code import CodeResult, extract_code, run_io, run_tests
 
 from ._common import INSTRUCTION, feedback, no_code_verdict, verdict_from
@@ -83,29 +84,30 @@ class PythonBasicsFeedback(PythonBasics):
     tests) and may reply with fixed code.
 
     Reward on success: ``decay ** (attempt - 1)`` (1.0, 0.5, 0.25 by default); 0 if no attempt
-    passes within ``max_turns`` (default 3), which truncates the episode.
+    passes within ``max_turns`` (default 3), which truncates the episode. The retry rule is
+    :class:`rlenv.retry.Retry`'s.
     """
 
     max_turns = 3
 
     def __init__(self, *, decay: float = 0.5, **kwargs) -> None:
-        if not 0 < decay <= 1:
-            raise ValueError(f"decay must be in (0, 1], got {decay}")
-        self.decay = decay
+        self.retry = Retry(decay)
         super().__init__(**kwargs)
 
     def respond(self, message: AssistantMessage) -> Turn:
         code = extract_code(message_text(message))
         if code is None:
-            verdict = no_code_verdict()
-            return Turn.reply(f"No code found. {INSTRUCTION}", verdict=verdict)
-        result = self.run(self.task, code)
-        if result.passed:
-            reward = self.decay ** (self.turn - 1)
-            verdict = verdict_from(result, code).model_copy(
-                update={"reward": reward, "reason": f"all tests passed on attempt {self.turn}"}
+            return self.retry.turn(
+                no_code_verdict(),
+                attempt=self.turn,
+                solved=False,
+                feedback=f"No code found. {INSTRUCTION}",
             )
-            return Turn.end(verdict)
-        return Turn.reply(
-            feedback(result), verdict=verdict_from(result, code).model_copy(update={"reward": 0.0})
+        result = self.run(self.task, code)
+        return self.retry.turn(
+            verdict_from(result, code),  # all tests passed: reward 1.0, even with partial_reward
+            attempt=self.turn,
+            solved=result.passed,
+            feedback=feedback(result),
+            reason=f"all tests passed on attempt {self.turn}",
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rlenv import Turn, Verdict
 from rlenv.chat import AssistantMessage, message_text
+from rlenv.retry import Retry
 
 from .arithmetic import Arithmetic
 
@@ -21,7 +22,8 @@ class ArithmeticRetry(Arithmetic):
     reply "That is not correct. Try again." (or a reminder to use ``\\boxed{}`` when there is no
     boxed answer); the feedback never reveals the answer or whether it was too high or too low.
     After ``max_turns`` (default 3) wrong attempts the episode is truncated with reward 0.
-    Only a right answer pays: with ``format_weight``, a boxed wrong answer earns 0 here.
+    Only a right answer pays: with ``format_weight``, a boxed wrong answer earns 0 here. The
+    retry rule is :class:`rlenv.retry.Retry`'s.
 
     Args:
         decay: Reward factor per extra attempt, in (0, 1].
@@ -32,22 +34,22 @@ class ArithmeticRetry(Arithmetic):
     max_turns = 3
 
     def __init__(self, *, decay: float = 0.5, **kwargs) -> None:
-        if not 0.0 < decay <= 1.0:
-            raise ValueError(f"decay must be in (0, 1], got {decay!r}")
-        self.decay = decay
+        self.retry = Retry(decay)
         super().__init__(**kwargs)
 
     def respond(self, message: AssistantMessage) -> Turn:
         verdict = self.score(message_text(message))
-        if _correct(verdict):
-            reward = verdict.reward * self.decay ** (self.turn - 1)
-            reason = f"correct on attempt {self.turn} of {self.max_turns}"
-            return Turn.end(verdict.model_copy(update={"reward": reward, "reason": reason}))
-        verdict = verdict.model_copy(update={"reward": 0.0})
         if self.turn >= self.max_turns:
-            return Turn(messages=[{"role": "user", "content": LAST_WRONG}], verdict=verdict)
-        feedback = NO_BOX if verdict.components.get("format") == 0.0 else WRONG
-        return Turn.reply(feedback, verdict=verdict)
+            feedback = LAST_WRONG
+        else:
+            feedback = NO_BOX if verdict.components.get("format") == 0.0 else WRONG
+        return self.retry.turn(
+            verdict,
+            attempt=self.turn,
+            solved=_correct(verdict),
+            feedback=feedback,
+            reason=f"correct on attempt {self.turn} of {self.max_turns}",
+        )
 
 
 def _correct(verdict: Verdict) -> bool:

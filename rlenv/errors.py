@@ -62,15 +62,6 @@ class UnknownEnvError(RLEnvError, gymnasium.error.NameNotFound):
     """No environment is registered under that id. ``rlenv list`` shows what is."""
 
 
-class StepError(RLEnvError, RuntimeError):
-    """An environment hook raised or broke its contract during ``step()`` (``respond()``
-    returned something other than a :class:`~rlenv.Turn`, or raised).
-
-    The episode has been truncated with an unscored verdict, as ``rlenv serve`` does: call
-    ``env.reset()`` before stepping again. The message names the hook and the fix.
-    """
-
-
 class ConformanceError(RLEnvError, AssertionError):
     """``rlenv.testing.check_env`` found the environment breaks the TextEnv contract."""
 

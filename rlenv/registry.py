@@ -12,14 +12,20 @@ zero-argument function that registers them::
     my_envs = "my_envs:register"
 
 Plugins are loaded lazily, the first time ``rlenv.make``, ``rlenv.list_envs`` or
-``rlenv.spec`` needs them, never on ``import rlenv``. After :func:`load_plugins` (or any of
-those calls), ``gymnasium.make`` finds plugin environments as well.
+``rlenv.spec`` needs them, never on ``import rlenv``. ``gymnasium.make`` reaches a plugin's
+environments in Gymnasium's own way, ``gymnasium.make("my_envs:my_envs/Reverse-v0")``: Gymnasium
+imports the module before ``:``, and a plugin module registers its environments when imported
+(``rlenv new`` scaffolds it so; registering twice is a no-op). After :func:`load_plugins` (or
+any rlenv call above) the plain id works in ``gymnasium.make`` as well.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib.metadata
+import importlib.util
+import inspect
+import os
 import re
 import types
 import warnings
@@ -27,12 +33,16 @@ from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
-from gymnasium.envs.registration import EnvSpec
+from gymnasium.envs.registration import EnvSpec, load_env_creator
 
 from rlenv.errors import RegistrationError, UnknownEnvError
+from rlenv.params import check_env_kwargs
+from rlenv.params import env_parameters as _parameters
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "env_creator",
+    "env_parameters",
     "list_envs",
     "load_plugins",
     "make",
@@ -52,6 +62,7 @@ _text_env_ids: set[str] = set()
 _plugins_loaded = False
 plugin_errors: dict[str, str] = {}
 """Entry points that failed to load, by name, with the error (they are also warned about)."""
+_plugin_modules: dict[str, str] = {}  # failed entry point name -> the top-level module it names
 
 
 def register(
@@ -60,6 +71,7 @@ def register(
     *,
     kwargs: dict[str, Any] | None = None,
     nondeterministic: bool = False,
+    override: bool = False,
 ) -> None:
     """Register a text environment under ``id`` (``"namespace/Name-vN"``).
 
@@ -70,9 +82,14 @@ def register(
         kwargs: Default constructor arguments; ``make(id, **overrides)`` overrides them.
         nondeterministic: Declare that the same seed may not give the same episode (rlenv's
             determinism checks then skip it). Bundled environments are all deterministic.
+        override: Replace an existing registration of ``id`` on purpose (while iterating on an
+            environment). Not allowed for the bundled ``rlenv/`` namespace.
 
-    Registering the same id again with the same entry point is a no-op; with a different entry
-    point it raises :class:`~rlenv.errors.RegistrationError` (bump the version instead).
+    Registering the same id again with the same entry point is a no-op. With a different entry
+    point it raises :class:`~rlenv.errors.RegistrationError` (bump the version instead), except
+    with ``override=True``, or when a class of the same name defined in ``__main__`` (a
+    notebook cell or script run again) replaces the one registered from ``__main__`` before:
+    that registration is replaced, since the old class can no longer be edited anyway.
     """
     if not isinstance(id, str) or not _ID_PATTERN.match(id):
         raise RegistrationError(
@@ -90,10 +107,16 @@ def register(
         if existing.entry_point == entry_point and (existing.kwargs or {}) == (kwargs or {}):
             _text_env_ids.add(id)
             return
-        raise RegistrationError(
-            f"{id!r} is already registered with entry point {existing.entry_point!r}; "
-            "register a new version (e.g. -v1) instead of replacing it"
-        )
+        if (override or _redefined_in_main(existing.entry_point, entry_point)) and not (
+            id.startswith("rlenv/")
+        ):
+            del gym.registry[id]
+        else:
+            raise RegistrationError(
+                f"{id!r} is already registered with entry point "
+                f"{_entry_point_name(existing.entry_point)!r}; register a new version (e.g. "
+                "-v1), or pass override=True to replace it while you iterate"
+            )
     gym.register(
         id=id,
         entry_point=entry_point,
@@ -101,6 +124,23 @@ def register(
         nondeterministic=nondeterministic,
     )
     _text_env_ids.add(id)
+
+
+def _redefined_in_main(old: Any, new: Any) -> bool:
+    """Both entry points are classes or functions of the same name defined in ``__main__``."""
+    return (
+        callable(old)
+        and callable(new)
+        and getattr(old, "__module__", None) == "__main__" == getattr(new, "__module__", None)
+        and getattr(old, "__qualname__", None) == getattr(new, "__qualname__", object())
+    )
+
+
+def _entry_point_name(entry_point: Any) -> str:
+    if isinstance(entry_point, str):
+        return entry_point
+    module = getattr(entry_point, "__module__", "?")
+    return f"{module}:{getattr(entry_point, '__qualname__', repr(entry_point))}"
 
 
 def unregister(id: str) -> None:
@@ -130,6 +170,7 @@ def load_plugins() -> dict[str, str]:
                 loaded()
         except Exception as error:
             plugin_errors[entry_point.name] = f"{type(error).__name__}: {error}"
+            _plugin_modules[entry_point.name] = entry_point.value.split(":")[0].split(".")[0]
             warnings.warn(
                 f"rlenv: the environment plugin {entry_point.name!r} ({entry_point.value}) "
                 f"failed to load and was skipped: {type(error).__name__}: {error}",
@@ -159,10 +200,41 @@ def spec(id: str) -> EnvSpec:
         close = difflib.get_close_matches(id, known, n=3)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise UnknownEnvError(
-            f"no text environment is registered as {id!r}.{hint} "
+            f"no text environment is registered as {id!r}.{hint}{_plugin_failure(id)} "
             f"Run `rlenv list` to see the {len(known)} registered ids."
         )
     return gym.registry[id]
+
+
+def _plugin_failure(id: str) -> str:
+    """What went wrong with a failed plugin that may have provided ``id`` (or ``""``)."""
+    namespace = id.split("/", 1)[0]
+    for name, error in plugin_errors.items():
+        module = _plugin_modules.get(name, name)
+        if namespace.replace("-", "_") not in (name.replace("-", "_"), module):
+            continue
+        shadow = _shadowing_folder(module)
+        cause = (
+            f" The folder {shadow} shadows the installed package {module!r} (Python imports "
+            f"it as an empty namespace package): run from another folder, or give the project "
+            f"a src/ layout (rlenv new does)."
+            if shadow
+            else ""
+        )
+        return f" The plugin {name!r}, which may provide it, failed to load: {error}.{cause}"
+    return ""
+
+
+def _shadowing_folder(module: str) -> str | None:
+    """A folder that makes ``module`` import as a namespace package (no ``__init__.py``)."""
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    if found is None or found.origin not in (None, "namespace"):
+        return None
+    locations = list(found.submodule_search_locations or [])
+    return os.path.relpath(locations[0]) + os.sep if locations else None
 
 
 def make(id: str, **kwargs: Any):
@@ -170,11 +242,30 @@ def make(id: str, **kwargs: Any):
 
     Returns the :class:`~rlenv.TextEnv` itself. ``gymnasium.make(id, **kwargs)`` makes the same
     environment wrapped in Gymnasium's usual checker and order-enforcing wrappers.
+
+    Raises:
+        UnknownEnvError: no environment is registered as ``id`` (with the close matches).
+        EnvArgumentError: a keyword the environment does not accept (with the close match and
+            the accepted list), or a value of the wrong type for the parameter's annotation
+            (e.g. the string ``"False"`` for a ``bool``).
     """
     from rlenv.env import TextEnv
 
     env_spec = spec(id)
+    if kwargs:
+        check_env_kwargs(id, env_creator(env_spec), kwargs)
     env = gym.make(env_spec, disable_env_checker=True, **kwargs).unwrapped
     if not isinstance(env, TextEnv):
         raise RegistrationError(f"{id!r} made a {type(env).__name__}, which is not a rlenv.TextEnv")
     return env
+
+
+def env_creator(env_spec: EnvSpec) -> Callable[..., Any]:
+    """The class (or factory) a spec makes, imported but not instantiated."""
+    entry_point = env_spec.entry_point
+    return load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
+
+
+def env_parameters(id: str) -> dict[str, inspect.Parameter] | None:
+    """The keyword parameters the environment registered as ``id`` accepts (``None``: any)."""
+    return _parameters(env_creator(spec(id)))

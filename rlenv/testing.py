@@ -91,6 +91,11 @@ class ConformanceReport:
     def failures(self) -> list[CheckResult]:
         return [result for result in self.results if not result.passed]
 
+    @property
+    def skipped(self) -> list[CheckResult]:
+        """Checks that did not run (the summary line names them: a skip is not a pass)."""
+        return [result for result in self.results if result.status == "skip"]
+
     def __str__(self) -> str:
         lines = [f"conformance of {self.env_name}:"]
         for result in self.results:
@@ -101,6 +106,14 @@ class ConformanceReport:
                 line += f": {detail}"
             lines.append(line)
         verdict = "passed" if self.passed else f"FAILED ({len(self.failures)} checks)"
+        if self.skipped:
+            reasons = "; ".join(
+                f"{result.name} ({result.detail})" if result.detail else result.name
+                for result in self.skipped
+            )
+            verdict += (
+                f", {len(self.skipped)} check{'s' * (len(self.skipped) > 1)} skipped: {reasons}"
+            )
         lines.append(f"{self.env_name}: {verdict}")
         return "\n".join(lines)
 
@@ -160,22 +173,24 @@ def check_env(
     report = ConformanceReport(name)
     deterministic = not (env.spec is not None and env.spec.nondeterministic)
 
-    checks: list[tuple[str, Callable[[], str | None], bool]] = [
-        ("gymnasium check_env", lambda: _check_gymnasium(env), True),
-        ("reset determinism", lambda: _check_reset_determinism(env, seeds), deterministic),
-        ("step determinism", lambda: _check_step_determinism(env, seeds), deterministic),
+    # (name, check, why it does not run; None: it runs). A check returns a skip reason or None.
+    nondeterministic = None if deterministic else "the env is registered nondeterministic"
+    checks: list[tuple[str, Callable[[], str | None], str | None]] = [
+        ("gymnasium check_env", lambda: _check_gymnasium(env), None),
+        ("reset determinism", lambda: _check_reset_determinism(env, seeds), nondeterministic),
+        ("step determinism", lambda: _check_step_determinism(env, seeds), nondeterministic),
         (
             "cross-process determinism",
             lambda: _check_cross_process(env, seeds),
-            deterministic and cross_process,
+            nondeterministic or (None if cross_process else "turned off (cross_process=False)"),
         ),
-        ("hostile actions", lambda: _check_hostile_actions(env, n_actions), True),
-        ("finished episode", lambda: _check_finished_episode(env), True),
-        ("gold answer", lambda: _check_gold(env, seeds), True),
+        ("hostile actions", lambda: _check_hostile_actions(env, n_actions), None),
+        ("finished episode", lambda: _check_finished_episode(env), None),
+        ("gold answer", lambda: _check_gold(env, seeds), None),
     ]
-    for check_name, check, enabled in checks:
-        if not enabled:
-            report.results.append(CheckResult(check_name, "skip", "disabled"))
+    for check_name, check, off in checks:
+        if off is not None:
+            report.results.append(CheckResult(check_name, "skip", off))
             continue
         try:
             skipped = check()
@@ -315,6 +330,11 @@ def _check_cross_process(env: TextEnv, seeds: tuple[int, ...]) -> str | None:
         return "the environment has no registered id"
     entry_point = _importable_entry_point(env.spec.entry_point)
     if entry_point is None:
+        if getattr(env.spec.entry_point, "__module__", None) == "__main__":
+            return (
+                "its class is defined in __main__ (a notebook or a script), which another "
+                "process cannot import; move it into a module to run this check"
+            )
         return "its entry point cannot be imported by another process"
     try:
         kwargs = json.dumps(env.spec.kwargs or {})
@@ -453,7 +473,10 @@ def _check_gold(env: TextEnv, seeds: tuple[int, ...]) -> str | None:
                 f"(last verdict: {info['verdict']})"
             )
     if played == 0:
-        return "the environment gives no gold action"
+        return (
+            "the environment gives no gold action (override gold_action(); "
+            "docs/writing-an-environment.md and docs/tools.md show how)"
+        )
     return None
 
 

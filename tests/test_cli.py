@@ -11,7 +11,9 @@ import pytest
 
 import rlenv
 from rlenv import cli
-from rlenv.cli import CLIError, binary_search_guess, main, parse_kwargs, play
+from rlenv.cli import main, parse_kwargs, play
+from rlenv.envs.games.guess_number import binary_search_guess
+from rlenv.errors import EnvArgumentError
 
 ARITHMETIC = "rlenv/Arithmetic-v0"
 GUESS_NUMBER = "rlenv/GuessNumber-v0"
@@ -102,8 +104,9 @@ def test_info_shows_the_spec_and_a_sample_task(capsys):
     assert f"gold action: {env.gold_action()}" in out
 
 
-def test_kwargs_are_json_when_they_parse_and_strings_otherwise():
+def test_kwargs_are_json_or_python_literals_and_strings_otherwise():
     pairs = ["digits=3", "flag=false", "xs=[1, 2]", "name=abc", 'quoted="3"', "eq=a=b", "empty="]
+    pairs += ["py_false=False", "py_true=True", "py_none=None", "pair=(1, 2)", "single='x'"]
     assert parse_kwargs(pairs) == {
         "digits": 3,
         "flag": False,
@@ -112,10 +115,45 @@ def test_kwargs_are_json_when_they_parse_and_strings_otherwise():
         "quoted": "3",
         "eq": "a=b",
         "empty": "",
+        "py_false": False,
+        "py_true": True,
+        "py_none": None,
+        "pair": (1, 2),
+        "single": "x",
     }
     for bad in ("digits", "=3", "not-an-identifier=1"):
-        with pytest.raises(CLIError, match="KEY=VALUE"):
+        with pytest.raises(EnvArgumentError, match="KEY=VALUE"):
             parse_kwargs([bad])
+
+
+@pytest.mark.parametrize("value", ["False", "false"])
+def test_python_false_on_the_command_line_means_false(value, capsys, monkeypatch):
+    env = rlenv.make(ARITHMETIC)
+    env.reset(seed=0)
+    bare = str(env.task.answer)  # scores 0 when \boxed{} is required, 1 when it is not
+    assert env.step(bare)[1] == 0.0
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"{bare}\n/quit\n"))
+    assert main(["play", ARITHMETIC, "-k", f"require_boxed={value}"]) == 0
+    assert "reward 1.0   terminated True" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["info", "play", "eval", "collect", "train"])
+def test_a_string_for_a_bool_is_refused_on_every_command(command, capsys):
+    extra = {"eval": ["--model", "smollm2-135m"], "collect": ["--model", "smollm2-135m"]}
+    argv = [command, ARITHMETIC, "-k", "require_boxed=yes", *extra.get(command, [])]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "parameter 'require_boxed' expects bool, got str 'yes'" in err
+    assert "write True or False" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["info", "play", "eval", "collect", "train"])
+def test_a_misspelt_kwarg_names_the_close_match_on_every_command(command, capsys):
+    extra = {"eval": ["--model", "smollm2-135m"], "collect": ["--model", "smollm2-135m"]}
+    assert main([command, ARITHMETIC, "-k", "dificulty=2", *extra.get(command, [])]) == 2
+    err = capsys.readouterr().err
+    assert "has no parameter 'dificulty'. Did you mean 'difficulty'?" in err
+    assert "require_boxed" in err and "TextEnv.__init__" not in err
 
 
 def test_bad_kwargs_exit_2_with_the_reason(capsys):
@@ -242,7 +280,8 @@ def test_play_exits_cleanly_at_end_of_input_and_at_quit():
     out = play_text(rlenv.make(GUESS_NUMBER), "/quit\n50\n")
     assert "[assistant]" not in out
     out = play_text(rlenv.make(GUESS_NUMBER), "50\npending \\")  # EOF inside a continued turn
-    assert out.count("[assistant]") == 1
+    assert out.count("[assistant]") == 2  # the continued last turn is sent, not dropped
+    assert out.split("[assistant]")[-1].startswith("\npending ")
 
 
 def test_play_commands():

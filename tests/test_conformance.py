@@ -114,9 +114,30 @@ def test_check_env_raises_with_the_report_by_default():
 def test_report_is_readable():
     report = check_env(EchoWord(), n_actions=20)
     text = str(report)
-    assert "PASS  hostile actions" in text and text.endswith("EchoWord: passed")
-    # unregistered: no spec, so the cross-process check is skipped with a reason
+    assert "PASS  hostile actions" in text
+    # unregistered: no spec, so the cross-process check is skipped with a reason, and the
+    # summary line says so: a skip is not a pass
     assert any(r.status == "skip" and "registered id" in r.detail for r in report.results)
+    assert text.endswith(
+        "EchoWord: passed, 1 check skipped: cross-process determinism "
+        "(the environment has no registered id)"
+    )
+
+
+class MainDefined(EchoWord):
+    pass
+
+
+def test_a_class_defined_in_main_is_named_as_the_reason_its_check_skipped(monkeypatch):
+    monkeypatch.setattr(MainDefined, "__module__", "__main__")
+    rlenv.register("rlenvtest/MainDefined-v0", MainDefined)
+    try:
+        report = check_env("rlenvtest/MainDefined-v0", n_actions=5)
+    finally:
+        rlenv.unregister("rlenvtest/MainDefined-v0")
+    summary = str(report).splitlines()[-1]
+    assert "passed, 1 check skipped: cross-process determinism" in summary
+    assert "defined in __main__" in summary and "move it into a module" in summary
 
 
 test_pytest_helper = conformance_test("rlenvtest/Countdown-v0", n_actions=30)

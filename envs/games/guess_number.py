@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import random
 import re
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from rlenv import GeneratedTasks, Task, TextEnv, Turn, Verdict
 from rlenv.chat import AssistantMessage, message_text
@@ -84,3 +86,31 @@ class GuessNumber(TextEnv):
             return 1.0
         slack = self.max_turns - self.optimal_turns + 1
         return (self.max_turns - turns + 1) / slack
+
+
+_RANGE = re.compile(r"between (-?\d+) and (-?\d+)")
+_INTEGER = re.compile(r"-?\d+")
+
+
+def binary_search_guess(observation: Sequence[Mapping[str, Any]]) -> str:
+    """A scripted policy for this game (``rlenv tour`` plays it): the middle of the range the
+    conversation has not ruled out.
+
+    Reads the range from the opening ("between 1 and 100") and narrows it with each
+    "Higher." / "Lower." reply to an earlier guess. A pure function of the observation.
+    """
+    texts = [message_text(message) for message in observation]
+    found = next((match for text in texts if (match := _RANGE.search(text))), None)
+    if found is None:
+        return "50"
+    low, high = int(found.group(1)), int(found.group(2))
+    guess: int | None = None
+    for message, text in zip(observation, texts, strict=True):
+        if message.get("role") == "assistant":
+            numbers = _INTEGER.findall(text)
+            guess = int(numbers[-1]) if numbers else None
+        elif guess is not None and text.startswith("Higher"):
+            low = guess + 1
+        elif guess is not None and text.startswith("Lower"):
+            high = guess - 1
+    return str((low + high) // 2)

@@ -2,7 +2,9 @@
 passes ``rlenv check`` and its own tests, as generated; bad names and overwrites are refused.
 
 Each package is scaffolded and installed once per module (``pip install --target``, no network),
-then driven in fresh processes whose ``PYTHONPATH`` holds the install target.
+then driven in fresh processes whose ``PYTHONPATH`` holds the install target. The src layout is
+checked the way a user meets it: ``pip install -e`` into a fresh virtual environment, then a
+script run from the folder where ``rlenv new`` ran.
 """
 
 from __future__ import annotations
@@ -53,15 +55,18 @@ class InstalledPackage:
         )
 
 
+KINDS = {"single-turn": {}, "multi-turn": {"multi_turn": True}, "tools": {"tools": True}}
+
+
 @pytest.fixture(
     scope="module",
-    params=[("word-games", False), ("hidden_word", True)],
-    ids=["single-turn", "multi-turn"],
+    params=[("word-games", "single-turn"), ("hidden_word", "multi-turn"), ("tool_box", "tools")],
+    ids=["single-turn", "multi-turn", "tools"],
 )
 def installed(request, tmp_path_factory) -> InstalledPackage:
-    name, multi_turn = request.param
+    name, kind = request.param
     root = tmp_path_factory.mktemp("scaffold")
-    package = scaffold(name, root / "projects", multi_turn=multi_turn)
+    package = scaffold(name, root / "projects", **KINDS[kind])
     site = root / "site"
     pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     pip += ["--no-deps", "--no-build-isolation", "--no-index", "--target", str(site)]
@@ -97,6 +102,51 @@ def test_the_generated_tests_pass(installed):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" not in result.stdout  # the suite is more than the conformance test
     assert " passed" in result.stdout and "failed" not in result.stdout
+    assert "skipped" not in result.stdout
+
+
+def _editable_venv(root: Path, package: Path) -> Path:
+    """A fresh virtual environment that sees this one's packages (rlenv, pip, setuptools) and
+    holds ``package`` installed in editable mode, as its README says; returns its python."""
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / ("Scripts" if os.name == "nt" else "bin") / "python"
+    paths = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    ours = subprocess.run([sys.executable, "-c", paths], capture_output=True, text=True).stdout
+    theirs = subprocess.run([str(python), "-c", paths], capture_output=True, text=True).stdout
+    # addsitedir (not a bare path) so that this environment's own .pth files, rlenv's
+    # editable install among them, are processed too.
+    link = f"import site; site.addsitedir({ours.strip()!r})\n"
+    (Path(theirs.strip()) / "_parent_env.pth").write_text(link)
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    pip += ["--no-deps", "--no-build-isolation", "--no-index", "--editable", str(package)]
+    result = subprocess.run(pip, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return python
+
+
+def test_a_script_beside_the_project_imports_the_editable_install(tmp_path):
+    # `rlenv new my_envs` makes the folder my_envs/, named like the package: from the folder
+    # where `rlenv new` ran, Python must still import the installed package, not the folder.
+    projects = tmp_path / "projects"
+    package = scaffold("my_envs", projects, multi_turn=True)
+    python = _editable_venv(tmp_path, package)
+    script = projects / "make_it.py"
+    script.write_text(
+        "import my_envs\n"
+        "import rlenv\n"
+        "print(my_envs.__file__)\n"
+        "env = rlenv.make(my_envs.ENV_ID)\n"
+        "env.reset(seed=0)\n"
+        "print(env.spec.id)\n"
+    )
+    result = subprocess.run(
+        [str(python), script.name], cwd=projects, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    module_file, env_id = result.stdout.split()
+    assert Path(module_file) == package / "src" / "my_envs" / "__init__.py"
+    assert env_id == env_id_for("my_envs")
 
 
 # ------------------------------------------------------------------------------ what is generated
@@ -110,8 +160,8 @@ def test_generated_layout_and_entry_point(tmp_path):
     assert files == {
         "pyproject.toml",
         "README.md",
-        "word_games/__init__.py",
-        "word_games/env.py",
+        "src/word_games/__init__.py",
+        "src/word_games/env.py",
         "tests/test_env.py",
     }
     pyproject = tomllib.loads((package / "pyproject.toml").read_text())
@@ -119,29 +169,64 @@ def test_generated_layout_and_entry_point(tmp_path):
     assert pyproject["project"]["entry-points"]["rlenv.envs"] == {
         "word-games": "word_games:register"
     }
-    init = (package / "word_games" / "__init__.py").read_text()
+    assert pyproject["tool"]["setuptools"]["packages"]["find"] == {"where": ["src"]}
+    init = (package / "src" / "word_games" / "__init__.py").read_text()
     assert 'ENV_ID = "word_games/WordGames-v0"' in init
     assert 'rlenv.register(ENV_ID, "word_games.env:WordGames")' in init
-    env_py = (package / "word_games" / "env.py").read_text()
+    env_py = (package / "src" / "word_games" / "env.py").read_text()
     assert "class WordGames(rlenv.TextEnv):" in env_py and "def verify(" in env_py
     readme = (package / "README.md").read_text()
     for command in ("pip install -e .", "rlenv check word_games/WordGames-v0", "pytest"):
         assert command in readme
+    assert "src/word_games/env.py" in readme
 
 
 def test_multi_turn_env_overrides_respond(tmp_path):
-    env_py = (
-        scaffold("hidden_word", tmp_path, multi_turn=True) / "hidden_word" / "env.py"
-    ).read_text()
+    package = scaffold("hidden_word", tmp_path, multi_turn=True)
+    env_py = (package / "src" / "hidden_word" / "env.py").read_text()
     assert "def respond(" in env_py and "def verify(" not in env_py
     assert "rlenv.Turn.reply(" in env_py and "rlenv.Turn.end(" in env_py
 
 
-@pytest.mark.parametrize("multi_turn", [False, True])
-def test_generated_code_is_lint_clean_and_formatted(tmp_path, multi_turn):
+def test_tools_env_is_a_tool_env_with_a_multi_turn_gold_action(tmp_path):
+    package = scaffold("tool_box", tmp_path, tools=True)
+    env_py = (package / "src" / "tool_box" / "env.py").read_text()
+    assert "class ToolBox(ToolEnv):" in env_py and "@tool(" in env_py
+    assert "def gold_action(" in env_py and "self.trace" in env_py
+    assert "match_calls(" in env_py and "def grade(" in env_py
+    assert "tool-calling" in (package / "README.md").read_text()
+    tests = (package / "tests" / "test_env.py").read_text()
+    assert "check_env(ENV_ID)" in tests and '"skip"' in tests
+
+
+def test_the_tools_env_plays_its_gold_episode_in_this_process(tmp_path, monkeypatch, request):
+    package = scaffold("tool_box", tmp_path, tools=True)
+    monkeypatch.syspath_prepend(str(package / "src"))
+    request.addfinalizer(lambda: [sys.modules.pop(m, None) for m in ("tool_box", "tool_box.env")])
+    from tool_box.env import ToolBox
+
+    from rlenv.testing import check_env
+
+    report = check_env(ToolBox(), cross_process=False)
+    gold = next(result for result in report.results if result.name == "gold answer")
+    assert gold.status == "pass", report
+    env = ToolBox()
+    env.reset(seed=3)
+    rewards, done = [], False
+    while not done:
+        _, reward, terminated, truncated, _ = env.step(env.gold_action())
+        rewards.append(reward)
+        done = terminated or truncated
+    items = env.task.metadata["items"]
+    assert rewards == [0.0] * len(items) + [1.0] and terminated
+    assert [outcome.arguments["item"] for outcome in env.trace] == items
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_generated_code_is_lint_clean_and_formatted(tmp_path, kind):
     if not RUFF.exists():
         pytest.skip("ruff is not installed next to this Python")
-    package = scaffold("my_envs", tmp_path, multi_turn=multi_turn)
+    package = scaffold("my_envs", tmp_path, **KINDS[kind])
     rules = "E,F,W,I,UP,B,SIM,RUF"
     lint = subprocess.run(
         [str(RUFF), "check", "--no-cache", "--select", rules, str(package)],
@@ -197,5 +282,5 @@ def test_new_fills_an_empty_directory_and_prints_next_steps(tmp_path, capsys):
     (tmp_path / "my_envs").mkdir()
     assert main(["new", "my_envs", "--dir", str(tmp_path), "--multi-turn"]) == 0
     out = capsys.readouterr().out
-    assert (tmp_path / "my_envs" / "my_envs" / "env.py").is_file()
+    assert (tmp_path / "my_envs" / "src" / "my_envs" / "env.py").is_file()
     assert "pip install -e ." in out and "rlenv check my_envs/MyEnvs-v0" in out

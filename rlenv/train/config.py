@@ -8,7 +8,6 @@ settings; ``rlenv.train.sft.SFTConfig`` and ``rlenv.train.dpo.DPOConfig`` add th
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -64,19 +63,21 @@ class TrainConfig(BaseModel):
         return cls.model_validate(data)
 
     def with_overrides(self, assignments: list[str]) -> Self:
-        """Apply ``key=value`` strings; values are JSON when they parse, else strings."""
+        """Apply ``key=value`` strings, read as the CLI's ``-k`` reads them
+        (:func:`rlenv.params.parse_assignments`: JSON or a Python literal, else text); an
+        unknown key names the close match."""
+        import difflib
+
+        from rlenv.params import parse_assignments
+
         data = self.model_dump()
-        for assignment in assignments:
-            key, sep, raw = assignment.partition("=")
-            if not sep:
-                raise ValueError(f"expected key=value, got {assignment!r}")
-            key = key.strip()
-            if key not in type(self).model_fields:
-                raise ValueError(f"unknown setting {key!r}")
-            try:
-                data[key] = json.loads(raw)
-            except json.JSONDecodeError:
-                data[key] = raw
+        fields = list(type(self).model_fields)
+        for key, value in parse_assignments(assignments, flag="--set").items():
+            if key not in fields:
+                close = difflib.get_close_matches(key, fields, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"unknown setting {key!r}{hint}")
+            data[key] = value
         return type(self).model_validate(data)
 
 

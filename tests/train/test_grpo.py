@@ -210,8 +210,12 @@ def test_config_from_toml_and_overrides(tmp_path):
     assert config.steps == 5 and config.env_kwargs == {"difficulty": 1}
     changed = config.with_overrides(["steps=7", "loss_aggregation=sequence", "beta=0.01"])
     assert (changed.steps, changed.loss_aggregation, changed.beta) == (7, "sequence", 0.01)
-    with pytest.raises(ValueError, match="unknown setting"):
+    with pytest.raises(ValueError, match="unknown setting 'stepz'; did you mean 'steps'"):
         config.with_overrides(["stepz=3"])
+    # the CLI's -k reader: Python literals too, so False is False (not the truthy "False")
+    assert config.with_overrides(["progress=False"]).progress is False
+    with pytest.raises(TypeError, match="--set expects KEY=VALUE"):
+        config.with_overrides(["steps"])
     with pytest.raises(ValueError):
         config.with_overrides(["loss_aggregation=mean"])
     with pytest.raises(ValueError):

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -846,12 +846,19 @@ class MathVerifier:
         self.fallbacks = fallbacks
         self.timeout = timeout
 
-    def __call__(self, completion: str, gold: Any, *, question: str | None = None) -> Verdict:
+    def __call__(self, completion: str, gold: Any, *, question: Any = None) -> Verdict:
+        """Score ``completion`` against ``gold``.
+
+        ``question`` (optional) is what was asked, in any form an environment holds it: the
+        text, the prompt's chat messages (``task.prompt``), or the :class:`~rlenv.Task`
+        itself. Anything else raises ``TypeError`` here, at the call (never on model output).
+        """
+        question_text = _question_text(question)
         answer = extract_answer(completion, fallbacks=self.fallbacks)
         if answer is None:
             return Verdict(reward=0.0, error="no final answer found", reason="no answer")
         gold_text = str(gold)
-        if question is not None and _restates(answer, gold_text, question):
+        if question_text is not None and _restates(answer, gold_text, question_text):
             return Verdict(
                 reward=0.0, parsed=answer, error="the answer restates the question", reason="wrong"
             )
@@ -865,6 +872,25 @@ class MathVerifier:
 
 
 _SQUASH = re.compile(r"[\s${}]|\\[,;!: ]|\\left|\\right")
+
+
+def _question_text(question: Any) -> str | None:
+    """The text of a question given as text, chat messages or a Task (``None`` stays None)."""
+    from rlenv.chat import message_text
+    from rlenv.tasks import Task
+
+    if question is None or isinstance(question, str):
+        return question
+    if isinstance(question, Task):
+        question = question.prompt
+    if isinstance(question, (list, tuple)) and all(
+        isinstance(message, Mapping) for message in question
+    ):
+        return "\n".join(message_text(m) for m in question if m.get("role") != "assistant")
+    raise TypeError(
+        f"question must be the question's text, its chat messages (task.prompt) or the Task, "
+        f"not {type(question).__name__}: in an environment, pass question=task.prompt"
+    )
 
 
 def _restates(answer: str, gold: str, question: str) -> bool:

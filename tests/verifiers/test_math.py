@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rlenv.chat import message_text
 from rlenv.verifiers import _symbolic
 from rlenv.verifiers.math import (
     MathPolicy,
@@ -318,3 +319,22 @@ def test_restating_the_question_scores_zero():
     root = "Compute \\sqrt{25}."
     assert MathVerifier()("\\boxed{\\sqrt{25}}", "5", question=root).reward == 0.0
     assert MathVerifier()("\\boxed{\\sqrt{25}}", "5").reward == 1.0  # a root is a value
+
+
+def test_question_may_be_the_prompt_messages_or_the_task_as_an_env_holds_it():
+    import rlenv
+
+    env = rlenv.make("rlenv/Arithmetic-v0")
+    env.reset(seed=0)
+    task, verify = env.task, MathVerifier()
+    restated = "\\boxed{61 \\times 43}"  # the question's own expression, not the value
+    for question in (task.prompt, task, message_text(task.prompt[-1])):
+        assert verify(f"\\boxed{{{task.answer}}}", task.answer, question=question).reward == 1.0
+        verdict = verify(restated, task.answer, question=question)
+        assert verdict.reward == 0.0 and verdict.error == "the answer restates the question"
+
+
+@pytest.mark.parametrize("bad", [5, {"role": "user"}, [1, 2], object()])
+def test_a_question_of_another_type_raises_at_the_call_with_the_fix(bad):
+    with pytest.raises(TypeError, match=r"pass question=task.prompt"):
+        MathVerifier()("\\boxed{1}", "1", question=bad)

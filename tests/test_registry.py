@@ -102,3 +102,131 @@ def test_unregister_removes_a_temporary_env():
     assert "rlenvtest/Temporary-v0" not in rlenv.list_envs()
     assert "rlenvtest/Temporary-v0" not in gymnasium.registry
     rlenv.unregister("rlenvtest/Temporary-v0")  # a no-op the second time
+
+
+def test_override_replaces_a_user_registration_on_purpose():
+    class First(EchoWord):
+        pass
+
+    class Second(EchoWord):
+        pass
+
+    rlenv.register("rlenvtest/Iterate-v0", First)
+    with pytest.raises(RegistrationError, match="override=True"):
+        rlenv.register("rlenvtest/Iterate-v0", Second)
+    rlenv.register("rlenvtest/Iterate-v0", Second, override=True)
+    assert type(rlenv.make("rlenvtest/Iterate-v0")) is Second
+    with pytest.raises(RegistrationError):  # the bundled namespace stays as shipped
+        rlenv.register("rlenv/Arithmetic-v0", Second, override=True)
+    rlenv.unregister("rlenvtest/Iterate-v0")
+
+
+def test_a_class_redefined_in_main_replaces_its_registration():
+    """A notebook cell run twice defines a new class of the same name in __main__."""
+    namespaces = [{"__name__": "__main__", "EchoWord": EchoWord} for _ in range(2)]
+    source = "class Notebook(EchoWord):\n    pass\n"
+    for namespace in namespaces:
+        exec(source, namespace)
+        rlenv.register("rlenvtest/Notebook-v0", namespace["Notebook"])
+    assert type(rlenv.make("rlenvtest/Notebook-v0")) is namespaces[1]["Notebook"]
+    other = {"__name__": "__main__", "EchoWord": EchoWord}
+    exec("class Other(EchoWord):\n    pass\n", other)
+    with pytest.raises(RegistrationError):  # another class is not a redefinition
+        rlenv.register("rlenvtest/Notebook-v0", other["Other"])
+    rlenv.unregister("rlenvtest/Notebook-v0")
+
+
+def _broken_plugin(monkeypatch, name: str, error: Exception) -> None:
+    class BrokenEntryPoint:
+        value = f"{name}:register"
+
+        def load(self):
+            raise error
+
+    BrokenEntryPoint.name = name
+    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    monkeypatch.setattr(registry, "plugin_errors", {})
+    monkeypatch.setattr(
+        registry.importlib.metadata,
+        "entry_points",
+        lambda group: [BrokenEntryPoint()] if group == "rlenv.envs" else [],
+    )
+
+
+def test_an_unknown_id_of_a_failed_plugin_names_the_failure(monkeypatch):
+    _broken_plugin(monkeypatch, "my_envs", ModuleNotFoundError("No module named 'numpyy'"))
+    with pytest.warns(RuntimeWarning), pytest.raises(UnknownEnvError) as caught:
+        rlenv.make("my_envs/Reverse-v0")
+    message = str(caught.value)
+    assert "The plugin 'my_envs', which may provide it, failed to load" in message
+    assert "No module named 'numpyy'" in message and "shadows" not in message
+    with pytest.raises(UnknownEnvError) as other:  # another namespace: not blamed on it
+        rlenv.make("other/Reverse-v0")
+    assert "my_envs" not in str(other.value)
+
+
+def test_a_folder_shadowing_a_plugin_package_is_named(monkeypatch, tmp_path):
+    (tmp_path / "shadowed_envs" / "src").mkdir(parents=True)  # a project folder, no __init__
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _broken_plugin(
+        monkeypatch,
+        "shadowed_envs",
+        AttributeError("module 'shadowed_envs' has no attribute 'register'"),
+    )
+    with pytest.warns(RuntimeWarning), pytest.raises(UnknownEnvError) as caught:
+        rlenv.spec("shadowed_envs/Reverse-v0")
+    message = str(caught.value)
+    assert "has no attribute 'register'" in message
+    assert "The folder shadowed_envs/ shadows the installed package 'shadowed_envs'" in message
+    assert "src/ layout" in message
+
+
+def test_gymnasium_module_prefix_reaches_a_plugin_that_registers_on_import(tmp_path, monkeypatch):
+    (tmp_path / "prefix_plugin.py").write_text(
+        "import rlenv\n"
+        "from rlenv import GeneratedTasks, Task, TextEnv\n\n\n"
+        "class Say(TextEnv):\n"
+        "    def load_tasks(self):\n"
+        "        return GeneratedTasks(lambda rng: Task(prompt='Say hi.', answer='hi'))\n\n"
+        "    def verify(self, task, completion):\n"
+        "        return completion.strip() == task.answer\n\n\n"
+        "def register():\n"
+        "    rlenv.register('prefixplugin/Say-v0', Say)\n\n\n"
+        "register()  # on import, so gymnasium.make('prefix_plugin:...') finds it\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "prefixplugin/Say-v0" not in gymnasium.registry
+    env = gymnasium.make("prefix_plugin:prefixplugin/Say-v0")
+    env.reset(seed=0)
+    assert env.step("hi")[1] == 1.0
+    vector = gymnasium.make_vec(
+        "prefix_plugin:prefixplugin/Say-v0", num_envs=2, vectorization_mode="sync"
+    )
+    vector.reset(seed=0)
+    import prefix_plugin
+
+    prefix_plugin.register()  # idempotent
+    rlenv.unregister("prefixplugin/Say-v0")
+
+
+def test_misspelt_and_mistyped_kwargs_are_refused_by_make():
+    with pytest.raises(rlenv.errors.EnvArgumentError) as caught:
+        rlenv.make("rlenv/Arithmetic-v0", dificulty=2)
+    message = str(caught.value)
+    assert "has no parameter 'dificulty'. Did you mean 'difficulty'?" in message
+    assert "max_turns" in message and "require_boxed" in message  # the base class's too
+    assert isinstance(caught.value, TypeError)
+    with pytest.raises(TypeError, match=r"'require_boxed' expects bool, got str 'False'"):
+        rlenv.make("rlenv/Arithmetic-v0", require_boxed="False")
+    with pytest.raises(TypeError, match=r"'difficulty' expects int, got bool"):
+        rlenv.make("rlenv/Arithmetic-v0", difficulty=True)
+    # values that keep their meaning pass: an int for a float, None for an optional
+    env = rlenv.make("rlenv/Arithmetic-v0", require_boxed=False, digits=None, format_weight=0)
+    assert env.max_turns == 1
+
+
+def test_env_parameters_follow_kwargs_up_the_class_chain():
+    parameters = registry.env_parameters("rlenv/GuessNumber-v0")
+    assert {"low", "high", "max_turns", "system_prompt", "split"} <= set(parameters)
+    assert registry.env_parameters.__module__ == "rlenv.registry"

@@ -22,6 +22,8 @@ from rlenv.errors import (
     TaskNotFoundError,
     UnknownEnvError,
 )
+from rlenv.handles import TaskHandle, TaskTagError
+from rlenv.pool import EnvPool, score
 from rlenv.registry import list_envs, load_plugins, make, register, spec, unregister
 from rlenv.tasks import GeneratedTasks, Task, TaskList, TaskSource
 from rlenv.verdict import Verdict
@@ -31,6 +33,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Action",
     "ConformanceError",
+    "EnvPool",
     "EpisodeFinishedError",
     "GeneratedTasks",
     "InvalidActionError",
@@ -38,9 +41,11 @@ __all__ = [
     "RLEnvError",
     "ResetNeededError",
     "Task",
+    "TaskHandle",
     "TaskList",
     "TaskNotFoundError",
     "TaskSource",
+    "TaskTagError",
     "TextEnv",
     "Turn",
     "UnknownEnvError",
@@ -50,6 +55,7 @@ __all__ = [
     "load_plugins",
     "make",
     "register",
+    "score",
     "spec",
     "unregister",
 ]

@@ -9,6 +9,7 @@ hold up the others. ``group_size`` samples of a task share its seed — what GRP
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlenv.chat import copy_messages
-from rlenv.registry import make
+from rlenv.handles import TaskHandle, task_seeds
+from rlenv.pool import EnvPool
 from rlenv.rollout.policy import Completion, Policy, SamplingParams
 from rlenv.rollout.trajectory import Trajectory, TurnRecord
 
@@ -33,6 +35,16 @@ class EpisodeSpec:
     group: int = 0
     env_kwargs: tuple[tuple[str, Any], ...] = ()
 
+    @classmethod
+    def for_task(cls, handle: TaskHandle, group: int = 0) -> EpisodeSpec:
+        """The episode that poses ``handle``'s task (sample ``group`` of its group)."""
+        return cls(
+            handle.env_id,
+            task_id=handle.task_id,
+            group=group,
+            env_kwargs=tuple(sorted(handle.env_kwargs.items())),
+        )
+
 
 def episodes(
     env_id: str,
@@ -43,23 +55,23 @@ def episodes(
     task_ids: Sequence[str] | None = None,
     **env_kwargs: Any,
 ) -> list[EpisodeSpec]:
-    """``n_tasks`` tasks × ``group_size`` samples. Task ``i`` uses seed ``seed + i`` (or
-    ``task_ids[i]``); the samples of a task are adjacent and share it."""
+    """``n_tasks`` tasks × ``group_size`` samples. Task ``i`` uses seed ``seed + i``
+    (:func:`~rlenv.handles.task_seeds`, the rule every adapter's export follows too) or
+    ``task_ids[i]``; the samples of a task are adjacent and share it."""
     if n_tasks < 1 or group_size < 1:
         raise ValueError("n_tasks and group_size must be positive")
     kwargs = tuple(sorted(env_kwargs.items()))
-    specs = []
-    for index in range(n_tasks):
-        for sample in range(group_size):
-            if task_ids is not None:
-                specs.append(
-                    EpisodeSpec(env_id, task_id=task_ids[index], group=sample, env_kwargs=kwargs)
-                )
-            else:
-                specs.append(
-                    EpisodeSpec(env_id, seed=seed + index, group=sample, env_kwargs=kwargs)
-                )
-    return specs
+    if task_ids is not None:
+        if len(task_ids) < n_tasks:
+            raise ValueError(f"n_tasks={n_tasks} but only {len(task_ids)} task_ids were given")
+        starts = [{"task_id": task_id} for task_id in task_ids[:n_tasks]]
+    else:
+        starts = [{"seed": task_seed} for task_seed in task_seeds(n_tasks, seed)]
+    return [
+        EpisodeSpec(env_id, group=sample, env_kwargs=kwargs, **start)
+        for start in starts
+        for sample in range(group_size)
+    ]
 
 
 @dataclass
@@ -83,82 +95,111 @@ def rollout(
     max_batch_size: int = 32,
     env_workers: int = 8,
     on_episode: Callable[[Trajectory], None] | None = None,
+    pool: EnvPool | None = None,
 ) -> list[Trajectory]:
     """Run every episode of ``specs`` with ``policy``; trajectories come back in ``specs`` order.
 
     Args:
-        policy: Any :class:`~rlenv.rollout.Policy`.
+        policy: Any :class:`~rlenv.rollout.Policy`. When its ``supports_prefixes`` is True,
+            each call also gets every conversation's exact token ids so far (``prefixes=``),
+            so multi-turn episodes stay token-faithful.
         specs: The episodes (see :func:`episodes`).
         params: Sampling settings for every call.
         max_batch_size: The most conversations in one ``generate`` call.
         env_workers: Threads stepping environments concurrently.
         on_episode: Called with each trajectory as soon as its episode ends (progress bars).
+        pool: Where envs come from and go back to (an :class:`~rlenv.pool.EnvPool`); pass one
+            to reuse envs across calls (a trainer's steps). By default a pool of this call's
+            own, whose envs are closed when it returns.
     """
     params = params or SamplingParams()
     if max_batch_size < 1:
         raise ValueError("max_batch_size must be positive")
+    prefixes_wanted = _checked(policy).supports_prefixes
+    own_pool = pool is None
+    envs = EnvPool() if pool is None else pool
     pending = deque(enumerate(specs))
-    free_envs: dict[tuple[str, tuple], list[Any]] = {}
     active: list[_Live] = []
     results: list[Trajectory | None] = [None] * len(specs)
 
     def start(index: int, spec: EpisodeSpec) -> _Live:
-        key = (spec.env_id, spec.env_kwargs)
-        pool = free_envs.setdefault(key, [])
-        env = pool.pop() if pool else make(spec.env_id, **dict(spec.env_kwargs))
         options = {"task_id": spec.task_id} if spec.task_id is not None else None
-        observation, info = env.reset(seed=spec.seed, options=options)
+        env = envs.acquire(spec.env_id, spec.env_kwargs)
+        try:
+            observation, info = env.reset(seed=spec.seed, options=options)
+        except BaseException:
+            envs.discard(env)
+            raise
         return _Live(index, spec, env, observation, info, copy_messages(observation))
 
-    with ThreadPoolExecutor(max_workers=max(1, env_workers)) as pool:
-        while pending or active:
-            while pending and len(active) < max_batch_size:
-                active.append(start(*pending.popleft()))
-            conversations = [live.observation for live in active]
-            tools = [live.info["tools"] for live in active]
-            if getattr(policy, "supports_prefixes", False):  # token in, token out
-                prefixes = [live.token_prefix for live in active]
-                completions = policy.generate(conversations, tools, params, prefixes=prefixes)
-            else:
-                completions = policy.generate(conversations, tools, params)
-            if len(completions) != len(active):
-                raise RuntimeError(
-                    f"{policy.name} returned {len(completions)} completions for {len(active)} "
-                    "conversations"
-                )
-            outcomes = list(pool.map(_step, active, completions))
-            still_active = []
-            for live, (completion, result) in zip(active, outcomes, strict=True):
-                observation, reward, terminated, truncated, info = result
-                live.turns.append(
-                    TurnRecord(
-                        reward=reward,
-                        verdict=info["verdict"],
-                        completion=completion.text,
-                        prompt_token_ids=completion.prompt_token_ids,
-                        completion_token_ids=completion.completion_token_ids,
-                        completion_logprobs=completion.logprobs,
-                        finish_reason=completion.finish_reason,
-                    )
-                )
-                live.reward += reward
-                live.observation, live.info = observation, info
-                if completion.prompt_token_ids is not None and completion.completion_token_ids:
-                    live.token_prefix = (
-                        completion.prompt_token_ids + completion.completion_token_ids
-                    )
-                if terminated or truncated:
-                    trajectory = _finish(live, policy, terminated, truncated)
-                    results[live.index] = trajectory
-                    free_envs.setdefault((live.spec.env_id, live.spec.env_kwargs), []).append(
-                        live.env
-                    )
-                    if on_episode is not None:
-                        on_episode(trajectory)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, env_workers)) as threads:
+            while pending or active:
+                while pending and len(active) < max_batch_size:
+                    active.append(start(*pending.popleft()))
+                conversations = [live.observation for live in active]
+                tools = [live.info["tools"] for live in active]
+                if prefixes_wanted:  # token in, token out
+                    prefixes = [live.token_prefix for live in active]
+                    completions = policy.generate(conversations, tools, params, prefixes=prefixes)
                 else:
-                    still_active.append(live)
-            active = still_active
+                    completions = policy.generate(conversations, tools, params)
+                if len(completions) != len(active):
+                    raise RuntimeError(
+                        f"{policy.name} returned {len(completions)} completions for "
+                        f"{len(active)} conversations"
+                    )
+                outcomes = list(threads.map(_step, active, completions))
+                still_active = []
+                for live, (completion, result) in zip(active, outcomes, strict=True):
+                    observation, reward, terminated, truncated, info = result
+                    live.turns.append(
+                        TurnRecord(
+                            reward=reward,
+                            verdict=info["verdict"],
+                            completion=completion.text,
+                            prompt_token_ids=completion.prompt_token_ids,
+                            completion_token_ids=completion.completion_token_ids,
+                            completion_logprobs=completion.logprobs,
+                            finish_reason=completion.finish_reason,
+                        )
+                    )
+                    live.reward += reward
+                    live.observation, live.info = observation, info
+                    if completion.prompt_token_ids is not None and completion.completion_token_ids:
+                        live.token_prefix = (
+                            completion.prompt_token_ids + completion.completion_token_ids
+                        )
+                    if terminated or truncated:
+                        trajectory = _finish(live, policy, terminated, truncated)
+                        results[live.index] = trajectory
+                        envs.release(live.env)
+                        if on_episode is not None:
+                            on_episode(trajectory)
+                    else:
+                        still_active.append(live)
+                active = still_active
+    except BaseException:
+        for live in active:  # stopped mid-episode: their state is not to be reused
+            with contextlib.suppress(ValueError):  # already released
+                envs.discard(live.env)
+        raise
+    finally:
+        if own_pool:
+            envs.close()
     return [trajectory for trajectory in results if trajectory is not None]
+
+
+def _checked(policy: Policy) -> Policy:
+    if not isinstance(policy, Policy):
+        missing = [name for name in ("name", "supports_prefixes", "generate")
+                   if not hasattr(policy, name)]  # fmt: skip
+        raise TypeError(
+            f"{type(policy).__name__} is not a Policy: it lacks {', '.join(missing)}. Give it "
+            "`name`, `supports_prefixes` (False unless generate() takes prefixes=, see "
+            "rlenv.rollout.Policy) and `generate`, or subclass rlenv.rollout.Policy"
+        )
+    return policy
 
 
 def _step(live: _Live, completion: Completion) -> tuple[Completion, tuple]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from rlenv.chat import Message
 from rlenv.errors import RLEnvError
-from rlenv.rollout.policy import Completion, SamplingParams
+from rlenv.rollout.policy import Completion, Policy, SamplingParams
 
 __all__ = ["OpenAIPolicy", "PolicyError", "to_openai_messages"]
 
@@ -47,7 +47,7 @@ def to_openai_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
     return converted
 
 
-class OpenAIPolicy:
+class OpenAIPolicy(Policy):
     """A policy served by an OpenAI-compatible ``/chat/completions`` endpoint.
 
     Args:

@@ -47,9 +47,29 @@ class Completion:
 
 @runtime_checkable
 class Policy(Protocol):
-    """Generates the next assistant turn for each conversation of a batch."""
+    """Generates the next assistant turn for each conversation of a batch.
+
+    A policy has a ``name`` (recorded in every trajectory), ``supports_prefixes`` and
+    :meth:`generate`. Subclass ``Policy`` to inherit ``supports_prefixes = False``; a class
+    that does not subclass it declares the attribute itself.
+    """
 
     name: str
+
+    supports_prefixes: bool = False
+    """Whether :meth:`generate` also takes ``prefixes=``, and continues from exact token ids.
+
+    When True, the rollout engine calls ``generate(conversations, tools, params,
+    prefixes=prefixes)``. ``prefixes[i]`` is ``None`` for a conversation's first turn, and
+    otherwise the exact ids of conversation ``i`` so far: its last prompt's ids followed by
+    the ids generated for its last assistant turn (``Completion.prompt_token_ids +
+    Completion.completion_token_ids``). The policy must build the next prompt by *extending*
+    those ids with only the tokens of the messages added since, never by re-tokenising the
+    transcript, so that a multi-turn episode is one token sequence
+    (:meth:`~rlenv.rollout.Trajectory.token_sequence`) and a trainer learns on the tokens the
+    model really produced. ``TransformersPolicy`` does this; a policy that only sees text (an
+    OpenAI-compatible endpoint, a script) leaves it False and is never passed ``prefixes``.
+    """
 
     def generate(
         self,
@@ -57,11 +77,12 @@ class Policy(Protocol):
         tools: Sequence[Sequence[dict[str, Any]]],
         params: SamplingParams,
     ) -> list[Completion]:
-        """One completion per conversation, in order. ``tools[i]`` are conversation i's tools."""
+        """One completion per conversation, in order. ``tools[i]`` are conversation i's tools.
+        (With ``supports_prefixes``, also the keyword ``prefixes``, see above.)"""
         ...
 
 
-class ScriptedPolicy:
+class ScriptedPolicy(Policy):
     """A policy that answers from a function or a fixed list — for tests and docs.
 
     ``respond(conversation) -> str`` is called once per conversation; or give ``answers``, which

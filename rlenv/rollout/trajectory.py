@@ -95,7 +95,7 @@ class Trajectory(BaseModel):
         """The episode as one token sequence with the mask of model-generated tokens.
 
         Each turn's prompt must start with the previous turn's prompt + generated ids, which the
-        rollout engine guarantees for policies with ``supports_prefixes`` (token-faithful
+        rollout engine guarantees for policies with ``Policy.supports_prefixes`` (token-faithful
         multi-turn). Raises :class:`NotTokenFaithful` otherwise, rather than guessing.
         """
         ids: list[int] = []

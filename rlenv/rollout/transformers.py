@@ -13,7 +13,7 @@ from typing import Any
 
 from rlenv.chat import Message
 from rlenv.errors import RLEnvError
-from rlenv.rollout.policy import Completion, SamplingParams
+from rlenv.rollout.policy import Completion, Policy, SamplingParams
 
 __all__ = ["TemplateNotPrefixPreserving", "TransformersPolicy"]
 
@@ -26,7 +26,7 @@ class TemplateNotPrefixPreserving(RLEnvError, ValueError):
     """The chat template re-renders earlier turns, so token-faithful multi-turn is impossible."""
 
 
-class TransformersPolicy:
+class TransformersPolicy(Policy):
     """A ``transformers`` causal LM and its tokenizer as a :class:`~rlenv.rollout.Policy`.
 
     Args:
@@ -79,7 +79,8 @@ class TransformersPolicy:
         return render_prompt_ids(self.tokenizer, conversation, tools)
 
     supports_prefixes = True
-    """The rollout engine may pass each conversation's exact token ids so far (see below)."""
+    """The rollout engine passes each conversation's exact token ids so far (see
+    :attr:`Policy.supports_prefixes <rlenv.rollout.Policy.supports_prefixes>` and below)."""
 
     def generate(
         self,

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from rlenv.chat import copy_messages, message_text
+from rlenv.env import TextEnv
 from rlenv.evaluation import passed
-from rlenv.registry import make
+from rlenv.pool import EnvPool
 from rlenv.rollout import EpisodeSpec, Policy, SamplingParams, Trajectory, TurnRecord, rollout
 
 __all__ = ["GOLD_POLICY", "Collected", "collect", "demonstrations"]
@@ -91,44 +92,43 @@ def demonstrations(
     ``group_size=1``.
     """
     sampled: list[Trajectory] = []
-    envs: dict[tuple[str, tuple], object] = {}
-    for spec in specs:
-        key = (spec.env_id, spec.env_kwargs)
-        env = envs.get(key)
-        if env is None:
-            env = envs[key] = make(spec.env_id, **dict(spec.env_kwargs))
-        options = {"task_id": spec.task_id} if spec.task_id is not None else None
-        observation, info = env.reset(seed=spec.seed, options=options)
-        turns: list[TurnRecord] = []
-        total, terminated, truncated = 0.0, False, False
-        while not (terminated or truncated):
-            action = env.gold_action()
-            if action is None:
-                break
-            observation, reward, terminated, truncated, info = env.step(action)
-            text = action if isinstance(action, str) else message_text(action)
-            turns.append(
-                TurnRecord(
-                    reward=reward, verdict=info["verdict"], completion=text, finish_reason="stop"
-                )
-            )
-            total += reward
-        trajectory = Trajectory(
-            env_id=spec.env_id,
-            task_id=info.get("task_id"),
-            seed=spec.seed,
-            group=spec.group,
-            messages=copy_messages(observation),
-            tools=info.get("tools", []),
-            turns=turns,
-            reward=total,
-            terminated=terminated,
-            truncated=truncated,
-            policy=GOLD_POLICY,
-        )
-        sampled.append(trajectory)
-        if on_episode is not None:
-            on_episode(trajectory)
-    for env in envs.values():
-        env.close()
+    with EnvPool() as pool:
+        for spec in specs:
+            with pool.borrow(spec.env_id, spec.env_kwargs) as env:
+                trajectory = _play_gold(env, spec)
+            sampled.append(trajectory)
+            if on_episode is not None:
+                on_episode(trajectory)
     return Collected(sampled=sampled, kept=[t for t in sampled if passed(t)])
+
+
+def _play_gold(env: TextEnv, spec: EpisodeSpec) -> Trajectory:
+    options = {"task_id": spec.task_id} if spec.task_id is not None else None
+    observation, info = env.reset(seed=spec.seed, options=options)
+    turns: list[TurnRecord] = []
+    total, terminated, truncated = 0.0, False, False
+    while not (terminated or truncated):
+        action = env.gold_action()
+        if action is None:
+            break
+        observation, reward, terminated, truncated, info = env.step(action)
+        text = action if isinstance(action, str) else message_text(action)
+        turns.append(
+            TurnRecord(
+                reward=reward, verdict=info["verdict"], completion=text, finish_reason="stop"
+            )
+        )
+        total += reward
+    return Trajectory(
+        env_id=spec.env_id,
+        task_id=info.get("task_id"),
+        seed=spec.seed,
+        group=spec.group,
+        messages=copy_messages(observation),
+        tools=info.get("tools", []),
+        turns=turns,
+        reward=total,
+        terminated=terminated,
+        truncated=truncated,
+        policy=GOLD_POLICY,
+    )

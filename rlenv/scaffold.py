@@ -242,7 +242,9 @@ _INIT = '''\
 """$name: the rlenv environment $env_id.
 
 Installing this package makes the environment discoverable: rlenv calls :func:`register`
-through the ``rlenv.envs`` entry point declared in ``pyproject.toml``.
+through the ``rlenv.envs`` entry point declared in ``pyproject.toml``. Importing it registers
+too, so Gymnasium reaches it with its own module prefix:
+``gymnasium.make("$module:$env_id")``.
 """
 
 import rlenv
@@ -251,8 +253,12 @@ ENV_ID = "$env_id"
 
 
 def register() -> None:
-    """Register this package's environments (the module is imported only when made)."""
+    """Register this package's environments (the module is imported only when made).
+    Registering again is a no-op."""
     rlenv.register(ENV_ID, "$module.env:$cls")
+
+
+register()
 '''
 
 _TEXT_HOOKS = """\

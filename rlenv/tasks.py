@@ -4,7 +4,8 @@ A :class:`Task` is one problem: the opening messages, a reference answer for the
 metadata. A :class:`TaskSource` hands tasks to an environment:
 
 - :class:`GeneratedTasks` builds tasks procedurally from a seeded ``random.Random``; the task id
-  is the seed, so any task can be rebuilt from its id.
+  names that generator seed (drawn by ``reset``, not ``reset``'s own seed), so any task can be
+  rebuilt from its id: ``reset(options={"task_id": info["task_id"]})``.
 - :class:`TaskList` holds a fixed dataset in memory, iterable in order for evaluation;
   :meth:`TaskList.from_jsonl` reads one task per line.
 - :func:`split_tasks` keeps one side of a content-based train/test split of any source, so a
@@ -102,7 +103,9 @@ class GeneratedTasks(TaskSource):
     """Tasks built on demand by ``make_task(rng) -> Task`` from a seeded ``random.Random``.
 
     Each task's id is ``f"{prefix}{seed}"``, where ``seed`` seeded the ``random.Random`` given to
-    ``make_task``; ``get(id)`` rebuilds the same task. ``make_task`` must use only that ``rng``
+    ``make_task``; ``get(id)`` rebuilds the same task. That seed is drawn from the environment's
+    generator by ``reset``: it is not the seed passed to ``reset``, so replay a task by the id
+    ``reset`` reported (``info["task_id"]``), not by ``"seed-<reset seed>"``. ``make_task`` must use only that ``rng``
     for randomness (never the global ``random`` module), or tasks stop being reproducible.
 
     >>> source = GeneratedTasks(lambda rng: Task(prompt=f"Say {rng.randint(0, 9)}."))
@@ -132,7 +135,8 @@ class GeneratedTasks(TaskSource):
         if not digits.isdigit() or len(digits) > 19:
             raise TaskNotFoundError(
                 f"task id {task_id!r} does not name a generated task; ids look like "
-                f"{self.prefix!r} followed by the seed, e.g. {self.prefix}42"
+                f"{self.prefix!r} followed by the task generator's seed, e.g. {self.prefix}42 "
+                "(not reset's seed: take the id from info['task_id'] to replay a task)"
             )
         return self.build(int(digits))
 

@@ -88,6 +88,19 @@ def test_the_installed_package_is_discovered_through_its_entry_point(installed):
     assert "rlenv/Arithmetic-v0" in result.stdout
 
 
+def test_gymnasium_reaches_the_package_with_its_module_prefix(installed):
+    module = installed.name.replace("-", "_")
+    code = (
+        "import gymnasium\n"
+        f"env = gymnasium.make({module + ':' + installed.env_id!r})\n"  # no rlenv call first
+        "observation, info = env.reset(seed=0)\n"
+        "print(env.spec.id, observation[-1]['role'])\n"
+    )
+    result = installed.python("-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [installed.env_id, "user"]
+
+
 def test_rlenv_check_passes_on_the_generated_env(installed):
     result = installed.python("-m", "rlenv.cli", "check", installed.env_id)
     assert result.returncode == 0, result.stdout + result.stderr

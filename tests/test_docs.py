@@ -43,3 +43,13 @@ def test_readme_example_env_is_under_30_lines():
     readme = (ROOT / "README.md").read_text()
     block = next(b for b in _BLOCK.findall(readme) if "class ReverseWord" in b)
     assert len(block.strip().splitlines()) < 30
+
+
+def test_every_file_the_contributing_guide_names_exists():
+    """Documents and repository paths it names (it once sent readers to a STYLE.md that was
+    not in the repo); bare module names such as Gymnasium's ``core.py`` are not paths here."""
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    named = set(re.findall(r"`([\w./-]+\.md)`", text)) | set(re.findall(r"\]\(([\w./-]+)\)", text))
+    named |= {path for path in re.findall(r"`([\w.-]+/[\w./-]+)`", text) if "." in path}
+    missing = sorted(path for path in named if not (ROOT / path).exists())
+    assert not missing, f"CONTRIBUTING.md names files that are not in the repo: {missing}"

@@ -169,3 +169,14 @@ def test_a_split_env_passes_the_conformance_checks_and_rejects_cross_split_ids()
         rlenv.make("rlenv/Arithmetic-v0", split="dev")
     bank = rlenv.make("rlenv/Bank-v0", split="test")
     assert 0 < len(bank.task_source) < len(rlenv.make("rlenv/Bank-v0").task_source)
+
+
+def test_the_task_id_is_not_the_reset_seed_and_replays_by_info_task_id():
+    import rlenv
+
+    env = rlenv.make("rlenv/Arithmetic-v0")
+    first, info = env.reset(seed=0)
+    assert info["task_id"] != "seed-0"  # the id names the generator seed reset drew
+    assert env.reset(options={"task_id": info["task_id"]})[0] == first
+    with pytest.raises(TaskNotFoundError, match=r"not reset's seed.*info\['task_id'\]"):
+        env.reset(options={"task_id": "0"})

@@ -11,8 +11,9 @@ OpenRLHF's PPO/GRPO trainer (``openrlhf.cli.train_ppo_ray``) takes environments 
   :class:`RLEnvAgentInstance` per episode, each driving one rlenv env with ``reset``/``step``.
 
 Both read the task from the row's label: :func:`export_jsonl` writes rows whose ``label`` is a
-task tag (a JSON string with the env id, its kwargs and the task id) and whose ``prompt`` is the
-opening chat messages (``--input_key prompt --label_key label --apply_chat_template``).
+task tag (:meth:`rlenv.TaskHandle.to_tag`, a JSON string with the env id, its kwargs and the task
+id) and whose ``prompt`` is the opening chat messages (``--input_key prompt --label_key label
+--apply_chat_template``).
 
 Token faithfulness: OpenRLHF's loop concatenates the prompt's tokens, each action's exact
 generated ids and the tokens of the text ``step`` returns as ``environment_feedback``. The agent
@@ -37,9 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import rlenv
-from rlenv.adapters._tasks import EnvCache, EnvPool, parse_task_tag, task_tag
 from rlenv.chat import copy_messages
+from rlenv.handles import TaskHandle
+from rlenv.pool import EnvPool, pose_tasks, score
 
 try:
     from openrlhf.utils.agent import AgentInstanceBase, MultiTurnAgentExecutor
@@ -75,23 +76,18 @@ __all__ = [
 
 def build_rows(env_id: str, n_tasks: int, seed: int = 0, **env_kwargs: Any) -> list[dict]:
     """Rows ``{"prompt": <opening messages>, "label": <task tag>, "env_id", "task_id"}`` for
-    the tasks ``env.reset(seed=seed + i)`` poses."""
-    env = rlenv.make(env_id, **env_kwargs)
-    rows = []
-    try:
-        for index in range(n_tasks):
-            observation, info = env.reset(seed=seed + index)
-            rows.append(
-                {
-                    "prompt": observation,
-                    "label": task_tag(env_id, env_kwargs, info["task_id"]),
-                    "env_id": env_id,
-                    "task_id": info["task_id"],
-                }
-            )
-    finally:
-        env.close()
-    return rows
+    the tasks ``env.reset(seed=seed + i)`` poses (:func:`rlenv.pool.pose_tasks`)."""
+    with EnvPool() as pool:
+        posed = pose_tasks(pool, env_id, env_kwargs, n_tasks=n_tasks, seed=seed)
+    return [
+        {
+            "prompt": task.observation,
+            "label": task.handle.to_tag(),
+            "env_id": env_id,
+            "task_id": task.handle.task_id,
+        }
+        for task in posed
+    ]
 
 
 def export_jsonl(
@@ -112,7 +108,7 @@ def export_jsonl(
 # End-of-sequence texts a decoded query may end with (OpenRLHF decodes with special tokens).
 _END_TEXTS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
               "<|end_of_text|>", "</s>", "<eos>", "<pad>", "<|eom_id|>")  # fmt: skip
-_reward_envs = EnvCache()
+_reward_envs = EnvPool()
 
 
 def reward_func(
@@ -123,8 +119,8 @@ def reward_func(
     ``queries[i]`` is the prompt followed by the response, decoded with special tokens;
     ``prompts[i]`` the prompt text; ``labels[i]`` the task tag of :func:`export_jsonl`. The
     response is the query after the prompt, less trailing end-of-sequence markers; the env
-    scores it as the task's first turn. Never raises on a response; a label that is not a task
-    tag raises ``ValueError`` (a data bug).
+    scores it as the task's first turn (:func:`rlenv.score`). Never raises on a response; a
+    label that is not a task tag raises ``TaskTagError``, a ``ValueError`` (a data bug).
 
     Returns ``{"rewards", "scores", "extra_logs"}`` as float tensors (OpenRLHF's form):
     ``rewards`` and ``scores`` are the env's rewards, 0.0 where a sample could not be scored;
@@ -150,7 +146,7 @@ def reward_func(
 
 
 def _score(query: str, prompt: str, label: str) -> tuple[float, bool]:
-    task = parse_task_tag(label, "label")
+    handle = TaskHandle.from_tag(label, field="label")
     if not (isinstance(query, str) and isinstance(prompt, str) and query.startswith(prompt)):
         return 0.0, False
     response = query[len(prompt) :]
@@ -161,11 +157,8 @@ def _score(query: str, prompt: str, label: str) -> tuple[float, bool]:
         for marker in _END_TEXTS:
             if response.endswith(marker):
                 response, stripped = response[: -len(marker)], True
-    env = _reward_envs.get(task["env_id"], task["env_kwargs"])
-    env.reset(options={"task_id": task["task_id"]})
-    _, reward, terminated, truncated, info = env.step(response)
-    ok = info["verdict"].scored and (terminated or truncated)
-    return (float(reward) if ok else 0.0), ok
+    verdict = score(_reward_envs, handle, response)
+    return (verdict.reward if verdict.scored else 0.0), verdict.scored
 
 
 # ---------------------------------------------------------------------------------- agent
@@ -234,7 +227,6 @@ class RLEnvAgentInstance(AgentInstanceBase):
             self._chat_tokens[key] = ChatTokens(episode.tokenizer)
         self.chat_tokens = self._chat_tokens[key]
         self.env: Any = None
-        self.task: dict[str, Any] = {}
         self.tools: list[dict[str, Any]] = []
         self.env_reward = 0.0
         self.paid = 0.0
@@ -243,10 +235,10 @@ class RLEnvAgentInstance(AgentInstanceBase):
 
     async def reset(self, states: dict, **kwargs: Any) -> dict:
         """Pose the task of ``states["label"]``; return ``{"observation": <prompt text>}``."""
-        self.task = parse_task_tag(states.get("label"), "label")
-        self.env = self._envs.acquire(self.task["env_id"], self.task["env_kwargs"])
+        task = TaskHandle.from_tag(states.get("label"), field="label")
+        self.env = self._envs.acquire(task.env_id, task.env_kwargs)
         observation, info = await asyncio.to_thread(
-            self.env.reset, options={"task_id": self.task["task_id"]}
+            self.env.reset, options={"task_id": task.task_id}
         )
         self.tools = info["tools"]
         return {"observation": self.chat_tokens.prompt_text(observation, self.tools)}
@@ -267,7 +259,7 @@ class RLEnvAgentInstance(AgentInstanceBase):
         increment, self.paid = score - self.paid, score
         done = terminated or truncated
         if done:
-            self._envs.release(self.task["env_id"], self.task["env_kwargs"], self.env)
+            self._envs.release(self.env)
             feedback = ""
         else:
             ids = self.engine.last_token_ids

@@ -19,23 +19,24 @@ never enter TRL's loss::
     trainer = GRPOTrainer(model=model, reward_funcs=episode_reward, train_dataset=dataset,
                           rollout_func=RolloutFunction(max_new_tokens=64), ...)
 
-Every prompt carries its task in an extra key of its first message, ``rlenv_task``: a JSON string
-with the env id, its kwargs and the task id. Chat templates ignore the key, and the
+Every prompt carries its task in an extra key of its first message, ``rlenv_task``: the task's
+tag (:meth:`rlenv.TaskHandle.to_tag`, a JSON string with the env id, its kwargs and the task id,
+the same tag the verl and OpenRLHF adapters write). Chat templates ignore the key, and the
 reward and rollout functions read it back, so every completion is scored against the task that
 produced it. A dataset column alone would not do this: TRL passes a rollout function only the
-prompts.
+prompts. Scoring is :func:`rlenv.score` on an :class:`rlenv.EnvPool`; this module only
+translates TRL's formats.
 """
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import rlenv
 from rlenv.chat import Message
+from rlenv.handles import TaskHandle, TaskTagError
+from rlenv.pool import EnvPool, pose_tasks, score
 
 __all__ = [
     "TASK_KEY",
@@ -62,63 +63,30 @@ def build_dataset(
     ``prompt[0]["rlenv_task"]``), and ``env_id`` and ``task_id`` columns for inspection.
 
     Tasks are ``seed, seed + 1, ...`` (or ``task_ids``), the same tasks ``rlenv eval`` and the
-    bundled trainer draw for those seeds.
+    bundled trainer draw for those seeds (:func:`rlenv.pool.pose_tasks`).
     """
     from datasets import Dataset
 
-    env = rlenv.make(env_id, **env_kwargs)
+    with EnvPool() as pool:
+        posed = pose_tasks(pool, env_id, env_kwargs, n_tasks=n_tasks, seed=seed, task_ids=task_ids)
     rows = []
-    try:
-        for index in range(n_tasks):
-            if task_ids is not None:
-                observation, info = env.reset(options={"task_id": task_ids[index]})
-            else:
-                observation, info = env.reset(seed=seed + index)
-            tag = json.dumps(
-                {"env_id": env_id, "env_kwargs": env_kwargs, "task_id": info["task_id"]},
-                sort_keys=True,
-            )
-            prompt = [dict(message) for message in observation]
-            prompt[0] = {**prompt[0], TASK_KEY: tag}
-            rows.append({"prompt": prompt, "env_id": env_id, "task_id": info["task_id"]})
-    finally:
-        env.close()
+    for task in posed:
+        prompt = [dict(message) for message in task.observation]
+        prompt[0] = {**prompt[0], TASK_KEY: task.handle.to_tag()}
+        rows.append({"prompt": prompt, "env_id": env_id, "task_id": task.handle.task_id})
     return Dataset.from_list(rows)
 
 
-def task_of(prompt: Sequence[Message]) -> dict[str, Any]:
-    """The ``{"env_id", "env_kwargs", "task_id"}`` a :func:`build_dataset` prompt carries."""
+def task_of(prompt: Sequence[Message]) -> TaskHandle:
+    """The task a :func:`build_dataset` prompt carries."""
     for message in prompt:
         tag = message.get(TASK_KEY)  # type: ignore[union-attr]
         if tag:
-            return json.loads(tag)
-    raise ValueError(
+            return TaskHandle.from_tag(tag, field=f"the prompt's {TASK_KEY!r}")
+    raise TaskTagError(
         f"this prompt carries no {TASK_KEY!r}: build the dataset with rlenv.adapters.trl."
         "build_dataset"
     )
-
-
-class _Envs:
-    """One env instance per (thread, env id, kwargs), reused across calls."""
-
-    def __init__(self) -> None:
-        self._local = threading.local()
-
-    def get(self, env_id: str, env_kwargs: dict[str, Any]) -> Any:
-        cache = self._local.__dict__.setdefault("envs", {})
-        key = (env_id, json.dumps(env_kwargs, sort_keys=True))
-        if key not in cache:
-            cache[key] = rlenv.make(env_id, **env_kwargs)
-        return cache[key]
-
-
-def _clean(prompt: Sequence[Message]) -> list[dict[str, Any]]:
-    """The prompt without the task key, and without the ``None`` fields Arrow adds to messages
-    that lacked a key other messages had."""
-    return [
-        {key: value for key, value in message.items() if key != TASK_KEY and value is not None}
-        for message in prompt
-    ]
 
 
 def reward_function(workers: int = 4) -> EnvReward:
@@ -130,36 +98,32 @@ class EnvReward:
     """TRL reward function: scores each completion with its task's environment.
 
     Called by TRL as ``f(prompts=..., completions=..., completion_ids=..., **columns)``. Returns one
-    float per completion, the env's reward for that completion as its first turn. A verdict the
-    verifier could not give (``Verdict.scored=False``) becomes ``None``, which TRL leaves out,
-    never a 0. Scoring runs in ``workers`` threads, which pays off for slow verifiers such as
-    the code sandbox. ``verdicts`` keeps the latest batch's verdicts for logging and tests.
+    float per completion, the env's reward for that completion as its first turn
+    (:func:`rlenv.score`). A verdict nobody could give (``Verdict.scored=False``: the verifier
+    crashed, or the env is multi-turn and the completion did not end the episode, for which
+    use :class:`RolloutFunction`) becomes ``None``, which TRL leaves out, never a 0. Scoring
+    runs in ``workers`` threads, which pays off for slow verifiers such as the code sandbox.
+    ``verdicts`` keeps the latest batch's verdicts for logging and tests.
     """
 
     def __init__(self, workers: int = 4) -> None:
         self.__name__ = "rlenv_reward"  # TRL logs rewards under the function's name
         self.workers = max(1, workers)
-        self._envs = _Envs()
+        self._envs = EnvPool()
         self.verdicts: list[Any] = []
 
-    def _score(self, prompt: Sequence[Message], completion: Any) -> tuple[float | None, Any]:
-        task = task_of(prompt)
-        env = self._envs.get(task["env_id"], task["env_kwargs"])
-        env.reset(options={"task_id": task["task_id"]})
+    def _score(self, prompt: Sequence[Message], completion: Any) -> Any:
         action = completion[-1] if isinstance(completion, list) else completion
-        if isinstance(action, dict):
+        if isinstance(action, dict):  # Arrow fills the keys a message lacked with None
             action = {key: value for key, value in action.items() if value is not None}
-        _, reward, _, _, info = env.step(action)
-        verdict = info["verdict"]
-        return (reward if verdict.scored else None), verdict
+        return score(self._envs, task_of(prompt), action)
 
     def __call__(
         self, prompts: Sequence[Any], completions: Sequence[Any], **_: Any
     ) -> list[float | None]:
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            results = list(pool.map(self._score, prompts, completions))
-        self.verdicts = [verdict for _, verdict in results]
-        return [reward for reward, _ in results]
+            self.verdicts = list(pool.map(self._score, prompts, completions))
+        return [verdict.reward if verdict.scored else None for verdict in self.verdicts]
 
 
 def episode_reward(prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[Any]:
@@ -202,17 +166,10 @@ class RolloutFunction:
         )
         if not repeated:  # one entry per prompt: play each num_generations times
             prompts = [prompt for prompt in prompts for _ in range(generations)]
-        specs = []
-        for index, prompt in enumerate(prompts):
-            task = task_of(prompt)
-            specs.append(
-                EpisodeSpec(
-                    task["env_id"],
-                    task_id=task["task_id"],
-                    group=index % generations,
-                    env_kwargs=tuple(sorted(task["env_kwargs"].items())),
-                )
-            )
+        specs = [
+            EpisodeSpec.for_task(task_of(prompt), group=index % generations)
+            for index, prompt in enumerate(prompts)
+        ]
         model = trainer.accelerator.unwrap_model(trainer.model)
         was_training = model.training
         policy = TransformersPolicy(

@@ -5,12 +5,12 @@ Three pieces, each usable alone (``pip install 'rlenv[verl]'`` for the parquet e
 - :func:`export_parquet` writes an env's tasks as verl's RL dataset: ``data_source`` (the env id),
   ``prompt`` (the opening chat messages), ``ability``, ``reward_model`` ``{"style": "rule",
   "ground_truth": <task tag>}``, ``extra_info`` and, for agent loops, ``agent_name``. The task tag
-  is a JSON string with the env id, its kwargs and the task id: everything needed to pose the
-  same task again on any worker.
+  (:meth:`rlenv.TaskHandle.to_tag`) is a JSON string with the env id, its kwargs and the task
+  id: everything needed to pose the same task again on any worker.
 - :func:`compute_score` is verl's custom reward function for single-turn envs (point
   ``reward.custom_reward_function.path`` at a file that says ``from rlenv.adapters.verl import
-  compute_score``): it re-poses the row's task and steps the decoded response, returning
-  ``{"score": ..., ...}``.
+  compute_score``): :func:`rlenv.score` of the decoded response as the row's task's first turn,
+  returned as ``{"score": ..., ...}``.
 - :class:`RLEnvAgentLoop`, registered as ``"rlenv_agent"``, plays whole multi-turn episodes
   inside verl's rollout: it renders the opening prompt once, appends each model turn's exact
   generated ids (``response_mask`` 1) and the env's reply tokens, computed as what the chat
@@ -33,10 +33,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import rlenv
-from rlenv.adapters._tasks import EnvCache, EnvPool, parse_task_tag, task_tag
 from rlenv.chat import Message
 from rlenv.env import TextEnv
+from rlenv.handles import TaskHandle
+from rlenv.pool import EnvPool, pose_tasks, score
 
 try:  # the real classes when verl is installed, so verl can instantiate the loop
     from verl.experimental.agent_loop.agent_loop import (
@@ -77,33 +77,31 @@ def build_rows(
     **env_kwargs: Any,
 ) -> list[dict[str, Any]]:
     """verl dataset rows for ``n_tasks`` tasks of ``env_id``, as plain dicts (see
-    :func:`export_parquet`). Tasks are the ones ``env.reset(seed=seed + i)`` poses, the same tasks
-    ``rlenv eval`` and the other adapters draw for those seeds."""
-    env = rlenv.make(env_id, **env_kwargs)
-    ability = _ability(env)
+    :func:`export_parquet`). Tasks are the ones ``env.reset(seed=seed + i)`` poses
+    (:func:`rlenv.pool.pose_tasks`), the same tasks ``rlenv eval`` and the other adapters draw
+    for those seeds."""
+    with EnvPool() as pool:
+        with pool.borrow(env_id, env_kwargs) as env:
+            ability = _ability(env)
+        posed = pose_tasks(pool, env_id, env_kwargs, n_tasks=n_tasks, seed=seed)
     rows = []
-    try:
-        for index in range(n_tasks):
-            observation, info = env.reset(seed=seed + index)
-            tag = task_tag(env_id, env_kwargs, info["task_id"])
-            row: dict[str, Any] = {
-                "data_source": env_id,
-                "prompt": [_prompt_message(message, env_id) for message in observation],
-                "ability": ability,
-                "reward_model": {"style": "rule", "ground_truth": tag},
-                "extra_info": {
-                    "index": index,
-                    "seed": seed + index,
-                    "env_id": env_id,
-                    "task_id": info["task_id"],
-                    "env_kwargs": json.dumps(env_kwargs, sort_keys=True),
-                },
-            }
-            if agent_name is not None:
-                row["agent_name"] = agent_name
-            rows.append(row)
-    finally:
-        env.close()
+    for task in posed:
+        row: dict[str, Any] = {
+            "data_source": env_id,
+            "prompt": [_prompt_message(message, env_id) for message in task.observation],
+            "ability": ability,
+            "reward_model": {"style": "rule", "ground_truth": task.handle.to_tag()},
+            "extra_info": {
+                "index": task.index,
+                "seed": task.seed,
+                "env_id": env_id,
+                "task_id": task.handle.task_id,
+                "env_kwargs": json.dumps(env_kwargs, sort_keys=True),
+            },
+        }
+        if agent_name is not None:
+            row["agent_name"] = agent_name
+        rows.append(row)
     return rows
 
 
@@ -159,7 +157,7 @@ def _ability(env: TextEnv) -> str:
 
 # ---------------------------------------------------------------------------------- reward
 
-_score_envs = EnvCache()
+_score_envs = EnvPool()
 
 
 def compute_score(
@@ -170,13 +168,14 @@ def compute_score(
     **_: Any,
 ) -> dict[str, Any]:
     """verl's reward function: the env's reward for ``solution_str`` as the first turn of the
-    row's task.
+    row's task (:func:`rlenv.score`).
 
     ``ground_truth`` is the row's task tag (``reward_model.ground_truth`` of
     :func:`export_parquet`), which names the env; ``data_source`` and ``extra_info`` are not
-    needed. verl calls this from a thread pool; each thread keeps its own env per env id and
-    kwargs. Any text is scored, never raises (hostile text gets 0 and a reason); a
-    ``ground_truth`` that is not a task tag raises ``ValueError`` (a data bug, not a sample's).
+    needed. verl calls this from a thread pool; the envs are pooled per env id and kwargs, one
+    per concurrent call. Any text is scored, never raises (hostile text gets 0 and a reason); a
+    ``ground_truth`` that is not a task tag raises ``TaskTagError``, a ``ValueError`` (a data
+    bug, not a sample's).
 
     Returns a dict, whose every key verl logs:
 
@@ -188,23 +187,12 @@ def compute_score(
       that it is not a judgement: watch its mean, and filter or fix rather than train on it;
     - ``reason`` and ``error``: the verdict's explanation (strings, ``""`` when none).
     """
-    task = parse_task_tag(ground_truth, "ground_truth")
-    env = _score_envs.get(task["env_id"], task["env_kwargs"])
-    env.reset(options={"task_id": task["task_id"]})
-    text = solution_str if isinstance(solution_str, str) else str(solution_str)
-    _, reward, terminated, truncated, info = env.step(text)
-    verdict = info["verdict"]
-    scored = verdict.scored and (terminated or truncated)
-    reason = verdict.reason
-    if not (terminated or truncated):
-        reason = (
-            f"{task['env_id']} is multi-turn and one step did not end the episode: play it with "
-            f"the {AGENT_NAME!r} agent loop"
-        )
+    handle = TaskHandle.from_tag(ground_truth, field="ground_truth")
+    verdict = score(_score_envs, handle, solution_str)
     return {
-        "score": float(reward) if scored else 0.0,
-        "scored": scored,
-        "reason": reason,
+        "score": verdict.reward if verdict.scored else 0.0,
+        "scored": verdict.scored,
+        "reason": verdict.reason,
         "error": verdict.error or "",
     }
 
@@ -251,9 +239,11 @@ class RLEnvAgentLoop(AgentLoopBase):
     async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
         """Play the row's episode; ``kwargs`` are the row's fields (``reward_model`` needed)."""
         reward_model = kwargs.get("reward_model") or {}
-        task = parse_task_tag(reward_model.get("ground_truth"), "reward_model.ground_truth")
-        with self._envs.borrow(task["env_id"], task["env_kwargs"]) as env:
-            return await self._play(env, task["task_id"], sampling_params)
+        task = TaskHandle.from_tag(
+            reward_model.get("ground_truth"), field="reward_model.ground_truth"
+        )
+        with self._envs.borrow(task.env_id, task.env_kwargs) as env:
+            return await self._play(env, task.task_id, sampling_params)
 
     async def _play(
         self, env: TextEnv, task_id: str, sampling_params: dict[str, Any]

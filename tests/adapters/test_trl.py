@@ -12,6 +12,7 @@ trl = pytest.importorskip("trl")
 pytest.importorskip("datasets")
 
 import rlenv  # noqa: E402
+from rlenv import TaskHandle  # noqa: E402
 from rlenv.adapters.trl import (  # noqa: E402
     TASK_KEY,
     RolloutFunction,
@@ -39,8 +40,13 @@ def test_the_dataset_carries_each_task_in_its_prompt():
     observation, info = env.reset(seed=6)
     assert len(dataset) == 3 and dataset[1]["task_id"] == info["task_id"]
     task = task_of(dataset[1]["prompt"])
-    assert task == {"env_id": "rlenv/Arithmetic-v0", "env_kwargs": {"difficulty": 1},
-                    "task_id": info["task_id"]}  # fmt: skip
+    assert task == TaskHandle(env_id="rlenv/Arithmetic-v0", env_kwargs={"difficulty": 1},
+                              task_id=info["task_id"])  # fmt: skip
+    assert json.loads(dataset[1]["prompt"][0][TASK_KEY]) == {
+        "env_id": "rlenv/Arithmetic-v0",
+        "env_kwargs": {"difficulty": 1},
+        "task_id": info["task_id"],
+    }  # the tag format the verl and OpenRLHF rows carry too
     assert dataset[1]["prompt"][-1]["content"] == observation[-1]["content"]
     with pytest.raises(ValueError, match=TASK_KEY):
         task_of([{"role": "user", "content": "no task"}])
@@ -57,6 +63,17 @@ def test_the_reward_function_scores_with_the_env_and_keeps_unscored_out():
     assert reward(prompts=prompts, completions=completions) == [1.0, 0.0, 0.0]
     assert [v.scored for v in reward.verdicts] == [True, True, True]
     assert reward.__name__ == "rlenv_reward"
+
+
+def test_the_reward_function_leaves_out_what_it_cannot_judge():
+    reward = reward_function()
+    crash = build_dataset("adaptertest/Crashing-v0", n_tasks=1)[0]["prompt"]
+    twice = build_dataset("adaptertest/SayTwice-v0", n_tasks=1)[0]["prompt"]
+    prompts = [crash, crash, twice]
+    completions = [[{"role": "assistant", "content": text}] for text in ("ok", "boom", "ok")]
+    # the verifier crashed; a multi-turn env's first turn did not end the episode
+    assert reward(prompts=prompts, completions=completions) == [1.0, None, None]
+    assert "multi-turn" in reward.verdicts[2].reason
 
 
 def test_trl_grpo_trains_on_env_rewards(tmp_path):

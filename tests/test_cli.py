@@ -198,17 +198,29 @@ def test_check_passes_on_the_bundled_envs(capsys):
     assert "checked 2 environments: 2 passed" in out
 
 
-def test_check_exits_1_for_a_broken_env(capsys, broken_env_id):
+def test_check_exits_1_for_a_broken_env(capfd, broken_env_id):
     args = ["check", "--no-cross-process", "--actions", "20", broken_env_id, ARITHMETIC]
     assert main(args) == 1
-    out = capsys.readouterr().out
+    out, err = capfd.readouterr()
     report = out.split(f"conformance of {ARITHMETIC}:")[0]
     assert "FAIL  hostile actions" in report
     assert "verifier failed: RuntimeError: a verifier bug" in report
-    assert "SKIP  cross-process determinism: disabled" in report
+    assert "SKIP  cross-process determinism: turned off" in report
+    # one failing verifier is a short report, not a traceback per step
+    assert "Traceback" not in out + err and len(report.splitlines()) < 20
+    assert "x BrokenVerify.verify raised: RuntimeError: a verifier bug" in report
+    assert "(tracebacks: --verbose)" in report
     assert f"{broken_env_id}: FAILED" in report
     assert f"{ARITHMETIC}: passed" in out
     assert f"1 passed, 1 failed: {broken_env_id}" in out
+
+
+def test_info_counts_the_tools_a_task_offers(capsys):
+    assert main(["info", "rlenv/BFCL-Simple-v0"]) == 0
+    out = capsys.readouterr().out
+    tools_line = next(line for line in out.splitlines() if line.strip().startswith("tools"))
+    assert tools_line.split()[1] != "0" and "card_games_poker_determine_winner" in tools_line
+    assert "-k category" in out and "-k parser" in out  # the parameters, as -k accepts them
 
 
 def test_check_all_checks_every_registered_env(capsys, monkeypatch):

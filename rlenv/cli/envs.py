@@ -145,14 +145,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
     env = make_env(args.env_id, kwargs)
     out = Output(sys.stdout)
     observation, info = env.reset(seed=args.seed)
-    tools = info["tools"] or list(env.tools)
-    per_task = " (this task's; they vary by task)" if info["tools"] and not env.tools else ""
+    tools = info["tools"]  # after reset: some envs offer each task its own tools
     fields = [
         ("entry point", _entry_point_name(env_spec.entry_point)),
         ("kwargs", json.dumps({**(env_spec.kwargs or {}), **kwargs}, default=repr)),
         ("max_turns", str(env.max_turns)),
         ("max_reward", str(env.max_reward)),
-        ("tools", f"{len(tools)}{per_task}: {', '.join(_tool_names(tools))}" if tools else "0"),
+        ("tools", f"{len(tools)}: {', '.join(_tool_names(tools))}" if tools else "0"),
     ]
     out.line(out.style(args.env_id, "bold"))
     for line in format_table(("", ""), fields)[1:]:

@@ -6,17 +6,24 @@
 
 from __future__ import annotations
 
-import html
 import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from rlenv.chat import render_messages
 from rlenv.rollout.trajectory import Trajectory
 
-__all__ = ["EvalSummary", "html_report", "pass_at_k", "passed", "render_table", "summarize"]
+__all__ = [
+    "EvalSummary",
+    "html_report",
+    "outcome_reason",
+    "pass_at_k",
+    "passed",
+    "render_table",
+    "summarize",
+]
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -58,7 +65,10 @@ def passed(trajectory: Trajectory) -> bool:
 _passed = passed
 
 
-def _failure_reason(trajectory: Trajectory) -> str:
+def outcome_reason(trajectory: Trajectory) -> str:
+    """A short reason for an episode's outcome, to group episodes by: the final verdict's error
+    or reason up to its first ``:`` (``"wrong: 41 != 42"`` groups as ``"wrong"``), or
+    ``"truncated (turn limit)"``, or ``"no turn"``."""
     verdict = trajectory.final_verdict
     if trajectory.truncated and (verdict is None or not verdict.error):
         return "truncated (turn limit)"
@@ -97,7 +107,7 @@ def summarize(trajectories: Sequence[Trajectory], *, k: int | None = None) -> Ev
         for turn in t.turns
         if turn.completion_token_ids is not None
     ]
-    failures = Counter(_failure_reason(t) for t in trajectories if not _passed(t))
+    failures = Counter(outcome_reason(t) for t in trajectories if not _passed(t))
     return EvalSummary(
         env_ids=sorted({t.env_id for t in trajectories}),
         policy=trajectories[0].policy,
@@ -141,65 +151,16 @@ def render_table(summary: EvalSummary) -> str:
     return "\n".join(lines)
 
 
-def _histogram_svg(rewards: Sequence[float], bins: int = 10) -> str:
-    low, high = min(min(rewards), 0.0), max(max(rewards), 1.0)
-    span = (high - low) or 1.0
-    counts = [0] * bins
-    for reward in rewards:
-        counts[min(bins - 1, int((reward - low) / span * bins))] += 1
-    tallest = max(counts) or 1
-    bars = []
-    for index, count in enumerate(counts):
-        height = 160 * count / tallest
-        x = 40 + index * 36
-        bars.append(
-            f'<rect x="{x}" y="{180 - height:.1f}" width="30" height="{height:.1f}" fill="#4c72b0">'
-            f"<title>{count}</title></rect>"
-        )
-    labels = (
-        f'<text x="40" y="198" font-size="11">{low:g}</text>'
-        f'<text x="{40 + bins * 36 - 20}" y="198" font-size="11">{high:g}</text>'
-        f'<text x="4" y="20" font-size="11">{tallest}</text>'
-    )
-    return f'<svg width="{60 + bins * 36}" height="205" role="img">{"".join(bars)}{labels}</svg>'
-
-
 def html_report(
     summary: EvalSummary,
     trajectories: Sequence[Trajectory],
     path: str | Path,
-    *,
-    transcripts: int = 5,
+    **options: Any,
 ) -> Path:
-    """Write a self-contained HTML report: summary, reward histogram, per-task table, and a few
-    transcripts with their verdicts. Returns the path."""
-    escape = html.escape
-    rows = "".join(
-        f"<tr><td>{escape(str(row['task_id']))}</td><td>{row['samples']}</td>"
-        f"<td>{row['correct']}</td><td>{row['mean_reward']:.3f}</td></tr>"
-        for row in summary.per_task
-    )
-    shown = "".join(
-        f"<details><summary>{escape(str(t.task_id))} — reward {t.reward:.3f}"
-        f" — {escape((t.final_verdict.reason if t.final_verdict else '') or '')}</summary>"
-        f"<pre>{escape(render_messages(t.messages, width=4000))}</pre>"
-        f"<p>verdict: {escape(t.final_verdict.model_dump_json() if t.final_verdict else '')}</p>"
-        f"</details>"
-        for t in list(trajectories)[:transcripts]
-    )
-    document = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>rlenv evaluation</title>
-<style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px}}
-pre{{white-space:pre-wrap;background:#f6f6f6;padding:8px}}</style></head>
-<body><h1>rlenv evaluation</h1>
-<pre>{escape(render_table(summary))}</pre>
-<h2>Reward histogram</h2>{_histogram_svg([t.reward for t in trajectories])}
-<h2>Tasks</h2><table><tr><th>task</th><th>samples</th><th>correct</th><th>mean reward</th></tr>
-{rows}</table>
-<h2>Transcripts</h2>{shown}
-</body></html>
-"""
-    path = Path(path)
-    path.write_text(document, encoding="utf-8")
-    return path
+    """Write the self-contained HTML report of a run and return its path: summary, reward
+    histogram, failures by reason, tasks with their prompts, every episode with its verdicts.
+    See :func:`rlenv.report.html_report` (and :func:`rlenv.report.html_report_compare` for
+    runs side by side)."""
+    from rlenv.report import html_report as write_report
+
+    return write_report(summary, trajectories, path, **options)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 
 import pytest
 from test_openai_policy import FakeServer
@@ -61,10 +63,15 @@ def test_html_report_is_self_contained_and_escaped(tmp_path):
     )
     path = html_report(summarize(trajectories), trajectories, tmp_path / "report.html")
     text = path.read_text()
-    assert "<svg" in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
-    assert "<script>" not in text and "http" not in text.replace(
-        "https://", ""
-    )  # no external assets
+    # The page's own two scripts (its data as JSON, and its code), nothing from the model: the
+    # completion sits in the JSON with < and > escaped, so it cannot close the script element.
+    assert "<svg" in text and text.count("<script") == 2
+    assert "<script>alert(1)" not in text and "alert(1)</script>" not in text
+    assert "\\u003cscript\\u003ealert(1)\\u003c/script\\u003e" in text
+    assert "http" not in text  # no external assets
+    # Every episode is in the page now, not only the first few.
+    data = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', text)
+    assert len(json.loads(data.group(1))["episodes"]) == len(trajectories) == 2
 
 
 def test_eval_command_against_an_endpoint_and_view(tmp_path, capsys):

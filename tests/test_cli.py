@@ -367,3 +367,28 @@ def test_main_handles_help_and_missing_commands(capsys):
     assert "play" in capsys.readouterr().out
     assert main([]) == 2
     assert cli.EXIT_USAGE == 2
+
+
+def test_view_compares_two_runs_and_refuses_a_metrics_file(tmp_path, capsys):
+    from rlenv.rollout import episodes, rollout, write_trajectories
+    from rlenv.rollout.policy import ScriptedPolicy
+
+    runs = {}
+    for name, reply in (("before", "no idea"), ("after", "\\boxed{0}")):
+        specs = episodes(ARITHMETIC, n_tasks=4, group_size=1, seed=0)
+        trajectories = rollout(ScriptedPolicy(answers=[reply]), specs)
+        runs[name] = tmp_path / name / "trajectories.jsonl"
+        runs[name].parent.mkdir()
+        write_trajectories(trajectories, runs[name])
+    assert main(["view", str(runs["before"]), str(runs["after"])]) == 0
+    out = capsys.readouterr().out
+    assert out.count("mean reward") == 2 and "report:" in out
+    report = (tmp_path / "before" / "compare.html").read_text()
+    assert "before" in report and "after" in report
+
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text('{"step": 1, "reward_mean": 0.5, "loss": 0.1}\n')
+    assert main(["view", str(metrics)]) == 2
+    err = capsys.readouterr().err
+    assert "is a metrics file (training metrics, one line per step), not trajectories" in err
+    assert "Traceback" not in err

@@ -153,20 +153,18 @@ def _write_plots(summary: Any, trajectories: Any, out: Path) -> None:
 
 
 def _cmd_view(args: argparse.Namespace) -> int:
-    from rlenv.evaluation import html_report, render_table, summarize
-    from rlenv.rollout import read_trajectories
+    from rlenv.evaluation import render_table, summarize
+    from rlenv.report import default_report_path, html_report_compare, load_runs
 
-    path = Path(args.paths[0])
-    if not path.exists():
-        raise CLIError(f"no such file: {path}")
-    trajectories = list(read_trajectories(path))
-    if not trajectories:
-        raise CLIError(f"{path} holds no trajectories")
-    summary = summarize(trajectories)
-    report = html_report(summary, trajectories, args.out or path.with_suffix(".html"))
-    print(render_table(summary))
+    runs = load_runs(args.paths)  # a missing, empty or metrics file: one clear line
+    report = html_report_compare(runs, args.out or default_report_path(args.paths))
+    for label, trajectories in runs:
+        if len(runs) > 1:
+            print(f"== {label}")
+        print(render_table(summarize(trajectories)))
     print(f"report: {report}")
-    _write_plots(summary, trajectories, Path(report).parent)
+    if len(runs) == 1:
+        _write_plots(summarize(runs[0][1]), runs[0][1], Path(report).parent)
     return EXIT_OK
 
 

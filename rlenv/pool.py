@@ -203,25 +203,27 @@ class EnvPool:
 class FirstTurn:
     """What one completion did as the first turn of a task (see :func:`first_turn`)."""
 
+    reward: float
+    """What the step paid (0.0 when it raised)."""
     verdict: Verdict
     """The env's verdict, or an unscored one (see :func:`first_turn`)."""
     terminated: bool
     truncated: bool
-
-    @property
-    def reward(self) -> float:
-        """The verdict's reward: what the step paid (0.0 when it raised)."""
-        return self.verdict.reward
 
 
 def score(pool: EnvPool, handle: TaskHandle, completion: object) -> Verdict:
     """The verdict on ``completion`` as the first turn of ``handle``'s task.
 
     Reward functions (TRL's, verl's ``compute_score``, OpenRLHF's ``reward_func``) are this
-    function plus their framework's format. See :func:`first_turn` for the rules; honour
-    ``verdict.scored``: ``False`` means nobody judged the completion, never that it earned 0.
+    function plus their framework's format. See :func:`first_turn` for the rules. The
+    verdict's ``reward`` is what the step paid (an env's ``Turn`` may pay a reward other than
+    its verdict's). Honour ``verdict.scored``: ``False`` means nobody judged the completion,
+    never that it earned 0.
     """
-    return first_turn(pool, handle, completion).verdict
+    turn = first_turn(pool, handle, completion)
+    if turn.verdict.reward == turn.reward:
+        return turn.verdict
+    return turn.verdict.model_copy(update={"reward": turn.reward})
 
 
 def first_turn(pool: EnvPool, handle: TaskHandle, completion: object) -> FirstTurn:
@@ -261,7 +263,7 @@ def first_turn(pool: EnvPool, handle: TaskHandle, completion: object) -> FirstTu
             scored=False,
             error=f"environment failed: {type(error).__name__}: {error}",
         )
-        return FirstTurn(verdict, terminated=False, truncated=True)
+        return FirstTurn(0.0, verdict, terminated=False, truncated=True)
     pool.release(env)
     verdict = info["verdict"]
     if not (terminated or truncated):
@@ -277,7 +279,7 @@ def first_turn(pool: EnvPool, handle: TaskHandle, completion: object) -> FirstTu
                 ),
             }
         )
-    return FirstTurn(verdict, terminated=terminated, truncated=truncated)
+    return FirstTurn(reward, verdict, terminated=terminated, truncated=truncated)
 
 
 def _as_action(completion: object) -> str | dict[str, Any]:

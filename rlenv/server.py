@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -65,6 +66,8 @@ from rlenv.errors import (
     TaskNotFoundError,
     UnknownEnvError,
 )
+from rlenv.handles import TaskHandle
+from rlenv.pool import EnvPool, first_turn, pose_tasks
 from rlenv.verdict import Verdict
 
 __all__ = [
@@ -244,6 +247,7 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (404, "unknown or expired session, environment not served, unknown task id"),
         (409, "step before reset, or after the episode ended"),
         (413, "request body too large"),
+        (415, "a body not labelled as JSON (send Content-Type: application/json)"),
         (422, "the body is not valid JSON of the documented shape"),
         (429, "too many open sessions"),
     )
@@ -310,8 +314,6 @@ class _State:
     """The server's sessions, the verify pool and the thread limiter (one per app)."""
 
     _TOMBSTONES = 10_000  # recently expired ids remembered, to say "expired" not "unknown"
-    _POOL_KEYS = 32  # (env_id, kwargs) combinations kept warm for /verify
-    _POOL_ENVS = 8  # idle envs kept per combination
 
     def __init__(self, env_ids: Sequence[str], limits: ServerLimits) -> None:
         self.env_ids = tuple(env_ids)
@@ -319,7 +321,9 @@ class _State:
         self.sessions: dict[str, _Session] = {}
         self.expired: OrderedDict[str, None] = OrderedDict()
         self.pending = 0  # sessions being made (they count against max_sessions)
-        self.pool: OrderedDict[tuple[str, str], list[TextEnv]] = OrderedDict()
+        # /verify's envs. At most `threads` are in use at once (env code runs only in the
+        # thread pool); twice that many idle keeps a busy id warm with room for a few others.
+        self.pool = EnvPool(max_idle=2 * limits.threads, make=self.make)
         self.limiter: anyio.CapacityLimiter | None = None
         self.closing: set[asyncio.Task[None]] = set()
 
@@ -352,7 +356,7 @@ class _State:
         if denied:
             raise _ApiError(400, "KwargsNotAllowed", f"kwargs {denied} cannot be set remotely")
 
-    def make(self, env_id: str, kwargs: dict[str, Any]) -> TextEnv:
+    def make(self, env_id: str, /, **kwargs: Any) -> TextEnv:
         """``rlenv.make`` (in a worker thread); a constructor's complaint becomes a 400."""
         try:
             return rlenv.make(env_id, **kwargs)
@@ -416,35 +420,12 @@ class _State:
             )
         self.pending += 1
 
-    def checkout(self, env_id: str, kwargs: dict[str, Any]) -> TextEnv | None:
-        idle = self.pool.get(_pool_key(env_id, kwargs))
-        return idle.pop() if idle else None
-
-    def checkin(self, env_id: str, kwargs: dict[str, Any], env: TextEnv) -> None:
-        key = _pool_key(env_id, kwargs)
-        idle = self.pool.setdefault(key, [])
-        self.pool.move_to_end(key)
-        if len(idle) < self._POOL_ENVS:
-            idle.append(env)
-        else:
-            self.close_later(env)
-        while len(self.pool) > self._POOL_KEYS:
-            for env in self.pool.popitem(last=False)[1]:
-                self.close_later(env)
-
     def close_all(self) -> None:
         for session in list(self.sessions.values()):
             session.closed = True
             _close_quietly(session.env)
         self.sessions.clear()
-        for envs in self.pool.values():
-            for env in envs:
-                _close_quietly(env)
-        self.pool.clear()
-
-
-def _pool_key(env_id: str, kwargs: dict[str, Any]) -> tuple[str, str]:
-    return env_id, json.dumps(kwargs, sort_keys=True, default=repr)
+        self.pool.close()
 
 
 def _close_quietly(env: TextEnv) -> None:
@@ -505,30 +486,38 @@ def _step_env(session: _Session, action: str | dict[str, Any]) -> bytes:
     return _json_bytes(body)
 
 
-def _verify(env: TextEnv, request: VerifyRequest) -> bytes:
-    options = {"task_id": request.task_id} if request.task_id is not None else None
+def _verify(pool: EnvPool, request: VerifyRequest) -> bytes:
+    """``rlenv.pool.first_turn`` on the request's task; a seed is turned into its task's handle
+    first (the seed's task, as ``pose_tasks`` poses it for every adapter)."""
     try:
-        env.reset(seed=request.seed, options=options)
-    except RLEnvError:
+        if request.task_id is not None:
+            handle = TaskHandle(
+                env_id=request.env_id, env_kwargs=request.kwargs, task_id=request.task_id
+            )
+        else:
+            posed = pose_tasks(pool, request.env_id, request.kwargs, n_tasks=1, seed=request.seed)
+            handle = posed[0].handle
+        turn = first_turn(pool, handle, request.completion)
+    except (_ApiError, RLEnvError):
         raise
     except (ValueError, TypeError, KeyError) as error:
         raise _ApiError(400, type(error).__name__, f"reset failed: {error}") from None
-    try:
-        _, reward, terminated, truncated, info = env.step(request.completion)
-    except Exception as error:  # as in _step_env: never a 5xx for model output
-        logger.warning("%s.step raised on a completion", request.env_id, exc_info=True)
-        verdict = Verdict(
-            reward=0.0, scored=False, error=f"environment failed: {type(error).__name__}: {error}"
-        )
-        reward, terminated, truncated, info = 0.0, False, True, {"verdict": verdict}
     body = {
-        "reward": reward,
-        "terminated": terminated,
-        "truncated": truncated,
-        "task_id": env.task.id,
-        "verdict": _verdict_dict(info["verdict"]),
+        "reward": turn.reward,
+        "terminated": turn.terminated,
+        "truncated": turn.truncated,
+        "task_id": handle.task_id,
+        "verdict": _verdict_dict(turn.verdict),
     }
     return _json_bytes(body)
+
+
+def _is_json(content_type: str | None) -> bool:
+    """Whether a Content-Type is one FastAPI parses as JSON (``application/json``, ``+json``)."""
+    mime = (content_type or "").split(";", 1)[0].strip().lower()
+    return mime == "application/json" or (
+        mime.startswith("application/") and mime.endswith("+json")
+    )
 
 
 # ------------------------------------------------------------------------------ the app
@@ -633,6 +622,17 @@ def create_app(env_ids: Sequence[str], limits: ServerLimits | None = None) -> Fa
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> Response:
+        content_type = request.headers.get("content-type")
+        if isinstance(error.body, bytes) and error.body and not _is_json(content_type):
+            # FastAPI reads a body as JSON only when it is labelled so (`curl -d` labels it a
+            # form); without this, the 422 would only say "Input should be a valid dictionary".
+            return _error_response(
+                415,
+                "UnsupportedMediaType",
+                f"the body was sent as {content_type or 'no Content-Type'}: send it as JSON "
+                "with Content-Type: application/json (curl: --json '{...}', or "
+                "-H 'Content-Type: application/json' -d '{...}')",
+            )
         # Without "input": a 2 MB body with one wrong field must not be echoed back.
         errors = [
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
@@ -674,7 +674,7 @@ def create_app(env_ids: Sequence[str], limits: ServerLimits | None = None) -> Fa
         state.check_env(body.env_id, body.kwargs)
         state.reserve()
         try:
-            env = await state.run(state.make, body.env_id, body.kwargs)
+            env = await state.run(functools.partial(state.make, body.env_id, **body.kwargs))
         finally:
             state.pending -= 1
         session = _Session(secrets.token_urlsafe(24), body.env_id, env, time.monotonic())
@@ -730,13 +730,7 @@ def create_app(env_ids: Sequence[str], limits: ServerLimits | None = None) -> Fa
     async def verify(body: VerifyRequest) -> Response:
         """Score one completion for the task of ``seed`` or ``task_id``: reset + one step."""
         state.check_env(body.env_id, body.kwargs)
-        env = state.checkout(body.env_id, body.kwargs)
-        if env is None:
-            env = await state.run(state.make, body.env_id, body.kwargs)
-        try:
-            content = await state.run(_verify, env, body)
-        finally:  # an unknown task id leaves the env as it was: it can serve the next one
-            state.checkin(body.env_id, body.kwargs, env)
+        content = await state.run(_verify, state.pool, body)
         return Response(content, media_type="application/json")
 
     return app

@@ -113,7 +113,10 @@ class Client:
     ) -> tuple[int, Any]:
         payload = raw if raw is not None else None if body is None else json.dumps(body).encode()
         self.connection.request(
-            method, path, body=payload, headers=headers or {"Content-Type": "application/json"}
+            method,
+            path,
+            body=payload,
+            headers=headers if headers is not None else {"Content-Type": "application/json"},
         )
         response = self.connection.getresponse()
         data = response.read()

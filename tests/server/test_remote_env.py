@@ -12,7 +12,7 @@ pytest.importorskip("uvicorn")
 
 import rlenv
 from rlenv import EpisodeFinishedError, InvalidActionError, ResetNeededError, Task, Verdict
-from rlenv.cli import binary_search_guess
+from rlenv.envs.games.guess_number import binary_search_guess
 from rlenv.errors import TaskNotFoundError
 from rlenv.remote import RemoteEnv, RemoteEnvError, SessionNotFoundError
 from rlenv.server import ServerLimits, create_app, serve_in_thread

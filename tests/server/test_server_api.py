@@ -16,7 +16,7 @@ pytest.importorskip("uvicorn")
 from server_helpers import Client, Closing, Slow
 
 import rlenv
-from rlenv.cli import binary_search_guess
+from rlenv.envs.games.guess_number import binary_search_guess
 from rlenv.server import ServerLimits, create_app, serve_in_thread
 from rlenv.spaces import HOSTILE_TEXTS
 
@@ -456,3 +456,67 @@ def test_error_messages_are_cut_short(client):
     )
     assert (status, body["error"]) == (400, "BadKwargs")
     assert len(body["detail"]) < 2100 and body["detail"].endswith("more chars]")
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data", None]
+)
+def test_a_body_not_labelled_as_json_is_415_and_says_what_to_send(client, content_type):
+    # `curl -d '{...}'` labels its body application/x-www-form-urlencoded
+    body = json.dumps({"env_id": "rlenv/Arithmetic-v0"}).encode()
+    headers = {"Content-Type": content_type} if content_type else {}
+    status, answer = client.call("POST", "/sessions", raw=body, headers=headers)
+    assert (status, answer["error"]) == (415, "UnsupportedMediaType"), answer
+    assert "Content-Type: application/json" in answer["detail"]
+    assert "--json" in answer["detail"]
+    assert (content_type or "no Content-Type") in answer["detail"]
+    status, answer = client.call("POST", "/verify", raw=b'{"env_id": "x"}', headers=headers)
+    assert status == 415
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "application/json; charset=utf-8", "application/x+json"]
+)
+def test_bodies_labelled_as_json_are_read(client, content_type):
+    body = json.dumps({"env_id": "rlenv/Arithmetic-v0"}).encode()
+    status, answer = client.call(
+        "POST", "/sessions", raw=body, headers={"Content-Type": content_type}
+    )
+    assert status == 200, answer
+    client.call("DELETE", f"/sessions/{answer['session_id']}")
+    status, answer = client.call(
+        "POST", "/sessions", raw=b'{"env_id": 3}', headers={"Content-Type": content_type}
+    )
+    assert (status, answer["error"]) == (422, "ValidationError")  # still validated
+
+
+def test_verify_leaves_an_unfinished_multi_turn_first_turn_unscored(client):
+    request = {"env_id": "rlenvtest/Crashy-v0", "seed": 0, "completion": "hello"}
+    status, body = client.call("POST", "/verify", request)
+    assert status == 200
+    assert (body["terminated"], body["truncated"]) == (False, False)
+    assert body["verdict"]["scored"] is False
+    assert "multi-turn" in body["verdict"]["reason"]
+
+
+def test_verify_keeps_a_bounded_pool_and_closes_the_envs_it_evicts():
+    Closing.closed.clear()
+    app = create_app(["rlenvtest/Closing-v0"], ServerLimits(threads=1))
+    pool = app.state.rlenv.pool
+    with serve_in_thread(app) as url:
+        client = Client(url)
+        for index in range(5):  # five kwargs, five envs; two idle at most (2 x threads)
+            request = {
+                "env_id": "rlenvtest/Closing-v0",
+                "kwargs": {"system_prompt": f"prompt {index}"},
+                "seed": 0,
+                "completion": "x",
+            }
+            status, body = client.call("POST", "/verify", request)
+            assert status == 200 and body["reward"] == 1.0 and body["verdict"]["scored"]
+        assert pool.idle == 2 and len(Closing.closed) == 3
+        for _ in range(3):  # a warm env is reused: nothing made, nothing closed
+            assert client.call("POST", "/verify", {**request, "seed": 1})[0] == 200
+        assert pool.idle == 2 and len(Closing.closed) == 3
+        client.close()
+    assert pool.idle == 0 and len(Closing.closed) == 5  # shutdown closes the rest

@@ -82,6 +82,7 @@ def step_times(turns: int, window: int = 20) -> tuple[float, float]:
     late = statistics.median(times[-window:]) * 1e6
     return early, late
 
+
 ANSWER = "42"
 
 

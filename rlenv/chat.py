@@ -182,7 +182,26 @@ _READ_ONLY = (
 )
 
 
-class FrozenDict(dict):
+class _ReadOnly:
+    """What :class:`FrozenDict` and :class:`FrozenList` share: every change is refused, and a
+    copy, a deep copy or a pickle round trip stays read-only (as a tuple stays a tuple)."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(_READ_ONLY)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (freeze_json, (copy_json(self),))
+
+    def __copy__(self) -> Self:
+        return self  # read-only all the way down: a copy could not differ
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        return self
+
+
+class FrozenDict(_ReadOnly, dict):
     """A ``dict`` that refuses changes: a message (or part of one) in an observation.
 
     It is a real ``dict`` subclass, so ``json.dumps``, pydantic, Jinja chat templates and
@@ -192,42 +211,16 @@ class FrozenDict(dict):
     """
 
     __slots__ = ()
-
-    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError(_READ_ONLY)
-
-    __setitem__ = __delitem__ = __ior__ = _refuse  # type: ignore[assignment]
-    clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (freeze_json, (copy_json(self),))
-
-    def __copy__(self) -> Self:
-        return self  # read-only all the way down: a copy could not differ
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
-        return self
+    __setitem__ = __delitem__ = __ior__ = _ReadOnly._refuse  # type: ignore[assignment]
+    clear = pop = popitem = setdefault = update = _ReadOnly._refuse  # type: ignore[assignment]
 
 
-class FrozenList(list):
+class FrozenList(_ReadOnly, list):
     """A ``list`` that refuses changes (content parts, tool calls inside a frozen message)."""
 
     __slots__ = ()
-
-    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError(_READ_ONLY)
-
-    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse  # type: ignore[assignment]
-    append = clear = extend = insert = pop = remove = reverse = sort = _refuse  # type: ignore[assignment]
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (freeze_json, (copy_json(self),))
-
-    def __copy__(self) -> Self:
-        return self  # read-only all the way down: a copy could not differ
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
-        return self
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _ReadOnly._refuse  # type: ignore[assignment]
+    append = clear = extend = insert = pop = remove = reverse = sort = _ReadOnly._refuse  # type: ignore[assignment]
 
 
 def freeze_json(value: Any) -> Any:

@@ -114,7 +114,7 @@ def register(
         else:
             raise RegistrationError(
                 f"{id!r} is already registered with entry point "
-                f"{_entry_point_name(existing.entry_point)!r}; register a new version (e.g. "
+                f"{entry_point_name(existing.entry_point)!r}; register a new version (e.g. "
                 "-v1), or pass override=True to replace it while you iterate"
             )
     gym.register(
@@ -136,7 +136,8 @@ def _redefined_in_main(old: Any, new: Any) -> bool:
     )
 
 
-def _entry_point_name(entry_point: Any) -> str:
+def entry_point_name(entry_point: Any) -> str:
+    """``"module:qualname"`` of an entry point given as a string or as the class itself."""
     if isinstance(entry_point, str):
         return entry_point
     module = getattr(entry_point, "__module__", "?")

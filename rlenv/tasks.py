@@ -105,8 +105,9 @@ class GeneratedTasks(TaskSource):
     Each task's id is ``f"{prefix}{seed}"``, where ``seed`` seeded the ``random.Random`` given to
     ``make_task``; ``get(id)`` rebuilds the same task. That seed is drawn from the environment's
     generator by ``reset``: it is not the seed passed to ``reset``, so replay a task by the id
-    ``reset`` reported (``info["task_id"]``), not by ``"seed-<reset seed>"``. ``make_task`` must use only that ``rng``
-    for randomness (never the global ``random`` module), or tasks stop being reproducible.
+    ``reset`` reported (``info["task_id"]``), not by ``"seed-<reset seed>"``. ``make_task``
+    must use only that ``rng`` for randomness (never the global ``random`` module), or tasks
+    stop being reproducible.
 
     >>> source = GeneratedTasks(lambda rng: Task(prompt=f"Say {rng.randint(0, 9)}."))
     >>> source.get("seed-7") == source.get("seed-7")

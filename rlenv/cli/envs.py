@@ -32,7 +32,7 @@ from rlenv.cli._common import (
     turns,
 )
 from rlenv.env import Action, TextEnv
-from rlenv.registry import env_creator
+from rlenv.registry import entry_point_name, env_creator
 
 
 def register(commands: Any) -> None:
@@ -79,13 +79,6 @@ def register(commands: Any) -> None:
 
 
 # ------------------------------------------------------------------------------ list, info
-
-
-def _entry_point_name(entry_point: Any) -> str:
-    if isinstance(entry_point, str):
-        return entry_point
-    module = getattr(entry_point, "__module__", "?")
-    return f"{module}:{getattr(entry_point, '__qualname__', repr(entry_point))}"
 
 
 def _docstring(creator: Any) -> str:
@@ -147,7 +140,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     observation, info = env.reset(seed=args.seed)
     tools = info["tools"]  # after reset: some envs offer each task its own tools
     fields = [
-        ("entry point", _entry_point_name(env_spec.entry_point)),
+        ("entry point", entry_point_name(env_spec.entry_point)),
         ("kwargs", json.dumps({**(env_spec.kwargs or {}), **kwargs}, default=repr)),
         ("max_turns", str(env.max_turns)),
         ("max_reward", str(env.max_reward)),

@@ -7,8 +7,7 @@
 - :class:`ToolEnv` (:mod:`rlenv.tools.env`): the multi-turn call → result loop.
 """
 
-from typing import Any
-
+from rlenv.tools import parsers as _parsers
 from rlenv.tools.core import Tool, Toolbox, ToolOutcome, tool
 from rlenv.tools.env import ToolEnv
 from rlenv.tools.parsers import ParsedCall, ParsedTurn, get_parser, list_parsers, parse_message
@@ -27,16 +26,5 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """``ToolCall``: the old name of :class:`ParsedCall`, kept for a while with a warning."""
-    if name == "ToolCall":
-        import warnings
-
-        warnings.warn(
-            "rlenv.tools.ToolCall is now ParsedCall (rlenv.chat.ToolCall is the chat "
-            "message's tool-call dict); import ParsedCall instead",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return ParsedCall
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# ``rlenv.tools.ToolCall``, the old name of ParsedCall, resolves with a DeprecationWarning.
+__getattr__ = _parsers.__getattr__

@@ -1111,8 +1111,8 @@ def __getattr__(name: str) -> Any:
     """``ToolCall``: the old name of :class:`ParsedCall`, kept for a while with a warning."""
     if name == "ToolCall":
         warnings.warn(
-            "rlenv.tools.parsers.ToolCall is now ParsedCall (rlenv.chat.ToolCall is the "
-            "chat message's tool-call dict); import ParsedCall instead",
+            "ToolCall (rlenv.tools, rlenv.tools.parsers) is now ParsedCall (rlenv.chat.ToolCall "
+            "is the chat message's tool-call dict); import ParsedCall instead",
             DeprecationWarning,
             stacklevel=2,
         )

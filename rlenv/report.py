@@ -105,9 +105,12 @@ def load_run(path: str | Path) -> list[Trajectory]:
 
 
 def run_labels(paths: Sequence[str | Path]) -> list[str]:
-    """Short names that tell the paths apart: the fewest trailing path parts that differ
-    (``before/trajectories.jsonl`` and ``after/trajectories.jsonl``, or ``a.jsonl``)."""
+    """Short names that tell the paths apart: the fewest trailing path parts that differ, less
+    a file name they all share (``before`` and ``after`` for ``before/trajectories.jsonl`` and
+    ``after/trajectories.jsonl``; ``a.jsonl`` and ``b.jsonl``)."""
     parts = [Path(path).parts for path in paths]
+    if len(parts) > 1 and all(len(p) > 1 for p in parts) and len({p[-1] for p in parts}) == 1:
+        parts = [p[:-1] for p in parts]
     longest = max((len(p) for p in parts), default=1)
     for count in range(1, longest + 1):
         labels = ["/".join(p[-count:]) for p in parts]
@@ -738,7 +741,8 @@ td.reason{max-width:360px;overflow-wrap:anywhere}
 button{font:inherit;padding:2px 10px;border:1px solid var(--line);border-radius:6px;
 background:#fff;cursor:pointer}
 button:hover{background:var(--bg)}
-table.tasks{width:100%;table-layout:auto}table.tasks td.prompt{color:#344054;width:100%;
+table.tasks{width:100%;table-layout:auto}
+table.tasks td.prompt{color:#344054;width:100%;min-width:18em;
 overflow-wrap:anywhere}table.tasks .num{text-align:right;white-space:nowrap}
 a.task{cursor:pointer;color:#175cd3;text-decoration:none;white-space:nowrap}a.task:hover{text-decoration:underline}
 .changes span{margin-right:14px}

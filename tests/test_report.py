@@ -170,9 +170,11 @@ def test_load_run_reads_trajectories_and_names_what_else_is_wrong(tmp_path):
 def test_run_labels_and_report_paths_tell_runs_apart(tmp_path):
     assert run_labels(["a.jsonl", "b.jsonl"]) == ["a.jsonl", "b.jsonl"]
     assert run_labels(["before/trajectories.jsonl", "after/trajectories.jsonl"]) == [
-        "before/trajectories.jsonl",
-        "after/trajectories.jsonl",
+        "before",
+        "after",
     ]
+    assert run_labels(["runs/a/out.jsonl", "runs/b/out.jsonl"]) == ["a", "b"]
+    assert run_labels(["x/a.jsonl", "x/a.jsonl"])[0] != run_labels(["x/a.jsonl", "x/a.jsonl"])[1]
     assert default_report_path(["x/a.jsonl"]) == Path("x/a.html")
     assert default_report_path(["x/a.jsonl", "y/b.jsonl"]) == Path("x/compare.html")
     for name in ("before", "after"):
@@ -181,10 +183,7 @@ def test_run_labels_and_report_paths_tell_runs_apart(tmp_path):
     runs = load_runs(
         [tmp_path / "before/trajectories.jsonl", tmp_path / "after/trajectories.jsonl"]
     )
-    assert [label for label, _ in runs] == [
-        "before/trajectories.jsonl",
-        "after/trajectories.jsonl",
-    ]
+    assert [label for label, _ in runs] == ["before", "after"]
 
 
 # ----------------------------------------------------------------------------- the file

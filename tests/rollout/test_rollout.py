@@ -12,7 +12,10 @@ from sample_envs import EchoWord
 
 import rlenv
 from rlenv import Verdict
+from rlenv.pool import EnvPool
 from rlenv.rollout import (
+    Completion,
+    Policy,
     ScriptedPolicy,
     Trajectory,
     episodes,
@@ -140,3 +143,57 @@ def test_bad_arguments():
         ScriptedPolicy()
     with pytest.raises(ValueError):
         rollout(ScriptedPolicy(answers=["1"]), [], max_batch_size=0)
+
+
+class _TokenPolicy(Policy):
+    """Declares ``supports_prefixes``: records the prefixes it is given; its 'tokens' are the
+    number of messages it saw (prompt) and 7 (completion)."""
+
+    name = "tokens"
+    supports_prefixes = True
+
+    def __init__(self) -> None:
+        self.seen: list[list] = []
+
+    def generate(self, conversations, tools, params, prefixes=None):
+        self.seen.append(list(prefixes))
+        return [
+            Completion(text="wrong", prompt_token_ids=[len(c)], completion_token_ids=[7])
+            for c in conversations
+        ]
+
+
+def test_prefixes_go_to_a_policy_that_declares_supports_prefixes_and_only_to_it():
+    assert Policy.supports_prefixes is False and ScriptedPolicy.supports_prefixes is False
+    policy = _TokenPolicy()
+    (trajectory,) = rollout(policy, episodes("rlenvtest/Countdown-v0", n_tasks=1))
+    turns = len(trajectory.turns)
+    assert turns == 6  # wrong every time, until max_turns
+    # first turn: nothing yet; then the exact ids of the last prompt + completion
+    assert policy.seen == [[None]] + [[[1 + 2 * turn, 7]] for turn in range(turns - 1)]
+    # ScriptedPolicy's generate takes no prefixes: it would raise if the engine passed them
+    rollout(ScriptedPolicy(answers=["wrong"]), episodes("rlenvtest/Countdown-v0", n_tasks=1))
+
+
+def test_a_policy_that_does_not_declare_supports_prefixes_is_told_how_to():
+    class Undeclared:
+        name = "undeclared"
+
+        def generate(self, conversations, tools, params):
+            return [Completion(text="1") for _ in conversations]
+
+    with pytest.raises(
+        TypeError, match=r"lacks supports_prefixes.*subclass rlenv\.rollout\.Policy"
+    ):
+        rollout(Undeclared(), episodes("rlenv/Arithmetic-v0", n_tasks=1))
+
+
+def test_a_pool_passed_in_is_reused_and_left_open():
+    with EnvPool() as pool:
+        first = rollout(ScriptedPolicy(answers=["1"]), episodes("rlenv/Arithmetic-v0", n_tasks=3),
+                        pool=pool)  # fmt: skip
+        assert pool.idle == 3 and pool.lent == 0
+        rollout(ScriptedPolicy(answers=["1"]), episodes("rlenv/Arithmetic-v0", n_tasks=2),
+                pool=pool)  # fmt: skip
+        assert pool.idle == 3  # the same envs served the second call
+    assert len(first) == 3

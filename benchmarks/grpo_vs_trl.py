@@ -23,8 +23,9 @@ from typing import Any
 
 import torch
 
-import rlenv
+from rlenv import EnvPool, TaskHandle, score
 from rlenv.models import load_model
+from rlenv.pool import pose_tasks
 from rlenv.train import GRPOConfig
 from rlenv.train.demo import DEMO_CONFIG
 from rlenv.train.grpo import TRAIN_SEED_BASE, GRPOTrainer
@@ -60,22 +61,19 @@ def trl_run(steps: int, precision: str, out: str) -> dict[str, Any]:
     from trl import GRPOTrainer as TRLTrainer
 
     kwargs = DEMO_CONFIG.env_kwargs
-    env = rlenv.make(DEMO_CONFIG.env_id, **kwargs)
+    pool = EnvPool()
     rows = []
     for step in range(steps):  # exactly the tasks rlenv's trainer draws at each step
         first = TRAIN_SEED_BASE + step * DEMO_CONFIG.max_sampling_rounds * PROMPTS
-        for index in range(PROMPTS):
-            observation, info = env.reset(seed=first + index)
-            rows.append({"prompt": observation, "task_id": info["task_id"]})
+        for task in pose_tasks(pool, DEMO_CONFIG.env_id, kwargs, n_tasks=PROMPTS, seed=first):
+            rows.append({"prompt": task.observation, "task_tag": task.handle.to_tag()})
     dataset = Dataset.from_list(rows)
-    scorer = rlenv.make(DEMO_CONFIG.env_id, **kwargs)
 
-    def env_reward(prompts, completions, task_id, **_: Any) -> list[float]:
-        rewards = []
-        for completion, task in zip(completions, task_id, strict=True):
-            scorer.reset(options={"task_id": task})
-            rewards.append(scorer.step(completion[-1]["content"])[1])
-        return rewards
+    def env_reward(prompts, completions, task_tag, **_: Any) -> list[float]:
+        return [
+            score(pool, TaskHandle.from_tag(tag), completion[-1]["content"]).reward
+            for completion, tag in zip(completions, task_tag, strict=True)
+        ]
 
     model, tokenizer = load_model("smollm2-135m")
     args = TRLConfig(

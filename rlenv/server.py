@@ -12,8 +12,12 @@ world with a database) through :class:`rlenv.remote.RemoteEnv`, or any HTTP clie
     POST   /verify               {env_id, kwargs?, seed | task_id, completion} -> verdict
     GET    /openapi.json, /docs  the OpenAPI spec and its browsable page
 
-Every body is JSON and validated; every error is a 4xx with ``{"error": name, "detail": ...}``
-naming what was wrong, and model output never causes a 5xx (see :func:`create_app`). A session
+Every body is JSON (labelled ``Content-Type: application/json``; a body labelled otherwise, as
+``curl -d`` labels it, is a 415 that says so) and validated; every error is a 4xx with
+``{"error": name, "detail": ...}`` naming what was wrong, and model output never causes a 5xx
+(see :func:`create_app`). ``/verify`` is :func:`rlenv.pool.first_turn` on the server's
+:class:`~rlenv.pool.EnvPool`: the same scoring, and the same rule for a multi-turn first turn
+that did not end, as ``rlenv.score`` and every adapter's reward function. A session
 is one environment instance behind a random, unguessable id; its steps run in a thread pool,
 one at a time (a per-session lock), and it is closed after ``session_ttl`` idle seconds.
 Sessions live in the server's memory, so one server is one process: to scale out, run several
@@ -578,8 +582,8 @@ def create_app(env_ids: Sequence[str], limits: ServerLimits | None = None) -> Fa
     action answers 200 with reward 0, ``truncated`` and an unscored verdict (like a crashed
     verifier in-process), and the session must be reset. Caller mistakes are 4xx with a JSON
     ``{"error", "detail"}``: 404 unknown session, 409 step before reset or after the end, 413
-    body too large, 422 malformed body, 429 too many sessions. An environment bug outside a
-    step (make, reset) is a JSON 500, logged.
+    body too large, 415 a body not labelled as JSON, 422 malformed body, 429 too many sessions.
+    An environment bug outside a step (make, reset) is a JSON 500, logged.
     """
     limits = limits or ServerLimits()
     env_ids = list(dict.fromkeys(env_ids))
@@ -728,7 +732,8 @@ def create_app(env_ids: Sequence[str], limits: ServerLimits | None = None) -> Fa
 
     @app.post("/verify", response_model=VerifyResponse, responses=_ERROR_RESPONSES)
     async def verify(body: VerifyRequest) -> Response:
-        """Score one completion for the task of ``seed`` or ``task_id``: reset + one step."""
+        """Score one completion as the first turn of the task of ``seed`` or ``task_id``
+        (:func:`rlenv.pool.first_turn`); unscored when a multi-turn episode did not end."""
         state.check_env(body.env_id, body.kwargs)
         content = await state.run(_verify, state.pool, body)
         return Response(content, media_type="application/json")

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from rlenv.pool import EnvPool
 from rlenv.rollout import SamplingParams, Trajectory, episodes, rollout
 from rlenv.rollout.transformers import TransformersPolicy
 from rlenv.train._runtime import Trainer
@@ -223,6 +224,8 @@ class GRPOTrainer(Trainer):
             cast_bf16=False,
         )
         self.pad_id = tokenizer.pad_token_id
+        # Envs are made once and reused by every step's rollouts (and evaluation's).
+        self.env_pool = EnvPool()
         self._setup_optimizer()
 
     # ------------------------------------------------------------------------ public API
@@ -325,7 +328,11 @@ class GRPOTrainer(Trainer):
             )
             with self._generation_context():
                 trajectories = rollout(
-                    self.policy, specs, params=params, max_batch_size=config.generation_batch_size
+                    self.policy,
+                    specs,
+                    params=params,
+                    max_batch_size=config.generation_batch_size,
+                    pool=self.env_pool,
                 )
             results[f"{name}_accuracy"] = _mean(
                 [float(t.scored and t.reward >= 1.0 - 1e-9) for t in trajectories]
@@ -369,7 +376,11 @@ class GRPOTrainer(Trainer):
                 seed=first_seed,
             )
             trajectories = rollout(
-                timed, specs, params=params, max_batch_size=config.generation_batch_size
+                timed,
+                specs,
+                params=params,
+                max_batch_size=config.generation_batch_size,
+                pool=self.env_pool,
             )
             for start in range(0, len(trajectories), config.group_size):
                 group = trajectories[start : start + config.group_size]

@@ -344,3 +344,14 @@ def test_training_on_the_train_split_evaluates_on_the_test_split(monkeypatch):
     monkeypatch.setattr(grpo, "episodes", lambda *a, **k: asked.append(k) or real_episodes(*a, **k))
     trainer.evaluate()
     assert asked and asked[-1]["split"] == "test" and asked[-1]["n_tasks"] == 3
+
+
+def test_envs_are_made_once_and_reused_across_steps_and_evaluations(tiny, tmp_path):
+    model, tokenizer = tiny
+    trainer = GRPOTrainer(_config(tmp_path, steps=2, eval_tasks=4), model, tokenizer)
+    made = []
+    make = trainer.env_pool._make
+    trainer.env_pool._make = lambda *args, **kwargs: made.append(args) or make(*args, **kwargs)
+    trainer.train()
+    # two baseline/final evaluations and two training steps share the same few envs
+    assert 0 < len(made) <= trainer.env_pool.idle

@@ -42,7 +42,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from rlenv.verdict import Verdict
-from rlenv.verifiers._completion import final_text, resolve_fallbacks
+from rlenv.verifiers._answer import DEFAULT_FALLBACKS, last_box, read_answer, read_choice
 from rlenv.verifiers._mathparse import (
     MAX_ANSWER_CHARS,
     MathParseError,
@@ -61,6 +61,7 @@ __all__ = [
     "compare",
     "exact_value",
     "extract_answer",
+    "grade",
     "is_equivalent",
 ]
 
@@ -68,84 +69,52 @@ DEFAULT_TIMEOUT = 0.5
 
 # ----------------------------------------------------------------------------- extraction
 
-DEFAULT_FALLBACKS: tuple[str, ...] = ("final_answer", "answer_colon", "last_number")
-"""Extraction fallbacks after ``\\boxed{}``, in order: "the (final) answer is X",
-"Answer: X", and the last number in the text."""
-
-_BOX_COMMANDS = ("\\boxed", "\\fbox")
-_MAX_BOX_CHARS = MAX_ANSWER_CHARS
-_FINAL_ANSWER = re.compile(
-    r"(?:final answer|the answer|answer is)\s*(?:is|:|=)?\s*(?::\s*)?"
-    r"(.{1,300}?)(?:\n|\.(?=\s|$)|$)",
-    re.IGNORECASE,
-)
-_ANSWER_COLON = re.compile(r"answer\s*:\s*(.{1,300}?)\s*(?:\n|$)", re.IGNORECASE)
-_LAST_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
-
-
-def _last_box(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}``/``\\fbox{...}`` (balanced braces), or ``\\boxed 5``.
-
-    Returns ``""`` for a last box that is empty and ``None`` when there is none or the last
-    one is never closed (a truncated answer is no answer).
-    """
-    start = max(text.rfind(command) for command in _BOX_COMMANDS)
-    if start < 0:
-        return None
-    command = next(c for c in _BOX_COMMANDS if text.startswith(c, start))
-    position = start + len(command)
-    if position < len(text) and text[position] == " ":
-        match = re.match(r" ([^\s$]{1,100})", text[position:])
-        return match.group(1) if match else None
-    if position >= len(text) or text[position] != "{":
-        return None
-    depth = 0
-    for index in range(position, min(len(text), position + _MAX_BOX_CHARS + 2)):
-        char = text[index]
-        if char == "{" and text[index - 1] != "\\":
-            depth += 1
-        elif char == "}" and text[index - 1] != "\\":
-            depth -= 1
-            if depth == 0:
-                return text[position + 1 : index].strip()
-    return None
-
 
 def extract_answer(text: str, *, fallbacks: Sequence[str] | bool = True) -> str | None:
     """The final answer a completion commits to, or ``None``.
 
-    - Only the text after the last ``</think>`` counts; an unclosed ``<think>`` means the model
-      never answered.
-    - The last ``\\boxed{...}`` or ``\\fbox{...}`` wins (nested braces are balanced). Only the
-      *last* box counts: ``\\boxed{3} \\boxed{4}`` answers 4.
-    - Then, in order, the ``fallbacks`` (``True``: :data:`DEFAULT_FALLBACKS`; ``False`` or
-      ``()``: boxed answers only): ``"final_answer"`` ("the final answer is X"),
-      ``"answer_colon"`` ("Answer: X", the last one), ``"last_number"`` (the last number).
+    The rules, first that applies (each documented in :mod:`rlenv.verifiers._answer` and
+    ``docs/verifiers/math.md``): reasoning (``<think>``, GPT-OSS's analysis channel) never
+    answers; the last ``\\boxed{}``/``\\fbox{}`` (boxes written one after another at the end
+    give the list of their contents; a last box never closed gives ``None``); then the
+    ``fallbacks`` in order (``True``: :data:`DEFAULT_FALLBACKS`; ``False`` or ``()``: boxes
+    only): ``"bare_answer"`` (a short text that is mathematics on its own),
+    ``"final_answer"`` ("the final answer is X"), ``"answer_colon"`` ("Answer: X"),
+    ``"display_math"`` (the last ``\\[...\\]``, else inline math), ``"bold"`` (the last
+    ``**X**``) and ``"last_number"``.
     """
-    text = final_text(text)
-    if text is None:
-        return None
-    boxed = _last_box(text)
-    if boxed is not None:
-        return boxed
-    if any(command in text for command in _BOX_COMMANDS):
-        return None  # the last box is broken: do not fall back to something earlier
-    chosen = resolve_fallbacks(fallbacks, DEFAULT_FALLBACKS)
-    tail = text[-20_000:]  # an answer is stated at the end; bound the regex work
-    for fallback in chosen:
-        if fallback == "final_answer":
-            matches = list(_FINAL_ANSWER.finditer(tail))
-            if matches:
-                return matches[-1].group(1).strip().strip("$").strip()
-        elif fallback == "answer_colon":
-            matches = list(_ANSWER_COLON.finditer(tail))
-            if matches:
-                return matches[-1].group(1).strip().strip("$").strip()
-        elif fallback == "last_number":
-            matches = _LAST_NUMBER.findall(tail)
-            if matches:
-                return matches[-1].rstrip(",")
-    return None
+    return read_answer(text, fallbacks=fallbacks, is_answer=_is_bare_answer)[0]
+
+
+_PROSE_WORD = re.compile(r"(?<![\\a-zA-Z{])[a-zA-Z]{3,}(?![a-zA-Z])")
+_TEXT_GROUP = re.compile(
+    r"\\(?:text|textnormal|textrm|textbf|mbox|mathrm|mathbf|operatorname)\s*\{[^{}]*\}"
+)
+_MATH_WORDS = frozenset(
+    {"sin", "cos", "tan", "cot", "sec", "csc", "log", "exp", "sqrt", "infty", "inf", "infinity",
+     "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "and", "cosec"}
+)  # fmt: skip
+
+
+def _is_bare_answer(text: str, *, words: bool = False) -> bool:
+    """Whether ``text`` is an answer on its own: one line without prose (a word of three
+    letters or more, outside ``\\text{}``, that is not a function name) that the parser reads,
+    or that it cannot read but is short (``12:00``: the comparison then decides by normal form).
+    A gold given in words (``words``) takes a short text as its answer."""
+    if "\n" in text.strip():
+        return False
+    if words:
+        return len(text.split()) <= 6
+    outside_text = normalize(_TEXT_GROUP.sub(" ", text))  # units, "percent" are not prose
+    if any(
+        match.group().lower() not in _MATH_WORDS for match in _PROSE_WORD.finditer(outside_text)
+    ):
+        return False
+    try:
+        node = parse(normalize(text))
+    except MathParseError:
+        return len(text) <= 60
+    return node[0] != "text"
 
 
 # ----------------------------------------------------------------------------- policy
@@ -244,6 +213,8 @@ def compare(
         return MathComparison(same, "equal" if same else "different", gold_stripped, pred_stripped)
     deadline = time.monotonic() + timeout
     gold_norm, pred_norm = _normalize_cached(gold), normalize(pred)
+    if "=" not in gold_norm:  # f(x) = 2x + 1 answers 2x + 1: the name is a label
+        pred_norm = _FUNCTION_LABEL.sub("", pred_norm, count=1).strip() or pred_norm
     if gold_norm == pred_norm and gold_norm:
         return MathComparison(True, "same normal form", gold_norm, pred_norm)
     try:
@@ -271,14 +242,118 @@ def is_equivalent(
     timeout: float = DEFAULT_TIMEOUT,
     policy: MathPolicy | None = None,
 ) -> bool:
-    """Whether answer ``pred`` is mathematically equivalent to reference ``gold``.
+    """Whether ``pred`` answers reference ``gold``: :func:`grade`'s verdict as a bool.
 
-    Both are answer strings (plain text or LaTeX, with or without ``$`` delimiters or
-    ``\\boxed{}``). Asymmetric where policies are (``x = 5`` may answer ``5``; a gold that is a
+    ``pred`` may be a bare answer or a whole response (the same reading as :func:`grade`, so
+    the two never disagree); ``gold`` is plain text or LaTeX, with or without ``$`` delimiters
+    or ``\\boxed{}``. Asymmetric where policies are (``x = 5`` may answer ``5``; a gold that is a
     plain number needs a plain-number answer). Deterministic, never raises, and returns within
     ``timeout`` seconds (``False`` if it cannot decide in time), from any thread.
     """
-    return compare(gold, pred, timeout=timeout, policy=policy).equivalent
+    return grade(gold, pred, timeout=timeout, policy=policy).reward == 1.0
+
+
+_GSM8K_MARK = "####"
+_FUNCTION_LABEL = re.compile(r"^\s*[A-Za-z](?:_\{?\w{1,5}\}?)?\s*\(\s*[^()=]{0,30}\)\s*=(?!=)")
+
+
+def grade(
+    gold: Any,
+    response: Any,
+    *,
+    policy: MathPolicy | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    fallbacks: Sequence[str] | bool = True,
+    question: Any = None,
+) -> Verdict:
+    """Decide whether ``response`` gives the answer ``gold``: the one entry point every math
+    environment, :class:`MathVerifier` and :func:`is_equivalent` use.
+
+    Args:
+        gold: The reference as datasets write it: bare (``3/4``), in ``$...$``, in
+            ``\\boxed{}``, a GSM8K solution ending ``#### 72``, or a number.
+        response: What the model wrote: a whole response (reasoning, then an answer) or a bare
+            answer. The answer is read as :func:`extract_answer` reads it; for a gold that is a
+            multiple-choice letter, "I think it's (D)" answers ``D``.
+        policy: The choices graders disagree on (:class:`MathPolicy`).
+        timeout: Seconds for the comparison (from any thread).
+        fallbacks: Which extraction rules may find an unboxed answer (``False``: boxes only).
+        question: What was asked (text, the prompt's messages, or the ``Task``): an answer that
+            only restates part of it scores 0.
+
+    Returns:
+        A :class:`~rlenv.Verdict`: reward 1.0 or 0.0, the answer read (``parsed``), and the
+        reason. A gold that cannot be read gives an unscored verdict (``scored=False``): the
+        response was not judged. Never raises on any response.
+    """
+    policy = policy or _DEFAULT_POLICY
+    question_text = _question_text(question)
+    gold_text = _gold_answer(gold)
+    if gold_text is None:
+        return Verdict(
+            reward=0.0, scored=False, error=f"the gold answer is unreadable: {gold!r:.80}"
+        )
+    try:
+        gold_tree: Node = _parse_cached(_normalize_cached(gold_text), policy.mixed_numbers)
+    except MathParseError:
+        gold_tree = ("unparsed",)  # the comparison can still match its normal form
+    if gold_tree[0] == "choice":
+        letter = _bare_choice(response) or read_choice(response)
+        if letter is None:
+            return Verdict(reward=0.0, error="no choice letter found", reason="no answer")
+        right = letter == gold_tree[1]
+        return Verdict(
+            reward=float(right), parsed=letter, reason="correct" if right else "wrong: other choice"
+        )
+    words = gold_tree[0] == "text"
+    answer, how = read_answer(
+        response,
+        fallbacks=fallbacks,
+        is_answer=lambda text: _is_bare_answer(text, words=words),
+    )
+    if answer is None:
+        return Verdict(reward=0.0, error=how, reason="no answer")
+    if question_text is not None and _restates(answer, gold_text, question_text):
+        return Verdict(
+            reward=0.0, parsed=answer, error="the answer restates the question", reason="wrong"
+        )
+    result = compare(gold_text, answer, timeout=timeout, policy=policy)
+    return Verdict(
+        reward=1.0 if result.equivalent else 0.0,
+        parsed=answer,
+        reason="correct" if result.equivalent else f"wrong: {result.reason}",
+        error="verification timed out" if result.timed_out else None,
+    )
+
+
+def _bare_choice(response: Any) -> str | None:
+    """The letter of a response that is just a choice (``B``, ``(B)``, ``\\textbf{B}``)."""
+    if not isinstance(response, str) or len(response) > 40:
+        return None
+    try:
+        node = parse(normalize(response.strip().strip("*").strip()))
+    except MathParseError:
+        return None
+    return _choice_letter(node)
+
+
+def _gold_answer(gold: Any) -> str | None:
+    """The answer part of a gold as datasets write it, or ``None`` when there is none."""
+    if isinstance(gold, bool) or gold is None:
+        return None
+    if isinstance(gold, (int, float, Fraction)):
+        return str(gold)
+    if not isinstance(gold, str):
+        return None
+    text = gold.strip()
+    if _GSM8K_MARK in text:
+        text = text.rsplit(_GSM8K_MARK, 1)[1].strip()
+    if len(text) > 4 * MAX_ANSWER_CHARS:
+        return None
+    boxed = last_box(text) if "\\boxed" in text or "\\fbox" in text else None
+    if boxed is not None and not text.startswith(("\\boxed", "\\fbox", "$")):
+        text = boxed  # a gold solution that boxes its answer
+    return text or None
 
 
 @lru_cache(maxsize=8192)
@@ -336,8 +411,27 @@ class _Comparator:
         if gold_rel and not pred_rel:
             gold = _strip_assignment(gold)
         elif pred_rel and not gold_rel:
-            pred = _strip_assignment(pred)
+            pred = self.labelled_value(pred) or _strip_assignment(pred)
         return gold, pred
+
+    def labelled_value(self, node: Node) -> Node | None:
+        """The value a chain of ``=`` ends with, when every other side labels it: variables
+        (``x = 6 \\cdot 7 = 42``) or a constant expression equal to it (``\\sqrt{4} = 2``,
+        ``\\binom{5}{2} = 10``, ``1200 + 34 = 1234``). An equation in a variable (``2x = 4``)
+        or a wrong statement (``3 = 4``) labels nothing: ``None``."""
+        if node[0] != "rel" or set(node[1]) != {"="}:
+            return None
+        *labels, value = node[2]
+        if symbols(value) or not labels:
+            return None
+        constant = False
+        for side in labels:
+            if _is_variables(side):
+                continue
+            if symbols(side) or not self.equal_values(side, value, "strip"):
+                return None
+            constant = True
+        return value if constant or len(labels) > 1 else None
 
     # --- recursive equality
     def equal(self, gold: Node, pred: Node, mode: str) -> bool:
@@ -847,31 +941,21 @@ class MathVerifier:
         self.timeout = timeout
 
     def __call__(self, completion: str, gold: Any, *, question: Any = None) -> Verdict:
-        """Score ``completion`` against ``gold``.
+        """Score ``completion`` against ``gold`` with :func:`grade` (this verifier's policy,
+        fallbacks and timeout).
 
         ``question`` (optional) is what was asked, in any form an environment holds it: the
         text, the prompt's chat messages (``task.prompt``), or the :class:`~rlenv.Task`
         itself. Anything else raises ``TypeError`` here, at the call (never on model output).
         """
-        question_text = _question_text(question)
-        answer = extract_answer(completion, fallbacks=self.fallbacks)
-        if answer is None:
-            return Verdict(reward=0.0, error="no final answer found", reason="no answer")
-        gold_text = str(gold)
-        if question_text is not None and _restates(answer, gold_text, question_text):
-            return Verdict(
-                reward=0.0, parsed=answer, error="the answer restates the question", reason="wrong"
-            )
-        result = compare(gold_text, answer, timeout=self.timeout, policy=self.policy)
-        return Verdict(
-            reward=1.0 if result.equivalent else 0.0,
-            parsed=answer,
-            reason="correct" if result.equivalent else f"wrong: {result.reason}",
-            error="verification timed out" if result.timed_out else None,
+        return grade(
+            gold,
+            completion,
+            policy=self.policy,
+            timeout=self.timeout,
+            fallbacks=self.fallbacks,
+            question=question,
         )
-
-
-_SQUASH = re.compile(r"[\s${}]|\\[,;!: ]|\\left|\\right")
 
 
 def _question_text(question: Any) -> str | None:
@@ -891,6 +975,9 @@ def _question_text(question: Any) -> str | None:
         f"question must be the question's text, its chat messages (task.prompt) or the Task, "
         f"not {type(question).__name__}: in an environment, pass question=task.prompt"
     )
+
+
+_SQUASH = re.compile(r"[\s${}]|\\[,;!: ]|\\left|\\right")
 
 
 def _restates(answer: str, gold: str, question: str) -> bool:

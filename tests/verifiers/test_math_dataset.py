@@ -25,10 +25,6 @@ KNOWN_DISAGREEMENTS = {
         "\\mathbb{R}\\setminus\\{1\\}",
     ): "P: set difference is not supported",
     (
-        "1, 2",
-        "\\boxed{1}\\boxed{2}",
-    ): "P: deliberate: several boxes are not one answer (hack resistance)",
-    (
         "\\begin{pmatrix}6 & 8 \\\\ 10 & 12\\end{pmatrix}",
         "\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix} + \\begin{pmatrix}5 & 6 \\\\ 7 & 8\\end{pmatrix}",
     ): "P: matrix arithmetic is not evaluated",
@@ -37,7 +33,6 @@ KNOWN_DISAGREEMENTS = {
         "\\begin{pmatrix}1 & 0 \\\\ 0 & 1\\end{pmatrix} \\begin{pmatrix}1 & 0 \\\\ 0 & 1\\end{pmatrix}",
     ): "P: matrix arithmetic is not evaluated",
     ("C", "C. x = 42"): "P: a letter followed by more text is not read as a choice",
-    ("4", "2+2=4"): "P: deliberate: an equation is not an answer (hack resistance)",
     ("3", "3 + 4 - 4 = 7 - 4"): "P: deliberate: an equation is not an answer (hack resistance)",
 }
 

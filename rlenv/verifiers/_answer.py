@@ -1,0 +1,266 @@
+"""Reading the answer a model committed to out of what it wrote.
+
+A response is a whole model turn (reasoning, intermediate results, then an answer) or just an
+answer. :func:`read_answer` finds the answer, by these rules, first that applies:
+
+1. **Reasoning never answers.** Only the text after the last ``</think>`` counts (an unclosed
+   ``<think>`` is no answer), and of a GPT-OSS Harmony transcript only the ``final`` channel
+   (an ``analysis`` channel with no ``final`` one is no answer). Text whose LaTeX was escaped
+   twice (``\\\\frac`` from a JSON string) is read with single backslashes.
+2. **Boxes.** The last ``\\boxed{...}`` / ``\\fbox{...}``; boxes written one after another at the
+   end (``\\boxed{1}, \\boxed{2}``, joined only by commas, "and", "or" or spaces) are one answer,
+   the list of their contents. A last box never closed (a truncated response) is no answer:
+   nothing earlier is used instead.
+3. **Fallbacks** (``fallbacks``, in this order; each phrase rule takes the last match):
+
+   - ``"bare_answer"``: a short text that is an answer on its own (``3/4``, ``x = 5``,
+     ``\\{1, 2\\}``);
+   - ``"final_answer"``: "the final answer is X", "the answer is X", "Final Answer: X",
+     "**Answer:** X";
+   - ``"answer_colon"``: "Answer: X" on its own line;
+   - ``"display_math"``: the last ``\\[...\\]`` or ``$$...$$`` block (it may span lines), else
+     the last ``\\(...\\)`` or ``$...$``;
+   - ``"bold"``: the last ``**X**``;
+   - ``"last_number"``: the last number in the text.
+
+What a rule found is cleaned: markdown emphasis, math delimiters, a trailing full stop,
+"is"/"=" left over from the phrase. Nothing here evaluates anything; every regex runs on a
+bounded tail of the text, so hostile input costs linear time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from rlenv.verifiers._completion import final_text, resolve_fallbacks
+
+__all__ = ["DEFAULT_FALLBACKS", "last_box", "read_answer", "read_choice"]
+
+DEFAULT_FALLBACKS: tuple[str, ...] = (
+    "bare_answer",
+    "final_answer",
+    "answer_colon",
+    "display_math",
+    "bold",
+    "last_number",
+)
+
+MAX_BOX_CHARS = 2000
+_TAIL = 20_000  # an answer is stated at the end; regexes only read this much
+_BOX_COMMANDS = ("\\boxed", "\\fbox")
+
+_FINAL_ANSWER = re.compile(
+    r"(?:final\s+answer|the\s+answer|answer\s+is)\s*(?:\*\*|__)?\s*(?:is|:|=)?\s*(?:\*\*|__)?"
+    r"\s*(?::\s*)?(.{1,300}?)(?:\n|\.(?=\s|$)|$)",
+    re.IGNORECASE,
+)
+_ANSWER_COLON = re.compile(
+    r"(?:^|\n)[ \t#>*_-]*answer\s*(?:\*\*|__)?\s*:\s*(?:\*\*|__)?\s*(.{1,300}?)\s*(?=\n|$)",
+    re.IGNORECASE,
+)
+_DISPLAY = re.compile(r"\\\[(.{1,2000}?)\\\]|\$\$(.{1,2000}?)\$\$", re.DOTALL)
+_INLINE = re.compile(r"\\\((.{1,1000}?)\\\)|(?<![\\$])\$([^$\n]{1,1000}?)\$(?!\$)")
+_BOLD = re.compile(r"\*\*([^*\n]{1,300}?)\*\*")
+# A number followed by a scale word, a power or a percent sign is not that number.
+_LAST_NUMBER = re.compile(
+    r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?"
+    r"(?![\d.,/]|\s*(?:[%^]|\\%|\\times|\*\*|(?i:hundred|thousand|million|billion|trillion|percent)\b))"
+)
+_SENTENCE_END = re.compile(r"[.!?](?:\s|$)|\n\s*\n")
+_BETWEEN_BOXES = re.compile(r"^(?:\s|,|;|\$|\\quad|\\qquad|\\text\{\s*(?:and|or)\s*\}|and|or)*$")
+_DOUBLE_ESCAPED = re.compile(r"\\\\(?:boxed|frac|dfrac|sqrt|text|pi|cdot|times|left|right)")
+_SINGLE_COMMAND = re.compile(r"(?<!\\)\\(?:boxed|frac|dfrac|sqrt|text|pi|cdot|times|left|right)")
+_HARMONY_FINAL = "<|channel|>final<|message|>"
+
+
+def _reasoning_removed(text: object) -> str | None:
+    """The part of a response that may hold its answer (rule 1), or ``None``."""
+    if not isinstance(text, str):
+        return None
+    if _HARMONY_FINAL in text:
+        text = text.rsplit(_HARMONY_FINAL, 1)[1]
+        for end in ("<|return|>", "<|end|>"):
+            text = text.split(end, 1)[0]
+    elif "<|channel|>analysis" in text:
+        return None
+    remaining = final_text(text)
+    if remaining is None:
+        return None
+    if _DOUBLE_ESCAPED.search(remaining) and not _SINGLE_COMMAND.search(remaining):
+        remaining = remaining.replace("\\\\", "\\")
+    return remaining
+
+
+def _boxes(text: str) -> list[tuple[int, int, str | None]]:
+    """``(start, end, content)`` of every box, in order; ``content`` is None for a box never
+    closed (``end`` is then the text's length)."""
+    found = []
+    position = 0
+    while len(found) < 1000:
+        starts = [(text.find(c, position), c) for c in _BOX_COMMANDS]
+        starts = [(index, c) for index, c in starts if index >= 0]
+        if not starts:
+            break
+        start, command = min(starts)
+        position = start + len(command)
+        if position < len(text) and text[position] == " ":
+            match = re.match(r" ([^\s$]{1,100})", text[position:])
+            if match:
+                found.append((start, position + match.end(), match.group(1)))
+                position += match.end()
+            continue
+        if position >= len(text) or text[position] != "{":
+            continue
+        depth, end = 0, None
+        for index in range(position, min(len(text), position + MAX_BOX_CHARS + 2)):
+            char = text[index]
+            if char == "{" and text[index - 1] != "\\":
+                depth += 1
+            elif char == "}" and text[index - 1] != "\\":
+                depth -= 1
+                if depth == 0:
+                    end = index
+                    break
+        if end is None:
+            found.append((start, len(text), None))
+            break
+        found.append((start, end + 1, text[position + 1 : end].strip()))
+        position = end + 1
+    return found
+
+
+def last_box(text: str) -> str | None:
+    """The answer the boxes give (rule 2): the last box, or the list of the boxes written one
+    after another at the end; ``None`` when there is no box or the last one is never closed."""
+    boxes = _boxes(text)
+    if not boxes or boxes[-1][2] is None:
+        return None
+    run = [boxes[-1]]
+    for box in reversed(boxes[:-1]):
+        if box[2] is None or not _BETWEEN_BOXES.match(text[box[1] : run[0][0]]):
+            break
+        run.insert(0, box)
+    contents = [content for _, _, content in run if content is not None]
+    if len(contents) == 1:
+        return contents[0]
+    return ", ".join(contents)
+
+
+def _clean(answer: str) -> str:
+    """A found answer without markdown, delimiters, the phrase's leftovers, a full stop."""
+    answer = answer.strip()
+    for _ in range(3):
+        before = answer
+        answer = answer.strip("*_ \t")
+        answer = re.sub(r"^(?:is|=|:|of)\s+", "", answer, flags=re.IGNORECASE)
+        for opener, closer in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+            if answer.startswith(opener) and answer.endswith(closer) and len(answer) > 2:
+                answer = answer[len(opener) : len(answer) - len(closer)].strip()
+        if answer.endswith(".") and not answer.endswith(".."):  # a full stop, not "..."
+            answer = answer[:-1].rstrip()
+        if answer == before:
+            break
+    return answer
+
+
+def read_answer(
+    text: object,
+    *,
+    fallbacks: Sequence[str] | bool = True,
+    is_answer: object = None,
+) -> tuple[str | None, str]:
+    """The answer ``text`` commits to, and the rule that found it (or why there is none).
+
+    ``is_answer`` (a callable taking a string) says whether a short text is an answer on its
+    own (the ``"bare_answer"`` rule); without it, that rule is skipped. ``fallbacks``: ``True`` for
+    :data:`DEFAULT_FALLBACKS`, ``False`` for boxes (and bare answers) only, or a sequence.
+    """
+    chosen = resolve_fallbacks(fallbacks, DEFAULT_FALLBACKS)
+    body = _reasoning_removed(text)
+    if body is None:
+        return None, "no answer after the reasoning" if isinstance(text, str) else "not text"
+    boxed = last_box(body)
+    if boxed is not None:
+        return boxed, "box"
+    if any(command in body for command in _BOX_COMMANDS) and _boxes(body):
+        return None, "the last box is never closed"
+    tail = body[-_TAIL:]
+    for fallback in chosen:
+        if fallback == "bare_answer":
+            stripped = _clean(body)
+            found = stripped if 0 < len(stripped) <= 300 and callable(is_answer) else None
+            if found and is_answer(found):  # type: ignore[operator]
+                return found, fallback
+            continue
+        found = _FALLBACKS[fallback](tail)
+        if found:
+            return found, fallback
+    return None, "no final answer found"
+
+
+def _final_answer(tail: str) -> str | None:
+    matches = list(_FINAL_ANSWER.finditer(tail))
+    return _clean(matches[-1].group(1)) or None if matches else None
+
+
+def _answer_colon(tail: str) -> str | None:
+    matches = list(_ANSWER_COLON.finditer(tail))
+    return _clean(matches[-1].group(1)) or None if matches else None
+
+
+def _display_math(tail: str) -> str | None:
+    displays = list(_DISPLAY.finditer(tail))
+    if displays:
+        last = displays[-1]
+        return _clean(last.group(1) or last.group(2) or "") or None
+    inline = list(_INLINE.finditer(tail))
+    if inline:
+        last = inline[-1]
+        return _clean(last.group(1) or last.group(2) or "") or None
+    return None
+
+
+def _bold(tail: str) -> str | None:
+    matches = _BOLD.findall(tail)
+    return _clean(matches[-1]) or None if matches else None
+
+
+def _last_number(tail: str) -> str | None:
+    matches = _LAST_NUMBER.findall(tail)
+    return matches[-1].rstrip(",") if matches else None
+
+
+_FALLBACKS = {
+    "final_answer": _final_answer,
+    "answer_colon": _answer_colon,
+    "display_math": _display_math,
+    "bold": _bold,
+    "last_number": _last_number,
+}
+
+_CHOICES = (
+    re.compile(r"\\boxed\{\s*\(?\s*([A-J])\s*\)?\s*\}"),
+    re.compile(
+        r"(?i:answer|option|choice)\s*(?i:is|:)?\s*(?:\*\*)?\s*(?i:option\s*)?"
+        r"\(?\s*([A-J])\s*\)?(?![A-Za-z])"
+    ),
+    re.compile(r"\(\s*([A-J])\s*\)"),
+    re.compile(r"(?:^|\n)\s*\**\s*([A-J])\s*\**\s*[.)]?\s*$"),
+    re.compile(r"\*\*\s*\(?([A-J])\)?\s*\*\*"),
+)
+
+
+def read_choice(text: object) -> str | None:
+    """The multiple-choice letter (A–J) a response commits to, or ``None``: a boxed letter,
+    then "the answer is (D)" / "option D", then the last "(D)", then a letter alone on the
+    last line, then a bold letter. Only for a gold that is a choice letter."""
+    body = _reasoning_removed(text)
+    if body is None:
+        return None
+    tail = body[-_TAIL:]
+    for pattern in _CHOICES:
+        matches = pattern.findall(tail)
+        if matches:
+            return matches[-1].upper()
+    return None

@@ -223,6 +223,9 @@ _FUNCTIONS = {
     "sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "sinh", "cosh",
     "tanh", "log", "ln", "exp", "sqrt", "lg",
 }  # fmt: skip
+# Other names for the same functions, in other notations (cosec in British and Indian
+# textbooks, tg/ctg in Russian and other European ones, arctg).
+_FUNCTION_ALIASES = {"cosec": "csc", "tg": "tan", "ctg": "cot", "cotg": "cot", "arctg": "arctan"}
 _GREEK = {
     "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta",
     "vartheta", "iota", "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "upsilon",
@@ -400,7 +403,8 @@ class _Parser:
         if kind in ("num", "word"):
             return not (kind == "word" and value.lower() in _SEPARATOR_WORDS)
         if kind == "cmd":
-            return value in _ATOM_COMMANDS or value[1:] in _FUNCTIONS or value[1:] in _GREEK
+            name = _FUNCTION_ALIASES.get(value[1:], value[1:])
+            return value in _ATOM_COMMANDS or name in _FUNCTIONS or name in _GREEK
         if value == "|":
             return self.abs_depth == 0
         return value in ("(", "π", "∞")
@@ -518,6 +522,7 @@ class _Parser:
     def parse_word(self) -> Node:
         _, word = self.take()
         lowered = word.lower()
+        lowered = _FUNCTION_ALIASES.get(lowered, lowered)
         if lowered in _FUNCTIONS:
             return self.parse_function(lowered)
         if lowered == "pi":
@@ -553,6 +558,7 @@ class _Parser:
             )
         if command == "\\binom":
             return ("func", "binom", (self.parse_argument(), self.parse_argument()))
+        name = _FUNCTION_ALIASES.get(name, name)
         if name in _FUNCTIONS:
             return self.parse_function(name)
         if name == "pi":
@@ -614,7 +620,7 @@ class _Parser:
     def at_function(self) -> bool:
         kind, value = self.peek()
         name = value[1:] if kind == "cmd" else value.lower() if kind == "word" else ""
-        return name in _FUNCTIONS
+        return _FUNCTION_ALIASES.get(name, name) in _FUNCTIONS
 
     def parse_bracketed(self) -> Node:
         opener = self.take()[1]
@@ -757,7 +763,9 @@ def _subscript_text(node: Node) -> str:
 
 
 _CHOICE = re.compile(r"^\(?\s*([A-J])\s*\)?$")
-_WORDS = re.compile(r"[a-z0-9]+")
+# Words, signed numbers and relation symbols: an answer in words keeps what it says about
+# order and sign ("x > 3 for all x" is not "x < 3 for all x").
+_WORDS = re.compile(r"[a-z]+|-?\d+(?:\.\d+)?|[<>=≤≥≠]+|\\(?:leq?|geq?|neq?|lt|gt)(?![a-z])")
 
 
 def parse(text: str, *, mixed_numbers: bool = True) -> Node:

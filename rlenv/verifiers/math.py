@@ -411,7 +411,9 @@ class _Comparator:
         if gold_rel and not pred_rel:
             gold = _strip_assignment(gold)
         elif pred_rel and not gold_rel:
-            pred = self.labelled_value(pred) or _strip_assignment(pred)
+            union = _as_union(pred)  # x < 1 or x > 2
+            pred = self.labelled_value(pred) or (union if union is not pred else None)
+            pred = pred or _strip_assignment(union)
         return gold, pred
 
     def labelled_value(self, node: Node) -> Node | None:
@@ -465,6 +467,8 @@ class _Comparator:
         return self.equal_values(gold, pred, mode)
 
     def equal_collections(self, gold: Node, pred: Node, mode: str) -> bool:
+        gold, pred = _as_union(gold), _as_union(pred)
+        gold, pred = _interval_from_relation(gold), _interval_from_relation(pred)
         if gold[0] == "union" or pred[0] == "union":
             g_items = gold[1] if gold[0] == "union" else (gold,)
             p_items = pred[1] if pred[0] == "union" else (pred,)
@@ -668,10 +672,14 @@ def _is_variables(node: Node) -> bool:
 
 
 def _interval_from_relation(node: Node) -> Node:
-    """``x > 2`` → ``(2, oo)``; ``1 < x <= 3`` → ``(1, 3]``; anything else unchanged."""
+    """``x > 2`` → ``(2, oo)``; ``1 < x <= 3`` → ``(1, 3]``; ``|x - 1| <= 2`` → ``[-1, 3]`` and
+    ``|x| > 2`` → ``(-oo, -2) ∪ (2, oo)``; anything else unchanged."""
     if node[0] != "rel":
         return node
     ops, args = node[1], node[2]
+    absolute = _absolute_interval(ops, args)
+    if absolute is not None:
+        return absolute
     if len(ops) == 1 and ops[0] in ("<", "<=", ">", ">="):
         left, right = args
         if left[0] == "sym" and not symbols(right):
@@ -700,6 +708,61 @@ def _interval_from_relation(node: Node) -> Node:
             "]" if second in ("<=", ">=") else ")",
             (low, high),
         )
+    return node
+
+
+def _absolute_interval(ops: tuple[str, ...], args: tuple[Node, ...]) -> Node | None:
+    """``|x - c| op r`` (``r`` and ``c`` constants) as the set of ``x`` it describes."""
+    if len(ops) != 1 or ops[0] not in ("<", "<=", ">", ">="):
+        return None
+    left, right = args
+    op = ops[0]
+    if right[0] == "func" and right[1] == "abs" and left[0] != "func":
+        left, right, op = right, left, _flip(op)
+    if left[0] != "func" or left[1] != "abs" or symbols(right):
+        return None
+    inner = left[2][0]
+    center: Node
+    if inner[0] == "sym":
+        center = ("num", Fraction(0), False)
+    elif inner[0] == "add" and len(inner[1]) == 2 and inner[1][0][0] == "sym":
+        other = inner[1][1]
+        if symbols(other):
+            return None
+        center = other[1] if other[0] == "neg" else ("neg", other)
+    else:
+        return None
+    low = ("add", (center, ("neg", right)))
+    high = ("add", (center, right))
+    if op in ("<", "<="):
+        bracket = ("[", "]") if op == "<=" else ("(", ")")
+        return ("seq", bracket[0], bracket[1], (low, high))
+    closed = op == ">="
+    return (
+        "union",
+        (
+            ("seq", "(", "]" if closed else ")", (("neg", ("const", "oo")), low)),
+            ("seq", "[" if closed else "(", ")", (high, ("const", "oo"))),
+        ),
+    )
+
+
+def _as_union(node: Node) -> Node:
+    """A union, or what stands for one: ``x < 1 or x > 2`` (a bare list of relations that are
+    all intervals of one variable), and finite sets joined by ∪ merged into one set."""
+    if node[0] == "seq" and node[1] == "" and node[3] and all(i[0] == "rel" for i in node[3]):
+        names = {frozenset(symbols(item)) for item in node[3]}
+        intervals = tuple(_interval_from_relation(item) for item in node[3])
+        if len(names) == 1 and all(i[0] in ("seq", "union") for i in intervals):
+            flat: list[Node] = []
+            for interval in intervals:
+                flat.extend(interval[1] if interval[0] == "union" else (interval,))
+            return ("union", tuple(flat))
+    if node[0] == "union" and all(i[0] == "seq" and i[1] == "{" for i in node[1]):
+        members: list[Node] = []
+        for item in node[1]:
+            members.extend(member for member in item[3] if member not in members)
+        return ("seq", "{", "}", tuple(members))
     return node
 
 

@@ -1,0 +1,145 @@
+"""The math verifier on whole model responses: extraction rules, notation, structures, and the
+property that every entry point reads a pair the same way.
+
+Cases here pin each documented rule (``rlenv/verifiers/_answer.py``); the accuracy figures come
+from the public corpus (``tests/verifiers/data/public``, ``benchmarks/math_verifier.py``).
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rlenv.verifiers.math import MathVerifier, extract_answer, grade, is_equivalent
+
+LONG_RESPONSE = """We need the number of apples after both trades.
+
+First, Tom starts with $3 \\times 4 = 12$ apples. He gives away half:
+\\[
+12 \\div 2 = 6
+\\]
+Then he buys 9 more, so
+\\[
+6 + 9 = 15.
+\\]
+Checking: 15 - 9 = 6 and 6 \\times 2 = 12, consistent.
+
+**Final Answer:** 15"""
+
+READS = [
+    # (response, the answer it commits to)
+    (LONG_RESPONSE, "15"),
+    ("Let me compute.\n\\[\n x = 6 \\cdot 7 = 42\n\\]", "x = 6 \\cdot 7 = 42"),
+    ("The probability is \\( \\frac{1}{2} \\).", "\\frac{1}{2}"),
+    ("Work: 3+4=7\nAnswer: 7", "7"),
+    ("<think>maybe 8, or \\boxed{9}</think>The answer is **7**.", "7"),
+    ("**Answer: 7**", "7"),
+    ("So the total is $\\boxed{18}$.", "18"),
+    ("The roots are \\boxed{1} and \\boxed{2}.", "1, 2"),
+    ("First I thought \\boxed{3}. Checking again, the sum is \\boxed{4}.", "4"),
+    ("\\\\boxed{\\\\frac{1}{2}}", "\\frac{1}{2}"),  # LaTeX escaped twice (a JSON string)
+    ("<|channel|>analysis<|message|>try 5<|end|><|start|>assistant<|channel|>final<|message|>"
+     "The answer is 6.<|return|>", "6"),
+    ("3/4", "3/4"),
+    ("x = 5", "x = 5"),
+    ("It costs 2 million dollars in total.", None),  # not "2": a scale word follows
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("response", "answer"), READS)
+def test_extraction_reads_the_committed_answer(response, answer):
+    assert extract_answer(response) == answer
+
+
+NOT_READ = [
+    "<think>the answer is 5",  # never finished thinking
+    "<|channel|>analysis<|message|>the answer is 5<|end|>",  # reasoning channel only
+    "So the answer is \\boxed{5",  # the last box is never closed: no earlier fallback
+    "",
+]
+
+
+@pytest.mark.parametrize("response", NOT_READ)
+def test_no_answer_is_read_where_none_was_committed(response):
+    assert extract_answer(response) is None
+    verdict = MathVerifier()(response, "5")
+    assert verdict.reward == 0.0 and verdict.reason == "no answer"
+
+
+RIGHT = [
+    ("15", LONG_RESPONSE),
+    ("42", "We get\n\\[ 42 \\]"),
+    ("D", "I think it's (D)"),
+    ("B", "The answer is (B)."),
+    ("(C)", "Answer: option C"),
+    ("\\{1, 2\\}", "\\boxed{1} and \\boxed{2}"),
+    ("[-2, 2]", "\\boxed{|x| \\le 2}"),
+    ("(-1, 3)", "\\boxed{|x - 1| < 2}"),
+    ("(-\\infty, -2) \\cup (2, \\infty)", "\\boxed{|x| > 2}"),
+    ("(-\\infty, 1) \\cup (2, \\infty)", "\\boxed{x < 1 \\text{ or } x > 2}"),
+    ("\\{1,2,3\\}", "\\boxed{\\{1,2\\} \\cup \\{3\\}}"),
+    ("\\csc x", "\\boxed{\\operatorname{cosec} x}"),
+    ("\\tan x", "\\boxed{\\tg x}"),
+    ("2", "\\boxed{\\sqrt{4} = 2}"),
+    ("10", "\\boxed{\\binom{5}{2} = 10}"),
+    ("1234", "1200 + 34 = 1234"),
+    ("2x+1", "\\boxed{f(x) = 2x + 1}"),
+    # a GSM8K gold is a worked solution that ends with "#### answer"
+    ("Natalia sold 48/2 = 24 clips in May.\nShe sold 48+24 = 72 clips. #### 72", "\\boxed{72}"),
+    ("1000000", "\\boxed{1\\,000\\,000}"),
+    ("\\frac{3}{4}", "\\boxed{\\dfrac34}"),
+    ("x \\geq 3", "\\boxed{x >= 3}"),
+    ("28\\%", "28 percent"),
+]  # fmt: skip
+
+WRONG = [
+    ("x > 3", "\\boxed{x < 3}"),
+    ("x \\geq 3", "\\boxed{x \\leq 3}"),
+    ("x > 3 \\text{ for all } x", "x < 3 for all x"),
+    ("3", "\\boxed{3 or 4}"),
+    ("3", "\\boxed{3}, \\boxed{4}"),  # a candidate list is not an answer
+    ("3", "\\boxed{3} or \\boxed{4}"),
+    ("(1, 2, 3)", "\\boxed{(3, 2, 1)}"),  # an ordered tuple is not a set
+    ("[-2, 2]", "\\boxed{|x| < 2}"),
+    ("[-2, 2]", "\\boxed{|x| \\ge 2}"),
+    ("2", "\\boxed{\\sqrt{4} = 3}"),
+    ("4", "5 = 4"),
+    ("3", "2x = 6"),
+    ("D", "I think it's (C)"),
+    ("2", "It is 2 million."),
+    ("1, 2, 3", "1, 2, 3, ..."),
+    ("5", "<think>\\boxed{5}</think> I am not sure."),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("gold", "response"), RIGHT)
+def test_right_answers_in_real_notation_score_1(gold, response):
+    assert MathVerifier()(response, gold).reward == 1.0
+    assert is_equivalent(gold, response)
+
+
+@pytest.mark.parametrize(("gold", "response"), WRONG)
+def test_near_misses_and_hacks_score_0(gold, response):
+    assert MathVerifier()(response, gold).reward == 0.0
+    assert not is_equivalent(gold, response)
+
+
+GOLDS = ["3", "\\frac{1}{2}", "x > 3", "(1, 2)", "\\{1, 2\\}", "B", "2x+1", "\\text{yes}", "$5$"]
+PIECES = [
+    "3", "4", "-3", "\\frac12", "0.5", "x", ">", "<", "=", "(", ")", "\\{", "\\}", ",", " ", "or",
+    "\\boxed{", "}", "$", "B", "(B)", "The answer is ", "Answer: ", "**", "\n", "\\[", "\\]",
+    "<think>", "</think>", "2x+1", "yes", "f(x) = ", "\\sqrt{4} = 2",
+]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    gold=st.sampled_from(GOLDS),
+    response=st.lists(st.sampled_from(PIECES), max_size=8).map("".join),
+)
+def test_every_entry_point_reads_a_pair_the_same_way(gold, response):
+    verdict = grade(gold, response)
+    assert MathVerifier()(response, gold) == verdict
+    assert is_equivalent(gold, response) == (verdict.reward == 1.0)
+    assert verdict.reward in (0.0, 1.0)

@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rlenv.verdict import Verdict
 from rlenv.verifiers._answer import DEFAULT_FALLBACKS, last_box, read_answer, read_choice
 from rlenv.verifiers._mathparse import (
+    _TRAILING_UNITS,
     MAX_ANSWER_CHARS,
     MathParseError,
     Node,
@@ -149,6 +150,16 @@ class MathPolicy(BaseModel):
         default=True, description="Read '2\\frac{1}{2}' as 2 + 1/2 (else as 2 × 1/2)."
     )
     assignments: bool = Field(default=True, description="Accept 'x = 5' for 5 (and 5 for 'x = 5').")
+    decimal_comma: bool = Field(
+        default=False,
+        description="Read '3,5' as 3.5 (European notation). Off: a comma with 1-2 digits after "
+        "it separates a list ('3,5' is two answers); with 3 digits it groups thousands.",
+    )
+    units: Literal["strip", "match"] = Field(
+        default="strip",
+        description="'strip': trailing unit words are ignored ('5 cm' answers 5). 'match': when "
+        "both name a unit, it must be the same ('5 km' does not answer '5 cm').",
+    )
     symbolic_check: Literal["numeric", "sympy"] = Field(
         default="numeric",
         description="'numeric': high-precision evaluation decides, sympy only when it is "
@@ -212,6 +223,10 @@ def compare(
         same = int(gold_stripped) == int(pred_stripped)
         return MathComparison(same, "equal" if same else "different", gold_stripped, pred_stripped)
     deadline = time.monotonic() + timeout
+    if policy.decimal_comma:
+        gold, pred = _DECIMAL_COMMA.sub(r"\1.\2", gold), _DECIMAL_COMMA.sub(r"\1.\2", pred)
+    if policy.units == "match" and None is not _unit_of(gold) != _unit_of(pred) is not None:
+        return MathComparison(False, "different unit", gold, pred)
     gold_norm, pred_norm = _normalize_cached(gold), normalize(pred)
     if "=" not in gold_norm:  # f(x) = 2x + 1 answers 2x + 1: the name is a label
         pred_norm = _FUNCTION_LABEL.sub("", pred_norm, count=1).strip() or pred_norm
@@ -233,6 +248,16 @@ def compare(
     except (RecursionError, MemoryError, OverflowError) as error:
         return MathComparison(False, f"too large to compare ({type(error).__name__})")
     return MathComparison(equal, reason, gold_norm, pred_norm)
+
+
+_DECIMAL_COMMA = re.compile(r"(?<![\d,])(-?\d+),(\d{1,2})(?![\d,])")
+
+
+def _unit_of(text: str) -> str | None:
+    """The unit word an answer ends with (``"5 cm"`` → ``"cm"``), lowercased, or ``None``."""
+    plain = re.sub(r"\\(?:text|textrm|mathrm|mbox)\s*\{([^{}]*)\}", r" \1 ", text)
+    match = _TRAILING_UNITS.search(plain.strip())
+    return " ".join(match.group().lower().replace(".", " ").split()) if match else None
 
 
 def is_equivalent(

@@ -348,3 +348,14 @@ def test_question_may_be_the_prompt_messages_or_the_task_as_an_env_holds_it():
 def test_a_question_of_another_type_raises_at_the_call_with_the_fix(bad):
     with pytest.raises(TypeError, match=r"pass question=task.prompt"):
         MathVerifier()("\\boxed{1}", "1", question=bad)
+
+
+def test_decimal_comma_and_units_are_policy_choices():
+    european = MathPolicy(decimal_comma=True)
+    assert not is_equivalent("3.5", "3,5") and is_equivalent("3.5", "3,5", policy=european)
+    assert is_equivalent("1000", "1,000", policy=european)  # three digits still group
+    assert not is_equivalent("3", "3,5", policy=european)
+    match = MathPolicy(units="match")
+    assert is_equivalent("5 cm", "5 km") and not is_equivalent("5 cm", "5 km", policy=match)
+    assert is_equivalent("5 \\text{ cm}", "5 cm", policy=match)
+    assert is_equivalent("5", "5 cm", policy=match) and is_equivalent("5 cm", "5", policy=match)

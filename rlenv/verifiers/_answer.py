@@ -199,14 +199,30 @@ def read_answer(
     return None, "no final answer found"
 
 
+# "18 dollars per day", "5 apples in all": a number followed by prose (not a scale word).
+_NUMBER_THEN_PROSE = re.compile(
+    r"^\\?\$?\s*(-?\d[\d,]*(?:\.\d+)?(?:/\d+)?)\s+"
+    r"(?!(?i:hundred|thousand|million|billion|trillion|percent|times|or|and|to)\b)[a-zA-Z]"
+)
+
+
+def _phrase(text: str) -> str | None:
+    """What a phrase rule captured, cleaned; a number followed by prose is that number."""
+    found = _clean(text)
+    leading = _NUMBER_THEN_PROSE.match(found)
+    if leading and not re.search(r"[=<>\\^]", found):
+        return leading.group(1)
+    return found or None
+
+
 def _final_answer(tail: str) -> str | None:
     matches = list(_FINAL_ANSWER.finditer(tail))
-    return _clean(matches[-1].group(1)) or None if matches else None
+    return _phrase(matches[-1].group(1)) if matches else None
 
 
 def _answer_colon(tail: str) -> str | None:
     matches = list(_ANSWER_COLON.finditer(tail))
-    return _clean(matches[-1].group(1)) or None if matches else None
+    return _phrase(matches[-1].group(1)) if matches else None
 
 
 def _display_math(tail: str) -> str | None:
@@ -223,7 +239,7 @@ def _display_math(tail: str) -> str | None:
 
 def _bold(tail: str) -> str | None:
     matches = _BOLD.findall(tail)
-    return _clean(matches[-1]) or None if matches else None
+    return _phrase(matches[-1]) if matches else None
 
 
 def _last_number(tail: str) -> str | None:

@@ -143,3 +143,17 @@ def test_every_entry_point_reads_a_pair_the_same_way(gold, response):
     assert MathVerifier()(response, gold) == verdict
     assert is_equivalent(gold, response) == (verdict.reward == 1.0)
     assert verdict.reward in (0.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("response", "answer"),
+    [
+        ("The answer is 18 dollars per day.", "18"),
+        ("The answer is 5 apples in all.", "5"),
+        ("The final answer is 1/2 of the pie.", "1/2"),
+        ("The answer is 2 million dollars.", "2 million dollars"),  # a scale word: kept whole
+        ("Answer: 3 or 4 ways", "3 or 4 ways"),  # candidates: kept whole, to be refused
+    ],
+)
+def test_a_stated_number_followed_by_prose_is_that_number(response, answer):
+    assert extract_answer(response) == answer

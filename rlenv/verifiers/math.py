@@ -463,6 +463,8 @@ class _Comparator:
     # --- recursive equality
     def equal(self, gold: Node, pred: Node, mode: str) -> bool:
         self.tick()
+        if gold[0] == "matrix" and pred[0] != "matrix":  # a matrix expression to evaluate
+            pred = _matrix_value(pred) or pred
         kind_g, kind_p = gold[0], pred[0]
         if "matrix" in (kind_g, kind_p) and kind_g != kind_p:  # a vector written as a tuple
             vector_g, vector_p = _as_vector(gold), _as_vector(pred)
@@ -609,6 +611,77 @@ class _Comparator:
 
 
 # ----------------------------------------------------------------------------- tree helpers
+
+
+_MAX_MATRIX_CELLS = 400
+
+
+def _matrix_value(node: Node) -> Node | None:
+    """A sum, difference, product or scalar multiple of matrices as one matrix whose entries
+    are (unevaluated) expressions; ``None`` when ``node`` is not such an expression or the
+    shapes do not fit."""
+    kind = node[0]
+    if kind == "matrix":
+        return node
+    if kind == "neg":
+        inner = _matrix_value(node[1])
+        return _matrix_map(inner, lambda cell: ("neg", cell)) if inner else None
+    if kind == "add":
+        terms = [_matrix_value(term) for term in node[1]]
+        if any(term is None for term in terms):
+            return None
+        shape = {(len(t[1]), len(t[1][0])) for t in terms}  # type: ignore[index]
+        if len(shape) != 1:
+            return None
+        rows, columns = shape.pop()
+        return (
+            "matrix",
+            tuple(
+                tuple(("add", tuple(t[1][r][c] for t in terms)) for c in range(columns))  # type: ignore[index]
+                for r in range(rows)
+            ),
+        )
+    if kind == "mul":
+        result: Node | None = None
+        scalars: list[Node] = []
+        for factor in node[1]:
+            matrix = _matrix_value(factor) if factor[0] in ("matrix", "add", "neg", "mul") else None
+            if matrix is None:
+                if symbols(factor) or factor[0] in ("seq", "rel", "union", "text", "choice"):
+                    return None
+                scalars.append(factor)
+            elif result is None:
+                result = matrix
+            else:
+                result = _matrix_product(result, matrix)
+                if result is None:
+                    return None
+        if result is None:
+            return None
+        for scalar in scalars:
+            result = _matrix_map(result, lambda cell, k=scalar: ("mul", (k, cell)))
+        return result
+    return None
+
+
+def _matrix_map(matrix: Node, function: Any) -> Node:
+    return ("matrix", tuple(tuple(function(cell) for cell in row) for row in matrix[1]))
+
+
+def _matrix_product(left: Node, right: Node) -> Node | None:
+    a, b = left[1], right[1]
+    if len(a[0]) != len(b) or len(a) * len(b[0]) * len(b) > _MAX_MATRIX_CELLS:
+        return None
+    return (
+        "matrix",
+        tuple(
+            tuple(
+                ("add", tuple(("mul", (a[r][k], b[k][c])) for k in range(len(b))))
+                for c in range(len(b[0]))
+            )
+            for r in range(len(a))
+        ),
+    )
 
 
 def _as_vector(node: Node) -> tuple[Node, ...] | None:

@@ -24,14 +24,6 @@ KNOWN_DISAGREEMENTS = {
         "(-\\infty,1)\\cup(1,\\infty)",
         "\\mathbb{R}\\setminus\\{1\\}",
     ): "P: set difference is not supported",
-    (
-        "\\begin{pmatrix}6 & 8 \\\\ 10 & 12\\end{pmatrix}",
-        "\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix} + \\begin{pmatrix}5 & 6 \\\\ 7 & 8\\end{pmatrix}",
-    ): "P: matrix arithmetic is not evaluated",
-    (
-        "\\begin{pmatrix}1 & 0 \\\\ 0 & 1\\end{pmatrix}",
-        "\\begin{pmatrix}1 & 0 \\\\ 0 & 1\\end{pmatrix} \\begin{pmatrix}1 & 0 \\\\ 0 & 1\\end{pmatrix}",
-    ): "P: matrix arithmetic is not evaluated",
     ("C", "C. x = 42"): "P: a letter followed by more text is not read as a choice",
     ("3", "3 + 4 - 4 = 7 - 4"): "P: deliberate: an equation is not an answer (hack resistance)",
 }

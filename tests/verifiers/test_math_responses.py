@@ -157,3 +157,22 @@ def test_every_entry_point_reads_a_pair_the_same_way(gold, response):
 )
 def test_a_stated_number_followed_by_prose_is_that_number(response, answer):
     assert extract_answer(response) == answer
+
+
+A = "\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix}"
+B = "\\begin{pmatrix}0 & 1 \\\\ 1 & 0\\end{pmatrix}"
+
+
+@pytest.mark.parametrize(
+    ("gold", "answer", "equal"),
+    [
+        ("\\begin{pmatrix}1 & 3 \\\\ 4 & 4\\end{pmatrix}", f"{A} + {B}", True),
+        ("\\begin{pmatrix}2 & 1 \\\\ 4 & 3\\end{pmatrix}", f"{A} {B}", True),  # AB
+        ("\\begin{pmatrix}2 & 1 \\\\ 4 & 3\\end{pmatrix}", f"{B} {A}", False),  # BA != AB
+        ("\\begin{pmatrix}2 & 4 \\\\ 6 & 8\\end{pmatrix}", f"2 {A}", True),
+        ("\\begin{pmatrix}1 & 1 \\\\ 2 & 4\\end{pmatrix}", f"{A} - {B}", True),
+        ("\\begin{pmatrix}1 & 2\\end{pmatrix}", f"{A} + {B}", False),  # shapes differ
+    ],
+)
+def test_matrix_expressions_are_evaluated(gold, answer, equal):
+    assert is_equivalent(gold, f"\\boxed{{{answer}}}") is equal

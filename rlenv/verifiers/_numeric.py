@@ -127,7 +127,7 @@ class _Evaluator:
         magnitude = abs(exponent) * abs(ctx.log(abs(base), 2))
         if magnitude > _MAX_LOG2_MAGNITUDE:
             raise TooLarge("power too large")
-        if ctx.im(base) == 0 and base < 0 and ctx.im(exponent) == 0:
+        if ctx.im(base) == 0 and ctx.re(base) < 0 and ctx.im(exponent) == 0:
             # (-8)^(1/3) = -2 and (x^2-2)^(5/3) real, as in real analysis (odd denominators)
             for q in (3, 5, 7, 9, 11):
                 p = exponent * q

@@ -31,6 +31,7 @@ cooperatively and cost microseconds to milliseconds; step 6 runs in a killable p
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -67,6 +68,7 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT = 0.5
+logger = logging.getLogger("rlenv")
 
 # ----------------------------------------------------------------------------- extraction
 
@@ -247,6 +249,9 @@ def compare(
         return MathComparison(False, "timed out", gold_norm, pred_norm, timed_out=True)
     except (RecursionError, MemoryError, OverflowError) as error:
         return MathComparison(False, f"too large to compare ({type(error).__name__})")
+    except Exception as error:  # a comparison bug must never raise on model output
+        logger.warning("math comparison failed on %r vs %r", gold[:200], pred[:200], exc_info=True)
+        return MathComparison(False, f"could not compare ({type(error).__name__})", gold, pred)
     return MathComparison(equal, reason, gold_norm, pred_norm)
 
 

@@ -359,3 +359,20 @@ def test_decimal_comma_and_units_are_policy_choices():
     assert is_equivalent("5 cm", "5 km") and not is_equivalent("5 cm", "5 km", policy=match)
     assert is_equivalent("5 \\text{ cm}", "5 cm", policy=match)
     assert is_equivalent("5", "5 cm", policy=match) and is_equivalent("5 cm", "5", policy=match)
+
+
+def test_a_real_negative_base_held_as_a_complex_number_is_compared():
+    # i^2 is -1 held as a complex number; (-1)^{1/3} is -1 in real analysis
+    assert compare("-1", "(i^2)^{1/3}").equivalent
+
+
+def test_a_bug_inside_the_comparison_is_contained(monkeypatch, caplog):
+    from rlenv.verifiers import math as math_module
+
+    def broken(self, gold, pred):
+        raise TypeError("a comparison bug")
+
+    monkeypatch.setattr(math_module._Comparator, "answers", broken)
+    result = compare("3", "4")
+    assert not result.equivalent and result.reason == "could not compare (TypeError)"
+    assert grade("3", "\\boxed{4}").reward == 0.0 and "comparison failed" in caplog.text

@@ -373,6 +373,7 @@ def test_a_bug_inside_the_comparison_is_contained(monkeypatch, caplog):
         raise TypeError("a comparison bug")
 
     monkeypatch.setattr(math_module._Comparator, "answers", broken)
-    result = compare("3", "4")
+    result = compare("x + 1", "x + 2")  # not the plain-integer fast path
     assert not result.equivalent and result.reason == "could not compare (TypeError)"
-    assert grade("3", "\\boxed{4}").reward == 0.0 and "comparison failed" in caplog.text
+    assert grade("x + 1", "\\boxed{x + 1}").reward == 1.0  # equal normal forms: no comparison
+    assert grade("x + 1", "\\boxed{1 + x}").reward == 0.0 and "comparison failed" in caplog.text

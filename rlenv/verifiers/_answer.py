@@ -6,8 +6,11 @@ answer. :func:`read_answer` finds the answer, by these rules, first that applies
 1. **Reasoning never answers.** Only the text after the last ``</think>`` counts (an unclosed
    ``<think>`` is no answer), and of a GPT-OSS Harmony transcript only the ``final`` channel
    (an ``analysis`` channel with no ``final`` one is no answer). Text whose LaTeX was escaped
-   twice (``\\\\frac`` from a JSON string) is read with single backslashes.
-2. **Boxes.** The last ``\\boxed{...}`` / ``\\fbox{...}``; boxes written one after another at the
+   twice (``\\\\frac`` from a JSON string) is read with single backslashes. A new chat turn
+   the model started (``<|im_start|>``...), end tokens, GSM8K's ``<<48/2=24>>`` calculator
+   annotations and "I hope it is correct." are not part of the answer.
+2. **Boxes.** The last ``\\boxed{...}`` / ``\\fbox{...}`` (unless "the final answer is X" is
+   stated after it: an intermediate box, then the answer); boxes written one after another at the
    end (``\\boxed{1}, \\boxed{2}``, joined only by commas, "and", "or" or spaces) are one answer,
    the list of their contents. A last box never closed (a truncated response) is no answer:
    nothing earlier is used instead.
@@ -18,8 +21,10 @@ answer. :func:`read_answer` finds the answer, by these rules, first that applies
    - ``"final_answer"``: "the final answer is X", "the answer is X", "Final Answer: X",
      "**Answer:** X";
    - ``"answer_colon"``: "Answer: X" on its own line;
-   - ``"display_math"``: the last ``\\[...\\]`` or ``$$...$$`` block (it may span lines), else
-     the last ``\\(...\\)`` or ``$...$``;
+   - ``"display_math"``: the last ``\\[...\\]`` or ``$$...$$`` block (it may span lines) of the
+     last paragraph;
+   - ``"last_sentence"``: what the last sentence states ("The value of \\(x\\) is 45."): after
+     its last "is"/"are"/"="/":", else its last inline math or bold, else its only number;
    - ``"bold"``: the last ``**X**``;
    - ``"last_number"``: the last number in the text.
 
@@ -35,13 +40,14 @@ from collections.abc import Sequence
 
 from rlenv.verifiers._completion import final_text, resolve_fallbacks
 
-__all__ = ["DEFAULT_FALLBACKS", "last_box", "read_answer", "read_choice"]
+__all__ = ["DEFAULT_FALLBACKS", "all_boxes", "has_prose", "last_box", "read_answer", "read_choice"]
 
 DEFAULT_FALLBACKS: tuple[str, ...] = (
     "bare_answer",
     "final_answer",
     "answer_colon",
     "display_math",
+    "last_sentence",
     "bold",
     "last_number",
 )
@@ -51,27 +57,53 @@ _TAIL = 20_000  # an answer is stated at the end; regexes only read this much
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 
 _FINAL_ANSWER = re.compile(
-    r"(?:final\s+answer|the\s+answer|answer\s+is)\s*(?:\*\*|__)?\s*(?:is|:|=)?\s*(?:\*\*|__)?"
-    r"\s*(?::\s*)?(.{1,300}?)(?:\n|\.(?=\s|$)|$)",
+    r"(?:final\s+answer|the\s+answer|answer\s+is|答案[是为]?)\s*(?:\*\*|__)?\s*(?:is|:|：|=)?"
+    r"\s*(?:\*\*|__)?\s*(?::\s*)?(.{1,300}?)(?:\n|\.(?=\s|$)|$)",
     re.IGNORECASE,
 )
 _ANSWER_COLON = re.compile(
-    r"(?:^|\n)[ \t#>*_-]*answer\s*(?:\*\*|__)?\s*:\s*(?:\*\*|__)?\s*(.{1,300}?)\s*(?=\n|$)",
+    r"(?:^|\n)[ \t#>*_-]*(?:answer|A)\s*(?:\*\*|__)?\s*:\s*(?:\*\*|__)?\s*(.{1,300}?)\s*(?=\n|$)",
     re.IGNORECASE,
 )
 _DISPLAY = re.compile(r"\\\[(.{1,2000}?)\\\]|\$\$(.{1,2000}?)\$\$", re.DOTALL)
 _INLINE = re.compile(r"\\\((.{1,1000}?)\\\)|(?<![\\$])\$([^$\n]{1,1000}?)\$(?!\$)")
 _BOLD = re.compile(r"\*\*([^*\n]{1,300}?)\*\*")
-# A number followed by a scale word, a power or a percent sign is not that number.
+# The last number, not one inside a word or an exponent, and not one a scale word or a power
+# follows ("2 million", "10^6"); a percent sign stays with it ("100%").
 _LAST_NUMBER = re.compile(
-    r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?"
-    r"(?![\d.,/]|\s*(?:[%^]|\\%|\\times|\*\*|(?i:hundred|thousand|million|billion|trillion|percent)\b))"
+    r"(?<![\w^.])-?\d[\d,]*(?:\.\d+)?(?:/\d+)?(?:\s?\\?%)?"
+    r"(?![\d.,/]|\s*(?:\^|\\times|\*\*|(?i:hundred|thousand|million|billion|trillion)\b))"
 )
-_SENTENCE_END = re.compile(r"[.!?](?:\s|$)|\n\s*\n")
-_BETWEEN_BOXES = re.compile(r"^(?:\s|,|;|\$|\\quad|\\qquad|\\text\{\s*(?:and|or)\s*\}|and|or)*$")
+_PARAGRAPH = re.compile(r"\n\s*\n")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=\S)|\n")
+_BETWEEN_BOXES = re.compile(
+    r"^(?:\s|,|;|\.|\$|\\[()]|\\quad|\\qquad|\\text\{[^{}\d]{0,40}\}|and|or)*$"
+)
 _DOUBLE_ESCAPED = re.compile(r"\\\\(?:boxed|frac|dfrac|sqrt|text|pi|cdot|times|left|right)")
 _SINGLE_COMMAND = re.compile(r"(?<!\\)\\(?:boxed|frac|dfrac|sqrt|text|pi|cdot|times|left|right)")
 _HARMONY_FINAL = "<|channel|>final<|message|>"
+# What follows an answer without being part of it: a new chat turn the model started, end
+# tokens, GSM8K calculator annotations, the MATH few-shot sign-off.
+_NEXT_TURN = re.compile(r"<\|im_start\|>|<\|start_header_id\|>|<\|user\|>|\nHuman:|\nUser:")
+_END_TOKENS = re.compile(r"<\|im_end\|>|<\|eot_id\|>|<\|endoftext\|>|</s>|<\|end\|>|<\|return\|>")
+_ANNOTATION = re.compile(r"<<[^<>\n]{0,200}>>")
+_SIGN_OFF = re.compile(r"\s*I hope it is correct\.?\s*$", re.IGNORECASE)
+# Prose: a word of three letters or more (not a LaTeX command, not inside \text{}) that is
+# not a function name or a joining word.
+_PROSE_WORD = re.compile(r"(?<![\\a-zA-Z{])[a-zA-Z]{3,}(?![a-zA-Z])")
+_TEXT_GROUP = re.compile(
+    r"\\(?:text|textnormal|textrm|textbf|mbox|mathrm|mathbf|operatorname)\s*\{[^{}]*\}"
+)
+_MATH_WORDS = frozenset(
+    {"sin", "cos", "tan", "cot", "sec", "csc", "log", "exp", "sqrt", "infty", "inf", "infinity",
+     "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "and", "cosec", "frac", "cdot"}
+)  # fmt: skip
+
+
+def has_prose(text: str) -> bool:
+    """Whether ``text`` holds words of prose (outside ``\\text{}``), not only mathematics."""
+    outside = _TEXT_GROUP.sub(" ", text)
+    return any(m.group().lower() not in _MATH_WORDS for m in _PROSE_WORD.finditer(outside))
 
 
 def _reasoning_removed(text: object) -> str | None:
@@ -89,7 +121,11 @@ def _reasoning_removed(text: object) -> str | None:
         return None
     if _DOUBLE_ESCAPED.search(remaining) and not _SINGLE_COMMAND.search(remaining):
         remaining = remaining.replace("\\\\", "\\")
-    return remaining
+    next_turn = _NEXT_TURN.search(remaining)
+    if next_turn:
+        remaining = remaining[: next_turn.start()]
+    remaining = _ANNOTATION.sub("", _END_TOKENS.sub("", remaining))
+    return _SIGN_OFF.sub("", remaining)
 
 
 def _boxes(text: str) -> list[tuple[int, int, str | None]]:
@@ -128,6 +164,11 @@ def _boxes(text: str) -> list[tuple[int, int, str | None]]:
         found.append((start, end + 1, text[position + 1 : end].strip()))
         position = end + 1
     return found
+
+
+def all_boxes(text: str) -> list[str]:
+    """The contents of every closed box, in order (a reference solution's answer parts)."""
+    return [content for _, _, content in _boxes(text) if content is not None]
 
 
 def last_box(text: str) -> str | None:
@@ -182,7 +223,8 @@ def read_answer(
         return None, "no answer after the reasoning" if isinstance(text, str) else "not text"
     boxed = last_box(body)
     if boxed is not None:
-        return boxed, "box"
+        stated = _stated_after_last_box(body)
+        return (stated, "final_answer") if stated else (boxed, "box")
     if any(command in body for command in _BOX_COMMANDS) and _boxes(body):
         return None, "the last box is never closed"
     tail = body[-_TAIL:]
@@ -204,15 +246,59 @@ _NUMBER_THEN_PROSE = re.compile(
     r"^\\?\$?\s*(-?\d[\d,]*(?:\.\d+)?(?:/\d+)?)\s+"
     r"(?!(?i:hundred|thousand|million|billion|trillion|percent|times|or|and|to)\b)[a-zA-Z]"
 )
+_COPULA = re.compile(r"\s(?:is|are|was|equals|be|of)\s+|\s=\s*|:\s+", re.IGNORECASE)
+_NUMBER = re.compile(
+    r"(?<![\w^.])-?\d[\d,]*(?:\.\d+)?(?:/\d+)?(?![\w.])"
+    r"(?!\s*(?:\^|(?i:hundred|thousand|million|billion|trillion)\b))"
+)
 
 
 def _phrase(text: str) -> str | None:
-    """What a phrase rule captured, cleaned; a number followed by prose is that number."""
+    """What a phrase rule captured, cleaned, down to its answer: "The final answer is X" inside
+    "Final Answer: ..." is X; a number followed by prose is that number; prose ending in
+    "is X" is X (see :func:`_from_prose`)."""
     found = _clean(text)
+    for _ in range(3):  # "Final Answer: The final answer is $X$"
+        inner = list(_FINAL_ANSWER.finditer(found))
+        if not inner:
+            break
+        found = _clean(inner[-1].group(1))
     leading = _NUMBER_THEN_PROSE.match(found)
     if leading and not re.search(r"[=<>\\^]", found):
         return leading.group(1)
+    if has_prose(found):
+        return _from_prose(found) or found or None
     return found or None
+
+
+def _from_prose(sentence: str) -> str | None:
+    """The answer a sentence of prose states: what follows its last "is"/"are"/"="/":" (when
+    that is mathematics), else its last inline math or bold, else its only number."""
+    parts = _COPULA.split(sentence)
+    if len(parts) > 1:
+        stated = _clean(parts[-1])
+        leading = _NUMBER_THEN_PROSE.match(stated)
+        if leading:
+            return leading.group(1)
+        if stated and not has_prose(stated):
+            return stated
+    for pattern in (_INLINE, _BOLD):
+        matches = list(pattern.finditer(sentence))
+        if matches:
+            last = matches[-1]
+            found = _clean(next(group for group in last.groups() if group is not None))
+            if found and not has_prose(found) and not re.fullmatch(r"[A-Za-z]", found):
+                return found
+    numbers = _NUMBER.findall(sentence)
+    return numbers[0].rstrip(",") if len(numbers) == 1 else None
+
+
+def _stated_after_last_box(body: str) -> str | None:
+    """A "final answer is X" stated after the last box (an intermediate box, then the answer)."""
+    boxes = _boxes(body)
+    after = body[boxes[-1][1] :] if boxes else ""
+    matches = list(_FINAL_ANSWER.finditer(after[-_TAIL:]))
+    return _phrase(matches[-1].group(1)) if matches else None
 
 
 def _final_answer(tail: str) -> str | None:
@@ -225,16 +311,25 @@ def _answer_colon(tail: str) -> str | None:
     return _phrase(matches[-1].group(1)) if matches else None
 
 
+def _last_paragraph(tail: str) -> str:
+    paragraphs = [p for p in _PARAGRAPH.split(tail) if p.strip()]
+    return paragraphs[-1] if paragraphs else ""
+
+
 def _display_math(tail: str) -> str | None:
-    displays = list(_DISPLAY.finditer(tail))
+    """The last display block, if the last paragraph holds one (``We get \\[ 42 \\]``)."""
+    paragraph = _last_paragraph(tail)
+    displays = list(_DISPLAY.finditer(paragraph))
     if displays:
         last = displays[-1]
         return _clean(last.group(1) or last.group(2) or "") or None
-    inline = list(_INLINE.finditer(tail))
-    if inline:
-        last = inline[-1]
-        return _clean(last.group(1) or last.group(2) or "") or None
     return None
+
+
+def _last_sentence(tail: str) -> str | None:
+    """What the last sentence states: "The value of \\( x \\) is 45." → 45."""
+    sentences = [s for s in _SENTENCE.split(_last_paragraph(tail)) if s.strip()]
+    return _from_prose(sentences[-1]) if sentences else None
 
 
 def _bold(tail: str) -> str | None:
@@ -251,12 +346,14 @@ _FALLBACKS = {
     "final_answer": _final_answer,
     "answer_colon": _answer_colon,
     "display_math": _display_math,
+    "last_sentence": _last_sentence,
     "bold": _bold,
     "last_number": _last_number,
 }
 
 _CHOICES = (
     re.compile(r"\\boxed\{\s*\(?\s*([A-J])\s*\)?\s*\}"),
+    re.compile(r"答案[是为：:]?\s*[（(]?\s*([A-J])"),
     re.compile(
         r"(?i:answer|option|choice)\s*(?i:is|:)?\s*(?:\*\*)?\s*(?i:option\s*)?"
         r"\(?\s*([A-J])\s*\)?(?![A-Za-z])"
@@ -264,6 +361,7 @@ _CHOICES = (
     re.compile(r"\(\s*([A-J])\s*\)"),
     re.compile(r"(?:^|\n)\s*\**\s*([A-J])\s*\**\s*[.)]?\s*$"),
     re.compile(r"\*\*\s*\(?([A-J])\)?\s*\*\*"),
+    re.compile(r"^\s*\(?([A-J])[.):]\s"),  # "A. Because ..." opens with its choice
 )
 
 

@@ -64,7 +64,8 @@ _UNIT_WORDS = (
     "months|month|years|year|"
     "dollars|dollar|cents|cent|usd|euros|euro|pounds sterling|"
     "degrees|degree|deg|radians|radian|rad|"
-    "people|persons|students|apples|marbles|items|points|percent|pct"
+    "yuan|rmb|rupees|rupee|yen|won|"
+    "people|persons|students|apples|marbles|items|points|percentage|percent|pct"
 )
 _TRAILING_UNITS = re.compile(
     rf"(?:(?<![a-zA-Z])\s*(?:{_UNIT_WORDS})\b(?:\s*\^\s*\{{?\d\}}?)?\.?)+\s*$", re.IGNORECASE
@@ -91,6 +92,7 @@ _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree(?![a-zA-Z])")
 # 1,000 and 12,345,678 (not inside brackets, where "(1,100)" is a pair, not 1100).
 _THOUSANDS = re.compile(r"(?<![\d.,(\[{])([1-9]\d{0,2})((?:,\d{3})+)(?!\d|\s*[)\]}])")
 _SPACED_THOUSANDS = re.compile(r"(?<![\d.])(\d{1,3})((?: \d{3})+)(?![\d.])")
+_SQRT_SIGN = re.compile(r"√\s*(\d+(?:\.\d+)?|[a-zA-Z])")
 _FRAC_LIKE = re.compile(r"\\(?:dfrac|tfrac|cfrac)(?![a-zA-Z])")
 _BINOM_LIKE = re.compile(r"\\(?:dbinom|tbinom)(?![a-zA-Z])")
 
@@ -190,7 +192,8 @@ def normalize(text: str) -> str:
     text = _TRAILING_TEXT.sub("", text)
     for delimiter in ("$$", "$", "\\(", "\\)", "\\[", "\\]"):
         text = text.replace(delimiter, " ")
-    text = text.strip()
+    text = _TRAILING_TEXT.sub("", text.strip()).strip()  # again, now that "$" is gone
+    text = _SQRT_SIGN.sub(r"\\sqrt{\1}", text).replace("√", "\\sqrt ")
     for _ in range(3):
         text = _strip_outer_box(text)
     text = _FRAC_LIKE.sub(r"\\frac", text)

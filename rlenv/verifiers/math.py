@@ -43,7 +43,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from rlenv.verdict import Verdict
-from rlenv.verifiers._answer import DEFAULT_FALLBACKS, last_box, read_answer, read_choice
+from rlenv.verifiers._answer import (
+    _TEXT_GROUP,
+    DEFAULT_FALLBACKS,
+    all_boxes,
+    has_prose,
+    read_answer,
+    read_choice,
+)
 from rlenv.verifiers._mathparse import (
     _TRAILING_UNITS,
     MAX_ANSWER_CHARS,
@@ -89,16 +96,6 @@ def extract_answer(text: str, *, fallbacks: Sequence[str] | bool = True) -> str 
     return read_answer(text, fallbacks=fallbacks, is_answer=_is_bare_answer)[0]
 
 
-_PROSE_WORD = re.compile(r"(?<![\\a-zA-Z{])[a-zA-Z]{3,}(?![a-zA-Z])")
-_TEXT_GROUP = re.compile(
-    r"\\(?:text|textnormal|textrm|textbf|mbox|mathrm|mathbf|operatorname)\s*\{[^{}]*\}"
-)
-_MATH_WORDS = frozenset(
-    {"sin", "cos", "tan", "cot", "sec", "csc", "log", "exp", "sqrt", "infty", "inf", "infinity",
-     "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "and", "cosec"}
-)  # fmt: skip
-
-
 def _is_bare_answer(text: str, *, words: bool = False) -> bool:
     """Whether ``text`` is an answer on its own: one line without prose (a word of three
     letters or more, outside ``\\text{}``, that is not a function name) that the parser reads,
@@ -108,10 +105,7 @@ def _is_bare_answer(text: str, *, words: bool = False) -> bool:
         return False
     if words:
         return len(text.split()) <= 6
-    outside_text = normalize(_TEXT_GROUP.sub(" ", text))  # units, "percent" are not prose
-    if any(
-        match.group().lower() not in _MATH_WORDS for match in _PROSE_WORD.finditer(outside_text)
-    ):
+    if has_prose(normalize(_TEXT_GROUP.sub(" ", text))):  # units, "percent" are not prose
         return False
     try:
         node = parse(normalize(text))
@@ -284,6 +278,7 @@ def is_equivalent(
 
 
 _GSM8K_MARK = "####"
+_UNESCAPE = re.compile(r"\\\\(?=[a-zA-Z]{2,})")
 _FUNCTION_LABEL = re.compile(r"^\s*[A-Za-z](?:_\{?\w{1,5}\}?)?\s*\(\s*[^()=]{0,30}\)\s*=(?!=)")
 
 
@@ -378,11 +373,15 @@ def _gold_answer(gold: Any) -> str | None:
     text = gold.strip()
     if _GSM8K_MARK in text:
         text = text.rsplit(_GSM8K_MARK, 1)[1].strip()
-    if len(text) > 4 * MAX_ANSWER_CHARS:
+    if len(text) > 16 * MAX_ANSWER_CHARS:
         return None
-    boxed = last_box(text) if "\\boxed" in text or "\\fbox" in text else None
-    if boxed is not None and not text.startswith(("\\boxed", "\\fbox", "$")):
-        text = boxed  # a gold solution that boxes its answer
+    text = _UNESCAPE.sub(r"\\", text)  # \\frac from a JSON-escaped dataset
+    boxes = all_boxes(text)
+    if boxes:  # a solution that boxes its answer; several boxes are all part of it
+        return ", ".join(boxes) or None
+    if len(text) > 200 or "\n" in text:  # a worked solution: read its answer as a response's
+        answer, _ = read_answer(text, is_answer=_is_bare_answer)
+        return answer or None
     return text or None
 
 

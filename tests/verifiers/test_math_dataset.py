@@ -24,7 +24,6 @@ KNOWN_DISAGREEMENTS = {
         "(-\\infty,1)\\cup(1,\\infty)",
         "\\mathbb{R}\\setminus\\{1\\}",
     ): "P: set difference is not supported",
-    ("C", "C. x = 42"): "P: a letter followed by more text is not read as a choice",
     ("3", "3 + 4 - 4 = 7 - 4"): "P: deliberate: an equation is not an answer (hack resistance)",
 }
 

@@ -87,6 +87,9 @@ _HARMONY_FINAL = "<|channel|>final<|message|>"
 _NEXT_TURN = re.compile(r"<\|im_start\|>|<\|start_header_id\|>|<\|user\|>|\nHuman:|\nUser:")
 _END_TOKENS = re.compile(r"<\|im_end\|>|<\|eot_id\|>|<\|endoftext\|>|</s>|<\|end\|>|<\|return\|>")
 _ANNOTATION = re.compile(r"<<[^<>\n]{0,200}>>")
+# A fenced program (with its language named; an output block stays) at the end of a response:
+# code is not a statement of the answer, and a response that ends in code never stated one.
+_CODE_BLOCK = re.compile(r"```(?:python|py)[ \t]*\n.{0,20000}?(?:\n```|\Z)", re.DOTALL)
 _SIGN_OFF = re.compile(r"\s*I hope it is correct\.?\s*$", re.IGNORECASE)
 # Prose: a word of three letters or more (not a LaTeX command, not inside \text{}) that is
 # not a function name or a joining word.
@@ -125,6 +128,7 @@ def _reasoning_removed(text: object) -> str | None:
     if next_turn:
         remaining = remaining[: next_turn.start()]
     remaining = _ANNOTATION.sub("", _END_TOKENS.sub("", remaining))
+    remaining = _CODE_BLOCK.sub("\n", remaining)  # code is not a statement of the answer
     return _SIGN_OFF.sub("", remaining)
 
 
@@ -289,6 +293,8 @@ def _from_prose(sentence: str) -> str | None:
             found = _clean(next(group for group in last.groups() if group is not None))
             if found and not has_prose(found) and not re.fullmatch(r"[A-Za-z]", found):
                 return found
+    if "=" in sentence or _INLINE.search(sentence):  # "6x = 7x ... by 6": not a statement
+        return None
     numbers = _NUMBER.findall(sentence)
     return numbers[0].rstrip(",") if len(numbers) == 1 else None
 

@@ -46,8 +46,8 @@ from rlenv.verdict import Verdict
 from rlenv.verifiers._answer import (
     _TEXT_GROUP,
     DEFAULT_FALLBACKS,
-    all_boxes,
     has_prose,
+    last_box,
     read_answer,
     read_choice,
 )
@@ -376,9 +376,10 @@ def _gold_answer(gold: Any) -> str | None:
     if len(text) > 16 * MAX_ANSWER_CHARS:
         return None
     text = _UNESCAPE.sub(r"\\", text)  # \\frac from a JSON-escaped dataset
-    boxes = all_boxes(text)
-    if boxes:  # a solution that boxes its answer; several boxes are all part of it
-        return ", ".join(boxes) or None
+    if "\\boxed" in text or "\\fbox" in text:  # a solution that boxes its answer
+        boxed = last_box(text)  # boxes written one after another are one list, as in answers
+        if boxed:
+            return boxed
     if len(text) > 200 or "\n" in text:  # a worked solution: read its answer as a response's
         answer, _ = read_answer(text, is_answer=_is_bare_answer)
         return answer or None
@@ -569,7 +570,14 @@ class _Comparator:
         decimal = _has_decimal(gold) or _has_decimal(pred)
         exact_g, exact_p = _rational(gold, mode), _rational(pred, mode)
         if exact_g is not None and exact_p is not None:
-            return _close_rational(exact_g, exact_p, self.policy.rel_tol if decimal else 0.0)
+            close = _close_rational(exact_g, exact_p, self.policy.rel_tol if decimal else 0.0)
+            places = _written_places(gold), _written_places(pred)
+            if close and None not in places:
+                # Two written decimals must also round to each other: a relative tolerance
+                # alone takes 16386.16 for 16386.17 (a cent off is 6e-7 of the value).
+                coarser = min(places)  # type: ignore[type-var]
+                return abs(exact_g - exact_p) <= Fraction(1, 2 * 10**coarser)
+            return close
         if _has_infinity(gold) or _has_infinity(pred):
             return _infinity_sign(gold) == _infinity_sign(pred) is not None
         return self.numeric_equal(gold, pred, decimal, mode)
@@ -908,6 +916,20 @@ def _collection_kind(opener: str, closer: str) -> str:
     if (opener, closer) == ("(", ")"):
         return "tuple"
     return "interval"
+
+
+def _written_places(node: Node) -> int | None:
+    """The decimal places of a number written as a decimal (``-12.75`` → 2), else ``None``.
+    Trailing zeros are not counted (``2.50`` → 1): the value cannot tell them apart."""
+    if node[0] in ("neg", "pct"):
+        return _written_places(node[1])
+    if node[0] != "num" or not node[2]:
+        return None
+    value = node[1]
+    for places in range(60):
+        if (value * 10**places).denominator == 1:
+            return places
+    return None
 
 
 def _has_decimal(node: Node) -> bool:

@@ -176,3 +176,71 @@ B = "\\begin{pmatrix}0 & 1 \\\\ 1 & 0\\end{pmatrix}"
 )
 def test_matrix_expressions_are_evaluated(gold, answer, equal):
     assert is_equivalent(gold, f"\\boxed{{{answer}}}") is equal
+
+
+@pytest.mark.parametrize(
+    ("gold", "answer", "equal"),
+    [
+        ("16387.20", "16386.20", False),  # a dollar off: relative error 6e-5
+        ("16386.17", "16386.16", False),  # a cent off
+        ("66.667", "66.668", False),
+        ("-1,234.5", "-1234.6", False),
+        ("3.14", "3.14", True),
+        ("1.5", "1.50", True),
+        ("\\frac{1}{3}", "0.3333", True),  # an exact gold against a rounded decimal
+        ("\\pi", "3.1416", True),
+    ],
+)
+def test_two_written_decimals_must_round_to_each_other(gold, answer, equal):
+    assert is_equivalent(gold, answer) is equal
+
+
+PROGRAM_THEN_ANSWER = """```python
+def money_left():
+    return 23 - 5 * 3
+
+print(money_left())
+```
+```output
+8
+```
+Olivia has $\\boxed{9}$ dollars left."""
+
+ENDS_IN_CODE = """Let me try again.
+
+```python
+f = abs(x - p) + abs(x - 15)
+print(Min(f, (x, p, 15)))
+```
+"""
+
+
+def test_code_is_not_a_statement_of_the_answer():
+    assert extract_answer(PROGRAM_THEN_ANSWER) == "9"  # the boxed answer, not the output
+    assert extract_answer(ENDS_IN_CODE) is None  # never stated one: 15 in the code is not it
+
+
+@pytest.mark.parametrize(
+    ("response", "answer"),
+    [
+        ("Final Answer: The final answer is $14{,}916$. I hope it is correct.", "14{,}916"),
+        ("Final Answer: The largest $n$ is 34.", "34"),
+        ("I think I've confirmed it enough. The integer value of \\( x \\) is 45.", "45"),
+        ("Therefore, the coordinates of point *P* are **(8, -2)**.", "(8, -2)"),
+        ("... = $<<6*350=2100>>2,100\nThe difference is $100.\nA: 100", "100"),
+        ("The answer is \\boxed{1}.<|im_end|><|im_start|>user\nNext: \\boxed{7}", "1"),
+        ("$0.05 \\cdot 10200 = \\boxed{255}$ ... Final Answer: The final answer is $10,455$.",
+         "10,455"),  # an intermediate box, then the stated final answer
+        ("So after dividing both sides by 6, you will have: 6x = 7x.", "7x"),  # never "6"
+        ("综上所述，最大值是 2。\n答案是 C", "C"),
+    ],
+)  # fmt: skip
+def test_stated_answers_in_prose(response, answer):
+    assert extract_answer(response) == answer
+
+
+def test_a_gold_solution_is_read_for_its_boxed_answer():
+    solution = "We have $a = 2$ and so $a^2 = 4$. Thus the answer is $\\boxed{4}$.\n"
+    assert grade(solution, "4").reward == 1.0 and grade(solution, "2").reward == 0.0
+    assert grade("\\boxed{1} no no no no \\boxed{2}", "2").reward == 1.0  # the last box
+    assert grade("$\\boxed{2}, \\boxed{3}, \\boxed{5}$", "\\{2, 3, 5\\}").reward == 1.0

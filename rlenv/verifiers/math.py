@@ -228,6 +228,12 @@ def compare(
         pred_norm = _FUNCTION_LABEL.sub("", pred_norm, count=1).strip() or pred_norm
     if gold_norm == pred_norm and gold_norm:
         return MathComparison(True, "same normal form", gold_norm, pred_norm)
+    if "=" in gold_norm and "=" not in pred_norm:  # |AB| = 1, V_1:V_2 = 11:21, AB = 4, CD = 5
+        values = _labelled_values(gold_norm)
+        if values is not None:
+            labelled = compare(values, pred_norm, timeout=timeout, policy=policy)
+            if labelled.equivalent:
+                return labelled
     try:
         gold_tree = _parse_cached(gold_norm, policy.mixed_numbers)
     except MathParseError as error:
@@ -235,6 +241,10 @@ def compare(
     try:
         pred_tree = parse(pred_norm, mixed_numbers=policy.mixed_numbers)
     except MathParseError as error:
+        # \\lim_{x \\to 0} \\frac{\\sin x}{x} = 1: a result labelled by what the parser cannot read
+        value = pred_norm.rsplit("=", 1)[1].strip() if pred_norm.count("=") == 1 else ""
+        if value and "=" not in gold_norm and _depth(pred_norm.rsplit("=", 1)[0]) == 0:
+            return compare(gold, value, timeout=timeout, policy=policy)
         return MathComparison(False, f"answer not understood ({error})", gold_norm, pred_norm)
     comparator = _Comparator(policy, deadline)
     try:
@@ -250,6 +260,38 @@ def compare(
 
 
 _DECIMAL_COMMA = re.compile(r"(?<![\d,])(-?\d+),(\d{1,2})(?![\d,])")
+
+
+_SUBSCRIPT = re.compile(r"_\{[^{}]*\}|_\w")
+_LABEL = re.compile(r"[A-Za-z\\{}|:()\s'^]+")
+
+
+def _depth(text: str) -> int:
+    """How many brackets ``text`` leaves open (0: balanced)."""
+    return sum(text.count(c) for c in "({[") - sum(text.count(c) for c in ")}]")
+
+
+def _labelled_values(gold: str) -> str | None:
+    """The values of a gold written as named results: ``AB = 4, CD = 5`` → ``4, 5``,
+    ``\\frac{NO}{BO} = \\frac{1}{\\sqrt6}`` → its right side; ``None`` unless every part is
+    ``name = value`` with a name of letters only (no digits outside subscripts)."""
+    parts, depth, start = [], 0, 0
+    for index, char in enumerate(gold):
+        depth += (char in "({[") - (char in ")}]")
+        if char in ",;" and depth == 0:
+            parts.append(gold[start:index])
+            start = index + 1
+    parts.append(gold[start:])
+    values = []
+    for part in parts:
+        name, sign, value = part.partition("=")
+        name = _SUBSCRIPT.sub("", name).strip()
+        if not sign or "=" in value or not name or not _LABEL.fullmatch(name):
+            return None
+        values.append(value.strip())
+    if not all(values):
+        return None
+    return values[0] if len(values) == 1 else f"({', '.join(values)})"  # named: in order
 
 
 def _unit_of(text: str) -> str | None:

@@ -244,3 +244,21 @@ def test_a_gold_solution_is_read_for_its_boxed_answer():
     assert grade(solution, "4").reward == 1.0 and grade(solution, "2").reward == 0.0
     assert grade("\\boxed{1} no no no no \\boxed{2}", "2").reward == 1.0  # the last box
     assert grade("$\\boxed{2}, \\boxed{3}, \\boxed{5}$", "\\{2, 3, 5\\}").reward == 1.0
+
+
+@pytest.mark.parametrize(
+    ("gold", "answer", "equal"),
+    [
+        ("|AB| = 1", "1", True),
+        ("V_{1}:V_{2} = 11:21", "11:21", True),
+        ("AB = 4, CD = 5", "4, 5", True),
+        ("\\frac{NO}{BO} = \\frac{1}{\\sqrt{6}}", "\\frac{\\sqrt6}{6}", True),
+        ("f(x) = 1", "1", True),
+        ("AB = 4, CD = 5", "5, 4", False),  # named values keep their order
+        ("x + 1 = 5", "5", False),  # an equation is not a named result
+        ("1", "\\lim_{x \\to 0} \\frac{\\sin x}{x} = 1", True),
+        ("2", "\\lim_{x \\to 0} \\frac{\\sin x}{x} = 1", False),
+    ],
+)
+def test_named_results_on_either_side(gold, answer, equal):
+    assert is_equivalent(gold, answer) is equal

@@ -72,7 +72,7 @@ _BOLD = re.compile(r"\*\*([^*\n]{1,300}?)\*\*")
 # follows ("2 million", "10^6"); a percent sign stays with it ("100%").
 _LAST_NUMBER = re.compile(
     r"(?<![\w^.])-?\d[\d,]*(?:\.\d+)?(?:/\d+)?(?:\s?\\?%)?"
-    r"(?![\d.,/]|\s*(?:\^|\\times|\*\*|(?i:hundred|thousand|million|billion|trillion)\b))"
+    r"(?![\d,/]|\.\d|\s*(?:\^|\\times|\*\*|(?i:hundred|thousand|million|billion|trillion)\b))"
 )
 _PARAGRAPH = re.compile(r"\n\s*\n")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=\S)|\n")
@@ -85,7 +85,10 @@ _HARMONY_FINAL = "<|channel|>final<|message|>"
 # What follows an answer without being part of it: a new chat turn the model started, end
 # tokens, GSM8K calculator annotations, the MATH few-shot sign-off.
 _NEXT_TURN = re.compile(r"<\|im_start\|>|<\|start_header_id\|>|<\|user\|>|\nHuman:|\nUser:")
-_END_TOKENS = re.compile(r"<\|im_end\|>|<\|eot_id\|>|<\|endoftext\|>|</s>|<\|end\|>|<\|return\|>")
+_END_TOKENS = re.compile(
+    r"(?:<\|)?im_end\|>|<\|eot_id\|>|<\|endoftext\|>|</s>|<\|end\|>|<\|return\|>"
+)
+_LEADING_TURN = re.compile(r"^\s*(?:<\|im_start\|>\s*(?:assistant\b)?\s*)+")
 _ANNOTATION = re.compile(r"<<[^<>\n]{0,200}>>")
 # A fenced program (with its language named; an output block stays) at the end of a response:
 # code is not a statement of the answer, and a response that ends in code never stated one.
@@ -124,6 +127,7 @@ def _reasoning_removed(text: object) -> str | None:
         return None
     if _DOUBLE_ESCAPED.search(remaining) and not _SINGLE_COMMAND.search(remaining):
         remaining = remaining.replace("\\\\", "\\")
+    remaining = _LEADING_TURN.sub("", remaining)
     next_turn = _NEXT_TURN.search(remaining)
     if next_turn:
         remaining = remaining[: next_turn.start()]
@@ -198,7 +202,7 @@ def _clean(answer: str) -> str:
     for _ in range(3):
         before = answer
         answer = answer.strip("*_ \t")
-        answer = re.sub(r"^(?:is|=|:|of)\s+", "", answer, flags=re.IGNORECASE)
+        answer = re.sub(r"^(?:is|=|:|of|####)\s*(?=\S)", "", answer, flags=re.IGNORECASE)
         for opener, closer in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
             if answer.startswith(opener) and answer.endswith(closer) and len(answer) > 2:
                 answer = answer[len(opener) : len(answer) - len(closer)].strip()
@@ -304,7 +308,10 @@ def _stated_after_last_box(body: str) -> str | None:
     boxes = _boxes(body)
     after = body[boxes[-1][1] :] if boxes else ""
     matches = list(_FINAL_ANSWER.finditer(after[-_TAIL:]))
-    return _phrase(matches[-1].group(1)) if matches else None
+    stated = _phrase(matches[-1].group(1)) if matches else None
+    if stated and stated.count("{") == stated.count("}"):  # a stray brace: the box stands
+        return stated
+    return None
 
 
 def _final_answer(tail: str) -> str | None:
@@ -358,7 +365,7 @@ _FALLBACKS = {
 }
 
 _CHOICES = (
-    re.compile(r"\\boxed\{\s*\(?\s*([A-J])\s*\)?\s*\}"),
+    re.compile(r"\\boxed\{\s*\(?\s*([A-J])\s*\)?\s*(?:[.:)]\s*[^{}]{0,300})?\}"),
     re.compile(r"答案[是为：:]?\s*[（(]?\s*([A-J])"),
     re.compile(
         r"(?i:answer|option|choice)\s*(?i:is|:)?\s*(?:\*\*)?\s*(?i:option\s*)?"

@@ -169,6 +169,14 @@ _NUMBER_WORDS = {
 }
 
 
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
+         "eighty": 80, "ninety": 90}  # fmt: skip
+_COMPOUND_NUMBER = re.compile(
+    r"(twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)"
+    r"(?:[- ](one|two|three|four|five|six|seven|eight|nine))?"
+)
+
+
 def _repeating_decimal(match: re.Match[str]) -> str:
     """``0.1\\overline{6}`` → ``\\frac{1}{6}`` (exact)."""
     sign, whole, fixed, repeat = match.groups()
@@ -176,6 +184,22 @@ def _repeating_decimal(match: re.Match[str]) -> str:
     numerator = int(whole + fixed + repeat) - int(whole + fixed)
     denominator = (10 ** len(repeat) - 1) * 10 ** len(fixed)
     return f"{sign}\\frac{{{numerator}}}{{{denominator}}}"
+
+
+_APPROX = re.compile(r"\\approx|≈")
+_LONE_NAME = re.compile(r"\s*[a-zA-Z](?:_\{?\w+\}?)?\s*")
+
+
+def _without_approximation(text: str) -> str:
+    """``\\frac{\\sqrt3}{3} \\approx 0.577`` is ``\\frac{\\sqrt3}{3}``: an approximation restates
+    the value before it (``x \\approx 3.2``, with only a name before it, is 3.2)."""
+    match = _APPROX.search(text)
+    if match is None:
+        return text
+    before, after = text[: match.start()], text[match.end() :]
+    if before.strip().strip("$") and not _LONE_NAME.fullmatch(before.strip("$ ")):
+        return before
+    return _without_approximation(after)
 
 
 def normalize(text: str) -> str:
@@ -187,7 +211,7 @@ def normalize(text: str) -> str:
     text = text.replace("\\$", " ").replace("\\%", "%").replace("\u2212", "-")
     for currency in ("€", "£", "¥", "\\euro", "\\pounds"):
         text = text.replace(currency, " ")
-    text = text.replace("\\approx", "=").replace("\\mathbb{R}", "(-\\infty, \\infty)")
+    text = _without_approximation(text).replace("\\mathbb{R}", "(-\\infty, \\infty)")
     text = _COMMA_SPACE.sub(",", text)
     text = _TRAILING_TEXT.sub("", text)
     for delimiter in ("$$", "$", "\\(", "\\)", "\\[", "\\]"):
@@ -214,6 +238,12 @@ def normalize(text: str) -> str:
     text = re.sub(r"(?<=\d)_\{(\d+)\}", r"_\1", text)  # 204_{5} is 204_5
     text = _REPEATING.sub(_repeating_decimal, text)
     text = _NUMBER_WORDS.get(text.lower(), text)
+    compound = _COMPOUND_NUMBER.fullmatch(text.lower())
+    if compound:  # forty-two
+        text = str(
+            _TENS[compound.group(1)]
+            + int(_NUMBER_WORDS[compound.group(2)] if compound.group(2) else 0)
+        )
     text = _THOUSANDS.sub(lambda m: m.group(1) + m.group(2).replace(",", ""), text)
     text = _PLAIN_MIXED.sub(r"\1\\frac{\2}{\3}", text)
     text = _SPACED_THOUSANDS.sub(lambda m: m.group(1) + m.group(2).replace(" ", ""), text)

@@ -422,9 +422,9 @@ def _gold_answer(gold: Any) -> str | None:
         boxed = last_box(text)  # boxes written one after another are one list, as in answers
         if boxed:
             return boxed
-    if len(text) > 200 or "\n" in text:  # a worked solution: read its answer as a response's
+    if len(text) > 200 or "\n" in text or has_prose(text):  # a solution, "So the answer is B"
         answer, _ = read_answer(text, is_answer=_is_bare_answer)
-        return answer or None
+        return answer or text
     return text or None
 
 

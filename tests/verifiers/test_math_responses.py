@@ -262,3 +262,24 @@ def test_a_gold_solution_is_read_for_its_boxed_answer():
 )
 def test_named_results_on_either_side(gold, answer, equal):
     assert is_equivalent(gold, answer) is equal
+
+
+@pytest.mark.parametrize(
+    ("gold", "response", "equal"),
+    [
+        ("42", "<|im_start|>Answer: \\boxed{42}<|im_end|>", True),
+        ("42", "<|im_start|>Answer: \\boxed{42}im_end|>", True),  # a garbled end token
+        ("42", "The answer is #### 42", True),
+        ("42", "Answer: \\boxed{\\text{forty-two}}", True),
+        ("E", "\\boxed{E: A polygenic risk score}", True),
+        ("So the answer is B", "B", True),  # a gold stated in a sentence
+        ("\\frac{\\sqrt{3}}{3} \\approx 0.577", "\\frac{\\sqrt{3}}{3}", True),
+        ("\\frac{\\sqrt{3}}{3}", "\\frac{\\sqrt{3}}{3} \\approx 0.577", True),
+        ("3.2", "x \\approx 3.2", True),
+        ("5", "I add 5 and 0, which results in 5. This is the result of the sum.", True),
+        ("\\frac{211}{243}", "so $\\boxed{\\frac{211}{243}}$.\nThe answer is \\frac{211}{243}}", True),
+        ("41", "Answer: \\boxed{\\text{forty-two}}", False),
+    ],
+)
+def test_more_real_response_forms(gold, response, equal):
+    assert is_equivalent(gold, response) is equal

@@ -21,8 +21,8 @@ answer. :func:`read_answer` finds the answer, by these rules, first that applies
    - ``"final_answer"``: "the final answer is X", "the answer is X", "Final Answer: X",
      "**Answer:** X";
    - ``"answer_colon"``: "Answer: X" on its own line;
-   - ``"display_math"``: the last ``\\[...\\]`` or ``$$...$$`` block (it may span lines) of the
-     last paragraph;
+   - ``"display_math"``: the last ``\\[...\\]`` or ``$$...$$`` block (it may span lines), when it
+     ends the text (at most a few words after it);
    - ``"last_sentence"``: what the last sentence states ("The value of \\(x\\) is 45."): after
      its last "is"/"are"/"="/":", else its last inline math or bold, else its only number;
    - ``"bold"``: the last ``**X**``;
@@ -57,7 +57,8 @@ _TAIL = 20_000  # an answer is stated at the end; regexes only read this much
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 
 _FINAL_ANSWER = re.compile(
-    r"(?:final\s+answer|the\s+answer|answer\s+is|答案[是为]?)\s*(?:\*\*|__)?\s*(?:is|:|：|=)?"
+    r"(?:final\s+answer(?:\s*(?:\*\*|__)?\s*(?:is|:|：|=))?|answer\s+(?:is|was)|answer\s*[:=]"
+    r"|答案[是为]?\s*[:：]?)"
     r"\s*(?:\*\*|__)?\s*(?::\s*)?(.{1,300}?)(?:\n|\.(?=\s|$)|$)",
     re.IGNORECASE,
 )
@@ -333,7 +334,8 @@ def _display_math(tail: str) -> str | None:
     """The last display block, if the last paragraph holds one (``We get \\[ 42 \\]``)."""
     paragraph = _last_paragraph(tail)
     displays = list(_DISPLAY.finditer(paragraph))
-    if displays:
+    rest = paragraph[displays[-1].end() :] if displays else ""
+    if displays and len(rest.strip()) <= 40 and not re.search(r"\d", rest):  # it ends the text
         last = displays[-1]
         return _clean(last.group(1) or last.group(2) or "") or None
     return None

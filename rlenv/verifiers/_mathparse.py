@@ -733,6 +733,8 @@ class _Parser:
         if not rows or len({len(r) for r in rows}) != 1:
             raise MathParseError("ragged matrix")
         if environment == "vmatrix":
+            if len(rows) == len(rows[0]) <= 4:
+                return _determinant(tuple(rows))  # |a b; c d| is ad - bc
             return ("func", "det", (("matrix", tuple(rows)),))
         return ("matrix", tuple(rows))
 
@@ -745,6 +747,18 @@ _ATOM_COMMANDS = {
 
 class _TextAnswer(Exception):
     """Raised inside the parser when the answer turns out to be words, not mathematics."""
+
+
+def _determinant(rows: tuple[tuple[Node, ...], ...]) -> Node:
+    """A square matrix's determinant as an expression (cofactor expansion; n ≤ 4)."""
+    if len(rows) == 1:
+        return rows[0][0]
+    terms: list[Node] = []
+    for column, entry in enumerate(rows[0]):
+        minor = tuple(row[:column] + row[column + 1 :] for row in rows[1:])
+        term = _mul(entry, _determinant(minor))
+        terms.append(("neg", term) if column % 2 else term)
+    return ("add", tuple(terms))
 
 
 def _letter(char: str) -> Node:

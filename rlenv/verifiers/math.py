@@ -242,9 +242,9 @@ def compare(
         pred_tree = parse(pred_norm, mixed_numbers=policy.mixed_numbers)
     except MathParseError as error:
         # \\lim_{x \\to 0} \\frac{\\sin x}{x} = 1: a result labelled by what the parser cannot read
-        value = pred_norm.rsplit("=", 1)[1].strip() if pred_norm.count("=") == 1 else ""
-        if value and "=" not in gold_norm and _depth(pred_norm.rsplit("=", 1)[0]) == 0:
-            return compare(gold, value, timeout=timeout, policy=policy)
+        split = _last_top_level_equals(pred_norm)
+        if split is not None and "=" not in gold_norm:
+            return compare(gold, pred_norm[split + 1 :].strip(), timeout=timeout, policy=policy)
         return MathComparison(False, f"answer not understood ({error})", gold_norm, pred_norm)
     comparator = _Comparator(policy, deadline)
     try:
@@ -266,9 +266,14 @@ _SUBSCRIPT = re.compile(r"_\{[^{}]*\}|_\w")
 _LABEL = re.compile(r"[A-Za-z\\{}|:()\s'^]+")
 
 
-def _depth(text: str) -> int:
-    """How many brackets ``text`` leaves open (0: balanced)."""
-    return sum(text.count(c) for c in "({[") - sum(text.count(c) for c in ")}]")
+def _last_top_level_equals(text: str) -> int | None:
+    """The index of the last ``=`` outside brackets (``\\sum_{i=1}^n i = ...``), or None."""
+    depth, found = 0, None
+    for index, char in enumerate(text):
+        depth += (char in "({[") - (char in ")}]")
+        if char == "=" and depth == 0:
+            found = index
+    return found if found is not None and text[found + 1 :].strip() else None
 
 
 def _labelled_values(gold: str) -> str | None:
@@ -320,7 +325,7 @@ def is_equivalent(
 
 
 _GSM8K_MARK = "####"
-_UNESCAPE = re.compile(r"\\\\(?=[a-zA-Z]{2,})")
+_UNESCAPE = re.compile(r"(?<!\\)\\\\(?=[a-zA-Z]{2,})")
 _FUNCTION_LABEL = re.compile(r"^\s*[A-Za-z](?:_\{?\w{1,5}\}?)?\s*\(\s*[^()=]{0,30}\)\s*=(?!=)")
 
 

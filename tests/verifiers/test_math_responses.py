@@ -277,9 +277,37 @@ def test_named_results_on_either_side(gold, answer, equal):
         ("\\frac{\\sqrt{3}}{3}", "\\frac{\\sqrt{3}}{3} \\approx 0.577", True),
         ("3.2", "x \\approx 3.2", True),
         ("5", "I add 5 and 0, which results in 5. This is the result of the sum.", True),
-        ("\\frac{211}{243}", "so $\\boxed{\\frac{211}{243}}$.\nThe answer is \\frac{211}{243}}", True),
+        (
+            "\\frac{211}{243}",
+            "so $\\boxed{\\frac{211}{243}}$.\nThe answer is \\frac{211}{243}}",
+            True,
+        ),
         ("41", "Answer: \\boxed{\\text{forty-two}}", False),
     ],
 )
 def test_more_real_response_forms(gold, response, equal):
+    assert is_equivalent(gold, response) is equal
+
+
+@pytest.mark.parametrize(
+    ("gold", "response", "equal"),
+    [
+        ("3", "$\\begin{vmatrix} 2 & 1 \\\\ 1 & 2 \\end{vmatrix} = 3$", True),  # a determinant
+        ("ad - bc", "\\boxed{\\begin{vmatrix} a & b \\\\ c & d \\end{vmatrix}}", True),
+        ("4", "$\\begin{vmatrix} 2 & 1 \\\\ 1 & 2 \\end{vmatrix} = 4$", False),
+        ("n(n+1)/2", "$\\sum_{i=1}^{n} i = \\frac{n(n+1)}{2}$", True),
+        (
+            "(\\begin{pmatrix}1&2\\\\3&4\\\\\\end{pmatrix})",
+            "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}",
+            True,
+        ),
+        ("210", "which gives the result $\\boxed{210}$. So the answer cannot be wrong.", True),
+        (
+            "100\\%",
+            "we get $$\\frac{a}{b} \\geq 2.$$ Therefore, the error increases by 100%.",
+            True,
+        ),
+    ],
+)
+def test_determinants_sums_trailing_row_separators_and_loose_phrases(gold, response, equal):
     assert is_equivalent(gold, response) is equal

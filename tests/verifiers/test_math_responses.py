@@ -311,3 +311,17 @@ def test_more_real_response_forms(gold, response, equal):
 )
 def test_determinants_sums_trailing_row_separators_and_loose_phrases(gold, response, equal):
     assert is_equivalent(gold, response) is equal
+
+
+HOSTILE_RESPONSES = [
+    "\\[" * 10000, "\\(" * 10000, "$" * 20000, "**" * 10000, "\\boxed{}" * 10000,
+    "the answer is " * 5000, "Final Answer: " * 5000, "{[(" * 100000, "\\\\frac" * 10000,
+    " is " * 20000, "```python\n" * 5000, "答案是" * 10000, "\\approx " * 5000, "= " * 20000,
+    "<|im_start|>" * 5000, "<<" * 10000 + ">>" * 10000, "x" * 1_000_000,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("response", HOSTILE_RESPONSES, ids=range(len(HOSTILE_RESPONSES)))
+def test_hostile_responses_score_0_without_raising(response):
+    verdict = grade("1", response)
+    assert verdict.reward == 0.0 and verdict.scored

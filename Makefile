@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint format bench clean
+.PHONY: setup demo test lint format bench bench-math peers clean
 
 setup: $(VENV)/.installed
 
@@ -38,5 +38,27 @@ format: setup
 bench: setup
 	$(BIN)/python benchmarks/env_overhead.py
 
+# The math-grading benchmark: rlenv and its peers (math-verify, GEM's math grader, verifiers'
+# MathRubric) on every case of tests/verifiers/data/public/*.jsonl. The peers live in their own
+# virtual environment (.venv-peers, pinned below; never in rlenv's) and are run from it in a
+# child process, trading cases and results with rlenv's half as JSON files.
+# Extra flags: make bench-math ARGS='--quick --json runs/math.json --show-errors dev'
+PEERS_VENV ?= .venv-peers
+# verifiers 0.3.1 is the last release with MathRubric (0.4.0 dropped it); GEM's math grader
+# imports pylatexenc without declaring it.
+PEERS_PINS := 'math-verify[antlr4_13_2]==0.9.0' 'gem-llm==0.1.0' 'pylatexenc==2.11' \
+	'verifiers==0.3.1'
+
+peers: $(PEERS_VENV)/.installed
+
+$(PEERS_VENV)/.installed: Makefile
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install --quiet $(PEERS_PINS)
+	touch $@
+
+bench-math: setup peers
+	$(BIN)/python benchmarks/math_verifier.py --peers-python $(PEERS_VENV)/bin/python $(ARGS)
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS_VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -554,7 +554,14 @@ def run_hostile_call(grader: Grader, gold: str, text: str, limit: float) -> dict
     }
 
 
-def side_passes(grader: Grader, n_int: int, hostile_names: Sequence[str], limit: float, before):
+def side_passes(
+    grader: Grader,
+    n_int: int,
+    hostile_names: Sequence[str],
+    limit: float,
+    before,
+    label: str = "rlenv",
+):
     """Integer pairs and hostile inputs for one grader."""
     ints = integer_pairs(n_int)
     out: dict = {}
@@ -573,7 +580,9 @@ def side_passes(grader: Grader, n_int: int, hostile_names: Sequence[str], limit:
         if name in hostile_names:
             hostile[name] = run_hostile_call(grader, "1", text, limit)
             print(
-                f"  hostile {name}: {hostile[name]['seconds']:.2f} s", file=sys.stderr, flush=True
+                f"[{label}] hostile {name}: {hostile[name]['seconds']:.2f} s",
+                file=sys.stderr,
+                flush=True,
             )
     out["hostile"] = hostile
     return out
@@ -665,6 +674,7 @@ def peer_half(in_path: Path, out_path: Path) -> int:
                 job.get("hostile", []),
                 job.get("hostile_limit", 10.0),
                 clear_math_verify_caches,
+                LABELS[name],
             )
         )
     out_path.write_text(json.dumps(out), encoding="utf-8")
@@ -976,7 +986,7 @@ def print_report(report: dict) -> None:
         rest = [k for k in groups if k not in shown]
         rows = [
             (
-                f"{k[:32]:<32} {n_of(names[0], 'dev', k):>4}/{n_of(names[0], 'heldout', k):<4}",
+                f"{k[:36]:<36} {n_of(names[0], 'dev', k):>4}/{n_of(names[0], 'heldout', k):<4}",
                 [cell(g, k) for g in names],
             )
             for k in shown
@@ -993,9 +1003,9 @@ def print_report(report: dict) -> None:
             n_dev = sum(n_of(names[0], "dev", k) for k in rest)
             n_held = sum(n_of(names[0], "heldout", k) for k in rest)
             rows.append(
-                (f"{f'({len(rest)} others, <{min_n} each)':<32} {n_dev:>4}/{n_held:<4}", merged)
+                (f"{f'({len(rest)} others, <{min_n} each)':<36} {n_dev:>4}/{n_held:<4}", merged)
             )
-        table(f"{title}  ({which}; n dev/heldout; accuracy % dev / heldout)", rows, 43)
+        table(f"{title}  ({which}; n dev/heldout; accuracy % dev / heldout)", rows, 47)
 
     breakdown("PER FILE", "per_file")
     breakdown("PER SOURCE REPOSITORY", "per_repo", REPO_ROW_MIN)

@@ -104,6 +104,24 @@ def split_of(case_id: str) -> str:
     return "heldout" if int(digest, 16) % 4 == 0 else "dev"
 
 
+def original_id(case: dict, by_id: dict[str, dict]) -> str:
+    """The id of the case a derived near miss was made from, following ``derived:`` links to
+    the first case that is not derived (the case's own id when it is not derived)."""
+    seen = {case["id"]}
+    while (match := _DERIVED.fullmatch(case.get("source") or "")) and match["id"] in by_id:
+        if match["id"] in seen:
+            break
+        seen.add(match["id"])
+        case = by_id[match["id"]]
+    return case["id"]
+
+
+def expected_split(case: dict, by_id: dict[str, dict]) -> str:
+    """A case's split: :func:`split_of` its id, or, for a derived near miss, its original's
+    (so a held-out case never shows up in the dev split with one thing changed)."""
+    return split_of(original_id(case, by_id))
+
+
 def source_kind(source: str) -> str | None:
     """``commit``, ``issue``, ``derived`` or ``rlenv``; ``None`` for a source of no known form."""
     for kind, pattern in (
@@ -166,7 +184,9 @@ def validate_row(row: object, stem: str | None = None) -> list[str]:
     if isinstance(row.get("id"), str):
         if stem is not None and not re.fullmatch(re.escape(stem) + r"-\d+", row["id"]):
             problems.append(f"id: {row['id']!r} is not '{stem}-<n>'")
-        if isinstance(row.get("split"), str) and row["split"] != split_of(row["id"]):
+        derived = isinstance(row.get("source"), str) and _DERIVED.fullmatch(row["source"])
+        own = split_of(row["id"])
+        if isinstance(row.get("split"), str) and not derived and row["split"] != own:
             problems.append(
                 f"split: {row['split']!r}, but split_of({row['id']!r}) is {split_of(row['id'])!r}"
             )
@@ -222,7 +242,8 @@ def corpus_files(directory: Path | str = CORPUS_DIR) -> list[Path]:
 
 
 def check_links(cases: Sequence[dict]) -> list[str]:
-    """Problems across files: ids repeated, ``derived:`` links to ids that do not exist."""
+    """Problems across files: ids repeated, ``derived:`` links to ids that do not exist, a
+    derived case in another split than its original."""
     problems = []
     first: dict[str, str] = {}
     for case in cases:
@@ -242,6 +263,16 @@ def check_links(cases: Sequence[dict]) -> list[str]:
         elif match and match["id"] == case.get("id"):
             where = f"{case['file']}.jsonl:{case['line']}"
             problems.append(f"{where}: source: derived from itself")
+    by_id = {case["id"]: case for case in cases if isinstance(case.get("id"), str)}
+    for case in cases:
+        if _DERIVED.fullmatch(case.get("source") or "") and isinstance(case.get("split"), str):
+            want = expected_split(case, by_id)
+            if case["split"] != want:
+                where = f"{case['file']}.jsonl:{case['line']}"
+                problems.append(
+                    f"{where}: split: {case['split']!r}, but the case it is derived from "
+                    f"({original_id(case, by_id)}) is in {want!r}"
+                )
     return problems
 
 

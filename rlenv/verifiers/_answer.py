@@ -255,6 +255,16 @@ _NUMBER_THEN_PROSE = re.compile(
     r"^\\?\$?\s*(-?\d[\d,]*(?:\.\d+)?(?:/\d+)?)\s+"
     r"(?!(?i:hundred|thousand|million|billion|trillion|percent|times|or|and|to)\b)[a-zA-Z]"
 )
+_SMALL_NUMBERS = (
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "nineteen", "twenty",
+)  # fmt: skip
+_NUMBER_WORD_THEN_PROSE = re.compile(
+    rf"^({'|'.join(_SMALL_NUMBERS)})\s+(?!(?i:hundred|thousand|million|billion|times|or|and)\b)"
+    r"[a-zA-Z]",
+    re.IGNORECASE,
+)
 _COPULA = re.compile(r"\s(?:is|are|was|equals|be|of)\s+|\s=\s*|:\s+", re.IGNORECASE)
 _NUMBER = re.compile(
     r"(?<![\w^.])-?\d[\d,]*(?:\.\d+)?(?:/\d+)?(?![\w.])"
@@ -298,6 +308,12 @@ def _from_prose(sentence: str) -> str | None:
             found = _clean(next(group for group in last.groups() if group is not None))
             if found and not has_prose(found) and not re.fullmatch(r"[A-Za-z]", found):
                 return found
+    opening = _NUMBER_THEN_PROSE.match(sentence.strip())
+    if opening:  # "5 cars drove through the jam in the first 15 minutes.": its subject
+        return opening.group(1)
+    word = _NUMBER_WORD_THEN_PROSE.match(sentence.strip())
+    if word:  # "Three trucks will be needed."
+        return str(_SMALL_NUMBERS.index(word.group(1).lower()))
     if "=" in sentence or _INLINE.search(sentence):  # "6x = 7x ... by 6": not a statement
         return None
     numbers = _NUMBER.findall(sentence)

@@ -246,6 +246,10 @@ def compare(
         if split is not None and "=" not in gold_norm:
             return compare(gold, pred_norm[split + 1 :].strip(), timeout=timeout, policy=policy)
         return MathComparison(False, f"answer not understood ({error})", gold_norm, pred_norm)
+    if pred_tree[0] == "text" and "=" not in gold_norm:  # V_{3 inch} = 675: a worded label
+        split = _last_top_level_equals(pred_norm)
+        if split is not None:
+            return compare(gold, pred_norm[split + 1 :].strip(), timeout=timeout, policy=policy)
     comparator = _Comparator(policy, deadline)
     try:
         equal, reason = comparator.answers(gold_tree, pred_tree)
@@ -494,23 +498,21 @@ class _Comparator:
         return gold, pred
 
     def labelled_value(self, node: Node) -> Node | None:
-        """The value a chain of ``=`` ends with, when every other side labels it: variables
-        (``x = 6 \\cdot 7 = 42``) or a constant expression equal to it (``\\sqrt{4} = 2``,
-        ``\\binom{5}{2} = 10``, ``1200 + 34 = 1234``). An equation in a variable (``2x = 4``)
-        or a wrong statement (``3 = 4``) labels nothing: ``None``."""
+        """The value a chain of ``=`` ends with, when every other side labels it: what the
+        value is of (``x = 6 \\cdot 7 = 42``, ``(x+y)^2 = 81``) or a constant expression equal to
+        it (``\\sqrt{4} = 2``, ``\\binom{5}{2} = 10``, ``1200 + 34 = 1234``). A false statement
+        (``3 = 4``) or a value with a variable in it (``x = x``) labels nothing: ``None``."""
         if node[0] != "rel" or set(node[1]) != {"="}:
             return None
         *labels, value = node[2]
         if symbols(value) or not labels:
             return None
-        constant = False
         for side in labels:
-            if _is_variables(side):
-                continue
-            if symbols(side) or not self.equal_values(side, value, "strip"):
+            # a side with a variable names what the value is of ((x+y)^2 = 81); a constant
+            # side must equal the value (3 = 4 states nothing)
+            if not symbols(side) and not self.equal_values(side, value, "strip"):
                 return None
-            constant = True
-        return value if constant or len(labels) > 1 else None
+        return value
 
     # --- recursive equality
     def equal(self, gold: Node, pred: Node, mode: str) -> bool:

@@ -325,3 +325,16 @@ HOSTILE_RESPONSES = [
 def test_hostile_responses_score_0_without_raising(response):
     verdict = grade("1", response)
     assert verdict.reward == 0.0 and verdict.scored
+
+
+@pytest.mark.parametrize(
+    ("response", "answer"),
+    [
+        ("```output\n5\n```\n5 cars drove through the traffic jam in the first 15 minutes.", "5"),
+        ("```output\n3.0\n```\nThree trucks will be needed to transport 80 flagstones.", "3"),
+        ("It is worth \\$675:\n\\[ V_{3\\text{inch}} = \\$675 \\]", "V_{3\\text{inch}} = \\$675"),
+    ],
+)
+def test_a_closing_sentence_that_opens_with_its_number(response, answer):
+    assert extract_answer(response) == answer
+    assert grade(answer.split("= ")[-1].replace("\\$", ""), response).reward == 1.0

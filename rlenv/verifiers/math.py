@@ -1,5 +1,11 @@
 """The math verifier: extract a final answer, decide if it equals the reference.
 
+:func:`grade` is the one entry point (every math environment, :class:`MathVerifier` and
+:func:`is_equivalent` go through it): the gold as datasets write it, the response as the model
+wrote it (a whole response or a bare answer).
+
+>>> grade("42", "First 6 * 7 = 42.\\n\\n**Final Answer:** 42").reward
+1.0
 >>> extract_answer("... so the total is \\\\boxed{\\\\frac{3}{4}}.")
 '\\\\frac{3}{4}'
 >>> is_equivalent("\\\\frac{3}{4}", "0.75")

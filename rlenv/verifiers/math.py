@@ -477,6 +477,15 @@ class _Comparator:
             if gold[0] == pred[0] == "text":
                 return (gold[1] == pred[1], "text")
             return False, "text versus mathematics"
+        if _assigns_to(gold) is not None and _assigns_to(gold) == _assigns_to(pred) and (
+            len(pred[2]) > 2 and len(gold[2]) == 2
+        ):
+            # x = 11 against x = 5 + 6 = 11: a true chain's last side is its value (a chain
+            # with a false step, x = 5 + 5 + 1 = 7 = 11, states nothing)
+            value = self.labelled_value(pred)
+            if value is None:
+                return False, "a chain of equalities with a false step"
+            gold, pred = gold[2][-1], value
         gold, pred = self.drop_assignments(gold, pred)
         if gold is None or pred is None:
             return False, "an equation is not an answer here"
@@ -772,6 +781,13 @@ def _choice_letter(node: Node) -> str | None:
         return node[1].upper()
     if node[0] == "const" and node[1] in ("e", "i"):
         return node[1].upper()
+    return None
+
+
+def _assigns_to(node: Node) -> str | None:
+    """The variable a chain of ``=`` opens with (``x = 5 + 6 = 11`` → ``x``), else None."""
+    if node[0] == "rel" and set(node[1]) == {"="} and node[2][0][0] == "sym":
+        return node[2][0][1]
     return None
 
 

@@ -338,3 +338,16 @@ def test_hostile_responses_score_0_without_raising(response):
 def test_a_closing_sentence_that_opens_with_its_number(response, answer):
     assert extract_answer(response) == answer
     assert grade(answer.split("= ")[-1].replace("\\$", ""), response).reward == 1.0
+
+
+@pytest.mark.parametrize(
+    ("gold", "answer", "equal"),
+    [
+        ("x = 11", "x = 5 + 6 = 11", True),
+        ("x = 11", "x = 5 + 5 + 1 = 7 = 11", False),  # a chain with a false step
+        ("x = 11", "x = 2 + 10 = 12", False),
+        ("x = 11", "y = 5 + 6 = 11", False),
+    ],
+)
+def test_a_true_chain_of_equalities_answers_an_assignment(gold, answer, equal):
+    assert is_equivalent(gold, answer) is equal

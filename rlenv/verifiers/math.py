@@ -477,8 +477,10 @@ class _Comparator:
             if gold[0] == pred[0] == "text":
                 return (gold[1] == pred[1], "text")
             return False, "text versus mathematics"
-        if _assigns_to(gold) is not None and _assigns_to(gold) == _assigns_to(pred) and (
-            len(pred[2]) > 2 and len(gold[2]) == 2
+        if (
+            _assigns_to(gold) is not None
+            and _assigns_to(gold) == _assigns_to(pred)
+            and (len(pred[2]) > 2 and len(gold[2]) == 2)
         ):
             # x = 11 against x = 5 + 6 = 11: a true chain's last side is its value (a chain
             # with a false step, x = 5 + 5 + 1 = 7 = 11, states nothing)

@@ -39,6 +39,7 @@ import re
 from collections.abc import Sequence
 
 from rlenv.verifiers._completion import final_text, resolve_fallbacks
+from rlenv.verifiers._mathparse import _NUMBER_WORDS
 
 __all__ = ["DEFAULT_FALLBACKS", "all_boxes", "has_prose", "last_box", "read_answer", "read_choice"]
 
@@ -255,13 +256,8 @@ _NUMBER_THEN_PROSE = re.compile(
     r"^\\?\$?\s*(-?\d[\d,]*(?:\.\d+)?(?:/\d+)?)\s+"
     r"(?!(?i:hundred|thousand|million|billion|trillion|percent|times|or|and|to)\b)[a-zA-Z]"
 )
-_SMALL_NUMBERS = (
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
-    "nineteen", "twenty",
-)  # fmt: skip
 _NUMBER_WORD_THEN_PROSE = re.compile(
-    rf"^({'|'.join(_SMALL_NUMBERS)})\s+(?!(?i:hundred|thousand|million|billion|times|or|and)\b)"
+    rf"^({'|'.join(_NUMBER_WORDS)})\s+(?!(?i:hundred|thousand|million|billion|times|or|and)\b)"
     r"[a-zA-Z]",
     re.IGNORECASE,
 )
@@ -313,7 +309,7 @@ def _from_prose(sentence: str) -> str | None:
         return opening.group(1)
     word = _NUMBER_WORD_THEN_PROSE.match(sentence.strip())
     if word:  # "Three trucks will be needed."
-        return str(_SMALL_NUMBERS.index(word.group(1).lower()))
+        return _NUMBER_WORDS[word.group(1).lower()]
     if "=" in sentence or _INLINE.search(sentence):  # "6x = 7x ... by 6": not a statement
         return None
     numbers = _NUMBER.findall(sentence)

@@ -369,7 +369,7 @@ class BFCL(TextEnv):
 
     def interpret(self, message: AssistantMessage) -> AssistantMessage:
         """Record the parsed calls as standard ``tool_calls`` (arguments as JSON objects)."""
-        parsed = parse_message(message, self.parser)
+        parsed = parse_message(message, self.parser, tools=self.tools)
         self._parsed = parsed
         if not parsed.calls:
             return message
@@ -397,8 +397,11 @@ class BFCL(TextEnv):
         )
 
     def gold_action(self) -> str:
+        """The possible answer's calls, written in this env's own format (``parser``)."""
         meta = self.task.metadata
-        return get_parser("hermes").render(gold_calls(meta["functions"], meta["possible_answer"]))
+        return get_parser(self.parser).render(
+            gold_calls(meta["functions"], meta["possible_answer"])
+        )
 
 
 def _as_json(calls: list[ParsedCall]) -> list[dict[str, Any]]:

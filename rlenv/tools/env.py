@@ -91,7 +91,7 @@ class ToolEnv(TextEnv):
         return super().start(task)
 
     def interpret(self, message: AssistantMessage) -> AssistantMessage:
-        parsed = parse_message(message, self.parser)
+        parsed = parse_message(message, self.parser, tools=self.tools)
         self._parsed = parsed
         if not parsed.calls:
             return message

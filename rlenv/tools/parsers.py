@@ -400,6 +400,10 @@ class _Parser:
 
     def parse(self, text: str) -> ParsedTurn:
         """Split a model's text into content and calls. Never raises."""
+        return self._guarded(text, self._parse)
+
+    def _guarded(self, text: Any, parse: Any) -> ParsedTurn:
+        """``parse(text)`` behind the shared checks: text, size bound, never raising."""
         if not isinstance(text, str):
             return ParsedTurn("", [], [CallError(f"expected text, got {type(text).__name__}", "")])
         if len(text) > MAX_TEXT_CHARS:
@@ -409,7 +413,7 @@ class _Parser:
             )
             return ParsedTurn("", [], [CallError(message, text[:_RAW_CHARS])])
         try:
-            return self._parse(text)
+            return parse(text)
         except Exception as error:  # a bug here must not crash a rollout; report it instead
             message = f"the {self.name!r} parser failed ({type(error).__name__}: {error})"
             return ParsedTurn(text.strip(), [], [CallError(message, text[:_RAW_CHARS])])
@@ -492,6 +496,151 @@ class HermesParser(_Parser):
             payload = _dumps({"name": call.name, "arguments": call.arguments})
             parts.append(f"{self.open_tag}\n{payload}\n{self.close_tag}")
         return "\n".join(parts)
+
+
+# --- Qwen3-Coder / Qwen3.5 XML ----------------------------------------------------------------
+
+_XML_FUNCTION = re.compile(r"\s*<function=([^>\n]{1,200})>")
+_XML_PARAMETER = re.compile(r"<parameter=([^>\n]{1,200})>")
+
+
+class Qwen3XmlParser(_Parser):
+    """Qwen3-Coder and Qwen3.5+: one ``<tool_call>`` block per call, its arguments as XML.
+
+    ``<tool_call>\\n<function=NAME>\\n<parameter=ARG>\\nvalue\\n</parameter>\\n</function>\\n</tool_call>``.
+    Values are raw text. With the tools' JSON schemas (``parse(text, tools=...)``) each value
+    is typed by its parameter's schema: a ``string`` stays text even when it looks like JSON,
+    ``integer``/``number``/``boolean``/``object``/``array``/``null`` are read as JSON. Without a
+    schema a value that reads as JSON is JSON, else text. A block left open by the token limit
+    is an error, never a call (a cut-off value is not the value the model meant). A
+    ``<tool_call>`` block holding JSON is Hermes's, not this format's: it is left as content.
+    """
+
+    name = "qwen3_xml"
+    open_tag = "<tool_call>"
+    close_tag = "</tool_call>"
+
+    def parse(self, text: str, tools: Sequence[Mapping[str, Any]] | None = None) -> ParsedTurn:
+        """Split a model's text into content and calls, typing values by ``tools``' schemas
+        (OpenAI format) when given. Never raises."""
+        schemas = _parameter_schemas(tools)
+        return self._guarded(text, lambda text: self._parse(text, schemas))
+
+    def _parse(
+        self, text: str, schemas: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> ParsedTurn:
+        calls, content, pos = _Calls(), [], 0
+        while (start := text.find(self.open_tag, pos)) >= 0:
+            if not _XML_FUNCTION.match(text, start + len(self.open_tag)):
+                content.append(text[pos : start + len(self.open_tag)])  # not this format's
+                pos = start + len(self.open_tag)
+                continue
+            content.append(text[pos:start])
+            if calls.full:
+                calls.overflow(text[start:])
+                return calls.turn(content)
+            body = start + len(self.open_tag)
+            close = text.find(self.close_tag, body)
+            if close < 0:
+                calls.fail("the block was cut off before </tool_call>", text[start:])
+                return calls.turn(content)
+            self._read_block(calls, text[body:close], schemas or {})
+            pos = close + len(self.close_tag)
+        content.append(text[pos:])
+        return calls.turn(content)
+
+    def _read_block(
+        self, calls: _Calls, block: str, schemas: Mapping[str, Mapping[str, Any]]
+    ) -> None:
+        match = _XML_FUNCTION.match(block)
+        end = block.find("</function>")
+        if match is None or end < 0:
+            calls.fail("expected <function=NAME>...</function>", block)
+            return
+        try:
+            name = _check_name(match.group(1).strip())
+        except _Problem as problem:
+            calls.fail(problem, block)
+            return
+        schema = schemas.get(name, {})
+        arguments: dict[str, Any] = {}
+        pos = match.end()
+        while (parameter := _XML_PARAMETER.search(block, pos, end)) is not None:
+            close = block.find("</parameter>", parameter.end(), end)
+            following = _XML_PARAMETER.search(block, parameter.end(), end)
+            stop = (
+                close
+                if close >= 0 and (following is None or close < following.start())
+                else (following.start() if following is not None else end)
+            )
+            key = parameter.group(1).strip()
+            if key in arguments:
+                calls.fail(f"parameter {key!r} is given twice", block)
+                return
+            arguments[key] = _typed_value(block[parameter.end() : stop], schema.get(key))
+            pos = stop + (len("</parameter>") if stop == close else 0)
+        if block[pos:end].strip():
+            calls.fail(
+                f"unexpected text inside <function={name}>: {block[pos:end].strip()[:80]!r}", block
+            )
+            return
+        calls.add(ParsedCall(name, arguments))
+
+    def render(self, calls: Sequence[ParsedCall], content: str = "") -> str:
+        """Qwen3-Coder's chat-template layout: content, then one block per call; strings as
+        written, other values as JSON."""
+        parts = [content.strip()] if content.strip() else []
+        for call in calls:
+            lines = [self.open_tag, f"<function={call.name}>"]
+            for key, value in call.arguments.items():
+                written = value if isinstance(value, str) else _dumps(value)
+                lines += [f"<parameter={key}>", written, "</parameter>"]
+            lines += ["</function>", self.close_tag]
+            parts.append("\n".join(lines))
+        return "\n".join(parts)
+
+
+def _parameter_schemas(tools: Sequence[Mapping[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """``{function name: {parameter: its JSON schema}}`` from OpenAI-format tool schemas."""
+    found: dict[str, dict[str, Any]] = {}
+    for tool in tools or ():
+        function = tool.get("function", tool) if isinstance(tool, Mapping) else None
+        if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+            continue
+        properties = (function.get("parameters") or {}).get("properties") or {}
+        if isinstance(properties, Mapping):
+            found[function["name"]] = {
+                k: v for k, v in properties.items() if isinstance(v, Mapping)
+            }
+    return found
+
+
+def _schema_type(value: Any) -> str:
+    """The JSON-schema type name of a decoded JSON value."""
+    if isinstance(value, bool):
+        return "boolean"
+    for kind, name in ((dict, "object"), (list, "array"), (str, "string"), (int, "integer")):
+        if isinstance(value, kind):
+            return name
+    return "number" if isinstance(value, float) else "null"
+
+
+def _typed_value(raw: str, schema: Mapping[str, Any] | None) -> Any:
+    """An XML parameter's text as the value its schema says (see :class:`Qwen3XmlParser`)."""
+    text = raw[1:] if raw.startswith("\n") else raw
+    text = text[:-1] if text.endswith("\n") else text
+    kinds = schema.get("type") if schema else None
+    kinds = {kinds} if isinstance(kinds, str) else set(kinds or ())
+    if kinds == {"string"} or (schema and "enum" in schema and not kinds - {"string"}):
+        return text
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return text
+    kind = _schema_type(value)
+    if kinds and kind not in kinds and not (kind == "integer" and "number" in kinds):
+        return text  # let the tool's argument validation report the mismatch
+    return value
 
 
 # --- Llama 3.1 JSON ----------------------------------------------------------------------------
@@ -913,24 +1062,30 @@ def _json_safe(value: Any) -> Any:
 class AutoParser(_Parser):
     """Tries each parser in turn and returns the first result with a call or an error.
 
-    The default order is ``hermes``, ``mistral``, ``llama3_json``, ``json``. :meth:`render`
-    uses the first parser's format.
+    The default order is ``qwen3_xml`` (it reads only ``<tool_call>`` blocks holding
+    ``<function=...>``, which Hermes would misread as broken JSON), ``hermes``, ``mistral``,
+    ``llama3_json``, ``json``. :meth:`render` uses Hermes's format.
     """
 
     name = "auto"
 
     def __init__(self, parsers: Sequence[ToolCallParser] | None = None) -> None:
-        self.parsers = list(parsers or (_HERMES, _MISTRAL, _LLAMA3, _JSON))
+        self.parsers = list(parsers or (_QWEN3_XML, _HERMES, _MISTRAL, _LLAMA3, _JSON))
 
-    def _parse(self, text: str) -> ParsedTurn:
+    def parse(self, text: str, tools: Sequence[Mapping[str, Any]] | None = None) -> ParsedTurn:
+        """Each parser in turn (tools' schemas to those that take them). Never raises."""
+        return self._guarded(text, lambda text: self._parse(text, tools))
+
+    def _parse(self, text: str, tools: Sequence[Mapping[str, Any]] | None = None) -> ParsedTurn:
         for parser in self.parsers:
-            turn = parser.parse(text)
+            turn = _parse_with_tools(parser, text, tools)
             if turn.calls or turn.errors:
                 return turn
         return ParsedTurn(text.strip(), [], [])
 
     def render(self, calls: Sequence[ParsedCall], content: str = "") -> str:
-        return self.parsers[0].render(calls, content)
+        default = next((p for p in self.parsers if p.name == "hermes"), self.parsers[0])
+        return default.render(calls, content)
 
     def __repr__(self) -> str:
         return f"AutoParser({[parser.name for parser in self.parsers]!r})"
@@ -938,11 +1093,12 @@ class AutoParser(_Parser):
 
 # --- Registry ----------------------------------------------------------------------------------
 
-_HERMES, _MISTRAL, _LLAMA3, _JSON = (
+_HERMES, _MISTRAL, _LLAMA3, _JSON, _QWEN3_XML = (
     HermesParser(),
     MistralParser(),
     Llama3JsonParser(),
     JsonParser(),
+    Qwen3XmlParser(),
 )
 _PARSERS: dict[str, ToolCallParser] = {}
 
@@ -984,7 +1140,7 @@ def list_parsers() -> list[str]:
     return sorted(_PARSERS)
 
 
-for _parser in (_HERMES, _LLAMA3, _MISTRAL, _JSON, PythonicParser(), AutoParser()):
+for _parser in (_HERMES, _LLAMA3, _MISTRAL, _JSON, _QWEN3_XML, PythonicParser(), AutoParser()):
     register_parser(_parser)
 
 
@@ -1013,22 +1169,26 @@ def as_assistant_message(
 
 
 def parse_message(
-    message: Mapping[str, Any], parser: str | ToolCallParser = "hermes"
+    message: Mapping[str, Any],
+    parser: str | ToolCallParser = "hermes",
+    *,
+    tools: Sequence[Mapping[str, Any]] | None = None,
 ) -> ParsedTurn:
     """The calls in an assistant message dict.
 
     If the message has ``tool_calls`` (OpenAI format: ``{"id", "type": "function", "function":
     {"name", "arguments"}}``, arguments a JSON string or a dict), those are the calls and the
     text content is the content. Otherwise the text content is parsed with ``parser`` (a name or
-    a parser object). Malformed calls become errors; a non-dict ``message`` raises ``TypeError``
-    (a bug in the caller, not model output).
+    a parser object); ``tools`` (OpenAI-format schemas) go to parsers whose formats carry
+    values as text that only the schema can type (``qwen3_xml``). Malformed calls become
+    errors; a non-dict ``message`` raises ``TypeError`` (a bug in the caller, not model output).
     """
     if not isinstance(message, Mapping):
         raise TypeError(f"message must be a dict, got {type(message).__name__}")
     tool_calls = message.get("tool_calls")
     if not tool_calls:
         chosen = get_parser(parser) if isinstance(parser, str) else parser
-        return chosen.parse(_text_of(message))
+        return _parse_with_tools(chosen, _text_of(message), tools)
     calls = _Calls()
     content = _text_of(message)
     if not isinstance(tool_calls, list):
@@ -1049,6 +1209,24 @@ def parse_message(
         except _Problem as problem:
             calls.fail(problem, _short_repr(entry))
     return calls.turn(content)
+
+
+def _parse_with_tools(
+    parser: ToolCallParser, text: str, tools: Sequence[Mapping[str, Any]] | None
+) -> ParsedTurn:
+    """``parser.parse(text, tools=tools)`` where the parser takes schemas, else ``parse(text)``."""
+    if tools and _takes_tools(parser):
+        return parser.parse(text, tools=tools)  # type: ignore[call-arg]
+    return parser.parse(text)
+
+
+def _takes_tools(parser: ToolCallParser) -> bool:
+    import inspect
+
+    try:
+        return "tools" in inspect.signature(parser.parse).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _text_of(message: Mapping[str, Any]) -> str:

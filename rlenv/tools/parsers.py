@@ -643,6 +643,84 @@ def _typed_value(raw: str, schema: Mapping[str, Any] | None) -> Any:
     return value
 
 
+# --- GPT-OSS Harmony --------------------------------------------------------------------------
+
+_HARMONY_MESSAGE = "<|message|>"
+_HARMONY_ENDS = ("<|call|>", "<|end|>", "<|return|>")
+_HARMONY_RECIPIENT = re.compile(r"\bto=(?:functions\.)?([^\s<]{1,200})")
+_HARMONY_CHANNEL = re.compile(r"<\|channel\|>\s*(\w+)")
+
+
+class HarmonyParser(_Parser):
+    """GPT-OSS's Harmony format: a turn is a run of messages, each a header, ``<|message|>``,
+    its body and an end token.
+
+    A call is a message addressed to a function, on the commentary channel:
+    ``<|channel|>commentary to=functions.NAME <|constrain|>json<|message|>{...}<|call|>`` (the
+    recipient may also stand before ``<|channel|>``). The ``final`` channel, and commentary
+    addressed to no one (a preamble), are the content. The ``analysis`` channel is reasoning:
+    never a call and never content, even when it is addressed to a function. A call cut off
+    before its end token (the token limit) is an error, never a call.
+    """
+
+    name = "harmony"
+
+    def _parse(self, text: str) -> ParsedTurn:
+        calls, content = _Calls(), []
+        for header, body, ended in _harmony_messages(text):
+            channel = _HARMONY_CHANNEL.search(header)
+            channel_name = channel.group(1) if channel else ""
+            recipient = _HARMONY_RECIPIENT.search(header)
+            if channel_name == "analysis":
+                continue  # reasoning: never a call, never the answer
+            if recipient is None or recipient.group(1) == "assistant":
+                content.append(body)
+                continue
+            if calls.full:
+                calls.overflow(body)
+                break
+            if not ended:
+                calls.fail("the call was cut off before <|call|>", header + body)
+                continue
+            try:
+                name = _check_name(recipient.group(1))
+                value, stop = _decode(body, _skip_space(body, 0))
+                if body[stop:].strip():
+                    raise _Problem("unexpected text after the arguments' JSON object")
+                calls.add(ParsedCall(name, _arguments(value, "arguments")))
+            except _Problem as problem:
+                calls.fail(problem, header + _HARMONY_MESSAGE + body)
+        return calls.turn(content)
+
+    def render(self, calls: Sequence[ParsedCall], content: str = "") -> str:
+        """The completion after the prompt's ``<|start|>assistant``: the content on the final
+        channel, or one commentary message per call addressed to its function."""
+        messages = []
+        if content.strip():
+            messages.append(f"<|channel|>final{_HARMONY_MESSAGE}{content.strip()}<|end|>")
+        for call in calls:
+            messages.append(
+                f"<|channel|>commentary to=functions.{call.name} <|constrain|>json"
+                f"{_HARMONY_MESSAGE}{_dumps(call.arguments)}<|call|>"
+            )
+        return "<|start|>assistant".join(messages)
+
+
+def _harmony_messages(text: str) -> list[tuple[str, str, bool]]:
+    """``(header, body, ended)`` of each message of a Harmony completion, in order."""
+    messages = []
+    for chunk in text.split("<|start|>"):
+        if _HARMONY_MESSAGE not in chunk:
+            if chunk.strip() and not messages and "<|channel|>" not in chunk:
+                messages.append(("", chunk, True))  # plain text before any message
+            continue
+        header, body = chunk.split(_HARMONY_MESSAGE, 1)
+        ends = [index for token in _HARMONY_ENDS if (index := body.find(token)) >= 0]
+        ended = bool(ends)
+        messages.append((header, body[: min(ends)] if ends else body, ended))
+    return messages
+
+
 # --- Llama 3.1 JSON ----------------------------------------------------------------------------
 
 _LLAMA_END_TOKENS = ("<|eom_id|>", "<|eot_id|>")
@@ -1062,7 +1140,8 @@ def _json_safe(value: Any) -> Any:
 class AutoParser(_Parser):
     """Tries each parser in turn and returns the first result with a call or an error.
 
-    The default order is ``qwen3_xml`` (it reads only ``<tool_call>`` blocks holding
+    The default order is ``harmony`` (it reads only GPT-OSS's ``to=functions.`` messages),
+    ``qwen3_xml`` (it reads only ``<tool_call>`` blocks holding
     ``<function=...>``, which Hermes would misread as broken JSON), ``hermes``, ``mistral``,
     ``llama3_json``, ``json``. :meth:`render` uses Hermes's format.
     """
@@ -1070,7 +1149,7 @@ class AutoParser(_Parser):
     name = "auto"
 
     def __init__(self, parsers: Sequence[ToolCallParser] | None = None) -> None:
-        self.parsers = list(parsers or (_QWEN3_XML, _HERMES, _MISTRAL, _LLAMA3, _JSON))
+        self.parsers = list(parsers or (_HARMONY, _QWEN3_XML, _HERMES, _MISTRAL, _LLAMA3, _JSON))
 
     def parse(self, text: str, tools: Sequence[Mapping[str, Any]] | None = None) -> ParsedTurn:
         """Each parser in turn (tools' schemas to those that take them). Never raises."""
@@ -1093,12 +1172,13 @@ class AutoParser(_Parser):
 
 # --- Registry ----------------------------------------------------------------------------------
 
-_HERMES, _MISTRAL, _LLAMA3, _JSON, _QWEN3_XML = (
+_HERMES, _MISTRAL, _LLAMA3, _JSON, _QWEN3_XML, _HARMONY = (
     HermesParser(),
     MistralParser(),
     Llama3JsonParser(),
     JsonParser(),
     Qwen3XmlParser(),
+    HarmonyParser(),
 )
 _PARSERS: dict[str, ToolCallParser] = {}
 
@@ -1140,7 +1220,9 @@ def list_parsers() -> list[str]:
     return sorted(_PARSERS)
 
 
-for _parser in (_HERMES, _LLAMA3, _MISTRAL, _JSON, _QWEN3_XML, PythonicParser(), AutoParser()):
+for _parser in (
+    _HERMES, _LLAMA3, _MISTRAL, _JSON, _QWEN3_XML, _HARMONY, PythonicParser(), AutoParser()
+):  # fmt: skip
     register_parser(_parser)
 
 

@@ -721,6 +721,87 @@ def _harmony_messages(text: str) -> list[tuple[str, str, bool]]:
     return messages
 
 
+# --- DeepSeek V3 / R1 / V3.1 --------------------------------------------------------------------
+
+_DS_CALLS_BEGIN = "<\uff5ctool\u2581calls\u2581begin\uff5c>"
+_DS_CALLS_END = "<\uff5ctool\u2581calls\u2581end\uff5c>"
+_DS_CALL_BEGIN = "<\uff5ctool\u2581call\u2581begin\uff5c>"
+_DS_CALL_END = "<\uff5ctool\u2581call\u2581end\uff5c>"
+_DS_SEP = "<\uff5ctool\u2581sep\uff5c>"
+_DS_FENCED = re.compile(r"\s*([^\s`]{1,200})\s*```(?:json)?\s*\n?(.*?)\n?```\s*\Z", re.DOTALL)
+
+
+class DeepSeekParser(_Parser):
+    """DeepSeek's tool-call blocks, written with full-width special tokens (``｜`` and ``▁``).
+
+    - ``deepseek_v3`` (V3, R1): ``<｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME`` then the
+      arguments in a fenced ``json`` block, then ``<｜tool▁call▁end｜>``;
+    - ``deepseek_v31`` (V3.1): ``<｜tool▁call▁begin｜>NAME<｜tool▁sep｜>{json}<｜tool▁call▁end｜>``.
+
+    Calls sit between ``<｜tool▁calls▁begin｜>`` and ``<｜tool▁calls▁end｜>``; text outside is the
+    content. Each parser reads both layouts (a V3 checkpoint fine-tuned on V3.1 data writes
+    either); ``render`` writes its own. A call cut off before its end token is an error.
+    """
+
+    def __init__(self, style: str = "v3") -> None:
+        if style not in ("v3", "v31"):
+            raise ValueError(f"style must be 'v3' or 'v31', got {style!r}")
+        self.style = style
+        self.name = "deepseek_v3" if style == "v3" else "deepseek_v31"
+
+    def _parse(self, text: str) -> ParsedTurn:
+        calls, content, pos = _Calls(), [], 0
+        while (start := text.find(_DS_CALL_BEGIN, pos)) >= 0:
+            content.append(text[pos:start].replace(_DS_CALLS_BEGIN, ""))
+            if calls.full:
+                calls.overflow(text[start:])
+                return calls.turn(content)
+            body = start + len(_DS_CALL_BEGIN)
+            end = text.find(_DS_CALL_END, body)
+            if end < 0:
+                calls.fail("the call was cut off before its end token", text[start:])
+                return calls.turn(content)
+            self._read_call(calls, text[body:end])
+            pos = end + len(_DS_CALL_END)
+        content.append(text[pos:].replace(_DS_CALLS_END, "").replace(_DS_CALLS_BEGIN, ""))
+        return calls.turn(content)
+
+    def _read_call(self, calls: _Calls, block: str) -> None:
+        head, sep, tail = block.partition(_DS_SEP)
+        if not sep:
+            calls.fail("no <｜tool▁sep｜> between the function and its arguments", block)
+            return
+        fenced = _DS_FENCED.match(tail)
+        if head.strip() == "function" and fenced:  # V3 / R1
+            name, arguments = fenced.group(1), fenced.group(2)
+        else:  # V3.1
+            name, arguments = head.strip(), tail
+        try:
+            value, stop = _decode(arguments, _skip_space(arguments, 0))
+            if arguments[stop:].strip():
+                raise _Problem("unexpected text after the arguments' JSON object")
+            calls.add(ParsedCall(_check_name(name), _arguments(value, "arguments")))
+        except _Problem as problem:
+            calls.fail(problem, block)
+
+    def render(self, calls: Sequence[ParsedCall], content: str = "") -> str:
+        """Content, then the calls block in this parser's layout."""
+        if not calls:
+            return content.strip()
+        blocks = []
+        for call in calls:
+            arguments = _dumps(call.arguments)
+            if self.style == "v3":
+                body = f"function{_DS_SEP}{call.name}\n```json\n{arguments}\n```"
+            else:
+                body = f"{call.name}{_DS_SEP}{arguments}"
+            blocks.append(f"{_DS_CALL_BEGIN}{body}{_DS_CALL_END}")
+        return f"{content.strip()}{_DS_CALLS_BEGIN}{''.join(blocks)}{_DS_CALLS_END}"
+
+    def __repr__(self) -> str:
+        return f"DeepSeekParser(style={self.style!r})"
+
+
 # --- Llama 3.1 JSON ----------------------------------------------------------------------------
 
 _LLAMA_END_TOKENS = ("<|eom_id|>", "<|eot_id|>")
@@ -1141,6 +1222,7 @@ class AutoParser(_Parser):
     """Tries each parser in turn and returns the first result with a call or an error.
 
     The default order is ``harmony`` (it reads only GPT-OSS's ``to=functions.`` messages),
+    ``deepseek_v3`` (only DeepSeek's full-width tokens; it reads V3.1's layout too),
     ``qwen3_xml`` (it reads only ``<tool_call>`` blocks holding
     ``<function=...>``, which Hermes would misread as broken JSON), ``hermes``, ``mistral``,
     ``llama3_json``, ``json``. :meth:`render` uses Hermes's format.
@@ -1149,7 +1231,9 @@ class AutoParser(_Parser):
     name = "auto"
 
     def __init__(self, parsers: Sequence[ToolCallParser] | None = None) -> None:
-        self.parsers = list(parsers or (_HARMONY, _QWEN3_XML, _HERMES, _MISTRAL, _LLAMA3, _JSON))
+        self.parsers = list(
+            parsers or (_HARMONY, _DEEPSEEK_V3, _QWEN3_XML, _HERMES, _MISTRAL, _LLAMA3, _JSON)
+        )
 
     def parse(self, text: str, tools: Sequence[Mapping[str, Any]] | None = None) -> ParsedTurn:
         """Each parser in turn (tools' schemas to those that take them). Never raises."""
@@ -1180,6 +1264,7 @@ _HERMES, _MISTRAL, _LLAMA3, _JSON, _QWEN3_XML, _HARMONY = (
     Qwen3XmlParser(),
     HarmonyParser(),
 )
+_DEEPSEEK_V3, _DEEPSEEK_V31 = DeepSeekParser("v3"), DeepSeekParser("v31")
 _PARSERS: dict[str, ToolCallParser] = {}
 
 
@@ -1221,7 +1306,8 @@ def list_parsers() -> list[str]:
 
 
 for _parser in (
-    _HERMES, _LLAMA3, _MISTRAL, _JSON, _QWEN3_XML, _HARMONY, PythonicParser(), AutoParser()
+    _HERMES, _LLAMA3, _MISTRAL, _JSON, _QWEN3_XML, _HARMONY, _DEEPSEEK_V3, _DEEPSEEK_V31,
+    PythonicParser(), AutoParser(),
 ):  # fmt: skip
     register_parser(_parser)
 

@@ -551,8 +551,8 @@ def test_unknown_parser_lists_the_known_ones():
         get_parser("qwen9")
     assert isinstance(caught.value, UnknownParserError)
     assert str(caught.value).startswith(
-        "no tool-call parser named 'qwen9'; known parsers: auto, harmony, hermes, json, "
-        "llama3_json, mistral, pythonic, qwen3_xml"  # (other tests may register more)
+        "no tool-call parser named 'qwen9'; known parsers: auto, deepseek_v3, deepseek_v31, "
+        "harmony, hermes, json, llama3_json, mistral, pythonic, qwen3_xml"  # (and others' own)
     )
 
 

@@ -171,7 +171,10 @@ def test_bfcl_verdicts_do_not_depend_on_the_format_the_calls_are_written_in():
     rlenv = pytest.importorskip("rlenv")
     for category in ("Simple", "Parallel", "ParallelMultiple"):
         rewards = {}
-        for parser in ("hermes", "qwen3_xml", "harmony", "auto", "mistral", "json", "pythonic"):
+        for parser in (
+            "hermes", "qwen3_xml", "harmony", "deepseek_v3", "deepseek_v31", "auto", "mistral",
+            "json", "pythonic",
+        ):  # fmt: skip
             env = rlenv.make(f"rlenv/BFCL-{category}-v0", parser=parser)
             scores = []
             for seed in range(8):

@@ -41,7 +41,7 @@ from collections.abc import Sequence
 from rlenv.verifiers._completion import final_text, resolve_fallbacks
 from rlenv.verifiers._mathparse import _NUMBER_WORDS
 
-__all__ = ["DEFAULT_FALLBACKS", "all_boxes", "has_prose", "last_box", "read_answer", "read_choice"]
+__all__ = ["DEFAULT_FALLBACKS", "has_prose", "last_box", "read_answer", "read_choice"]
 
 DEFAULT_FALLBACKS: tuple[str, ...] = (
     "bare_answer",
@@ -176,15 +176,14 @@ def _boxes(text: str) -> list[tuple[int, int, str | None]]:
     return found
 
 
-def all_boxes(text: str) -> list[str]:
-    """The contents of every closed box, in order (a reference solution's answer parts)."""
-    return [content for _, _, content in _boxes(text) if content is not None]
-
-
 def last_box(text: str) -> str | None:
     """The answer the boxes give (rule 2): the last box, or the list of the boxes written one
     after another at the end; ``None`` when there is no box or the last one is never closed."""
-    boxes = _boxes(text)
+    return _box_answer(text, _boxes(text))
+
+
+def _box_answer(text: str, boxes: list[tuple[int, int, str | None]]) -> str | None:
+    """:func:`last_box` on the boxes :func:`_boxes` found in ``text``."""
     if not boxes or boxes[-1][2] is None:
         return None
     run = [boxes[-1]]
@@ -231,11 +230,12 @@ def read_answer(
     body = _reasoning_removed(text)
     if body is None:
         return None, "no answer after the reasoning" if isinstance(text, str) else "not text"
-    boxed = last_box(body)
+    boxes = _boxes(body)
+    boxed = _box_answer(body, boxes)
     if boxed is not None:
-        stated = _stated_after_last_box(body)
+        stated = _stated_after(body[boxes[-1][1] :])
         return (stated, "final_answer") if stated else (boxed, "box")
-    if any(command in body for command in _BOX_COMMANDS) and _boxes(body):
+    if boxes:
         return None, "the last box is never closed"
     tail = body[-_TAIL:]
     for fallback in chosen:
@@ -316,10 +316,8 @@ def _from_prose(sentence: str) -> str | None:
     return numbers[0].rstrip(",") if len(numbers) == 1 else None
 
 
-def _stated_after_last_box(body: str) -> str | None:
+def _stated_after(after: str) -> str | None:
     """A "final answer is X" stated after the last box (an intermediate box, then the answer)."""
-    boxes = _boxes(body)
-    after = body[boxes[-1][1] :] if boxes else ""
     matches = list(_FINAL_ANSWER.finditer(after[-_TAIL:]))
     stated = _phrase(matches[-1].group(1)) if matches else None
     if stated and stated.count("{") == stated.count("}"):  # a stray brace: the box stands

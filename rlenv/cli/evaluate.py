@@ -158,13 +158,14 @@ def _cmd_view(args: argparse.Namespace) -> int:
 
     runs = load_runs(args.paths)  # a missing, empty or metrics file: one clear line
     report = html_report_compare(runs, args.out or default_report_path(args.paths))
-    for label, trajectories in runs:
+    summaries = [summarize(trajectories) for _, trajectories in runs]
+    for (label, _), summary in zip(runs, summaries, strict=True):
         if len(runs) > 1:
             print(f"== {label}")
-        print(render_table(summarize(trajectories)))
+        print(render_table(summary))
     print(f"report: {report}")
     if len(runs) == 1:
-        _write_plots(summarize(runs[0][1]), runs[0][1], Path(report).parent)
+        _write_plots(summaries[0], runs[0][1], Path(report).parent)
     return EXIT_OK
 
 

@@ -26,7 +26,7 @@ from rlenv.errors import EnvArgumentError
 
 __all__ = [
     "check_env_kwargs",
-    "env_parameters",
+    "creator_parameters",
     "parse_assignments",
     "parse_value",
 ]
@@ -68,7 +68,7 @@ def parse_assignments(pairs: Sequence[str], *, flag: str = "-k") -> dict[str, An
     return values
 
 
-def env_parameters(creator: Callable[..., Any]) -> dict[str, inspect.Parameter] | None:
+def creator_parameters(creator: Callable[..., Any]) -> dict[str, inspect.Parameter] | None:
     """The keyword parameters ``creator`` (an env class or factory) accepts, or ``None`` when
     it accepts any keyword (a ``**kwargs`` that is not passed on to a known base class).
 
@@ -110,7 +110,7 @@ def check_env_kwargs(env_id: str, creator: Callable[..., Any], kwargs: Mapping[s
     environment does not have (with the close match and the accepted list) or gives a value
     whose type does not match the parameter's annotation (e.g. the string ``"False"`` for a
     ``bool``). Values are checked, never converted."""
-    parameters = env_parameters(creator)
+    parameters = creator_parameters(creator)
     if parameters is None:
         return
     for name, value in kwargs.items():

@@ -36,8 +36,7 @@ import gymnasium as gym
 from gymnasium.envs.registration import EnvSpec, load_env_creator
 
 from rlenv.errors import RegistrationError, UnknownEnvError
-from rlenv.params import check_env_kwargs
-from rlenv.params import env_parameters as _parameters
+from rlenv.params import check_env_kwargs, creator_parameters
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -269,4 +268,4 @@ def env_creator(env_spec: EnvSpec) -> Callable[..., Any]:
 
 def env_parameters(id: str) -> dict[str, inspect.Parameter] | None:
     """The keyword parameters the environment registered as ``id`` accepts (``None``: any)."""
-    return _parameters(env_creator(spec(id)))
+    return creator_parameters(env_creator(spec(id)))

@@ -44,27 +44,27 @@ class FakeServer:
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                     failing = server.fail_first > 0
                     server.fail_first -= failing
-                try:
-                    time.sleep(server.delay)
-                    if failing:
-                        self.send_response(server.fail_status)
-                        self.end_headers()
-                        self.wfile.write(b'{"error": "busy"}')
-                        return
-                    message = {"role": "assistant", **server.reply(body)}
-                    payload = {
-                        "choices": [{"message": message, "finish_reason": "stop"}],
-                        "usage": {"completion_tokens": 3},
-                    }
-                    data = json.dumps(payload).encode()
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
+                time.sleep(server.delay)
+                # Leave the count before answering: once the client reads the answer it may
+                # send its next request, which must not overlap this one in the count.
+                with server.lock:
+                    server.in_flight -= 1
+                if failing:
+                    self.send_response(server.fail_status)
                     self.end_headers()
-                    self.wfile.write(data)
-                finally:
-                    with server.lock:
-                        server.in_flight -= 1
+                    self.wfile.write(b'{"error": "busy"}')
+                    return
+                message = {"role": "assistant", **server.reply(body)}
+                payload = {
+                    "choices": [{"message": message, "finish_reason": "stop"}],
+                    "usage": {"completion_tokens": 3},
+                }
+                data = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"

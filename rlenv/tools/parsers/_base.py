@@ -1,0 +1,440 @@
+"""What every tool-call parser shares: the results (:class:`ParsedCall`, :class:`CallError`,
+:class:`ParsedTurn`), the work bounds, the JSON reading, and the never-raising :class:`_Parser`
+base. Package-internal helpers keep their leading underscore."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from rlenv.errors import RLEnvError
+
+MAX_TEXT_CHARS = 200_000
+"""A turn longer than this is not parsed: one :class:`CallError`, no calls."""
+MAX_CALLS = 64
+"""At most this many calls are read from one turn; the rest become one :class:`CallError`."""
+MAX_DEPTH = 100
+"""Arguments nested deeper than this (objects and lists) are refused."""
+NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+"""What a function name must fully match (OpenAI's rule, plus ``.`` for namespaced tools)."""
+
+_RAW_CHARS = 500
+
+
+# --- Results -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParsedCall:
+    """One well-formed call read from a model's turn: the function's name and its arguments as
+    a JSON object.
+
+    Not to be confused with :class:`rlenv.chat.ToolCall`, the OpenAI-format ``tool_calls`` entry
+    of an assistant message (:func:`as_assistant_message` turns ``ParsedCall`` objects into
+    those). It used to be named ``ToolCall`` as well; that name still imports from here and from
+    :mod:`rlenv.tools`, with a ``DeprecationWarning``.
+    """
+
+    name: str
+    arguments: dict[str, Any]
+    """The parsed JSON object; ``{}`` when the call has none."""
+    id: str | None = None
+    """The call id when the format carries one (OpenAI, Mistral); ``None`` otherwise."""
+
+
+@dataclass(frozen=True)
+class CallError:
+    """A malformed call: what was wrong and where, and the offending text."""
+
+    message: str
+    """E.g. ``"tool call 2: invalid JSON at line 1, column 17: Expecting ',' delimiter"``."""
+    raw: str
+    """The offending text, at most 500 characters."""
+
+
+@dataclass(frozen=True)
+class ParsedTurn:
+    """A model turn split into its text and its tool calls."""
+
+    content: str
+    """The text outside the tool calls, stripped."""
+    calls: list[ParsedCall] = field(default_factory=list)
+    """The well-formed calls, in the order they appear."""
+    errors: list[CallError] = field(default_factory=list)
+    """The malformed calls (parsing never raises)."""
+
+
+@runtime_checkable
+class ToolCallParser(Protocol):
+    """What a parser provides. Register your own with :func:`register_parser`."""
+
+    name: str
+
+    def parse(self, text: str) -> ParsedTurn:
+        """Split a model's text into content and calls; must never raise."""
+        ...
+
+    def render(self, calls: Sequence[ParsedCall], content: str = "") -> str:
+        """The text a model using this format emits for ``content`` followed by ``calls``."""
+        ...
+
+
+class UnknownParserError(RLEnvError, KeyError):
+    """No tool-call parser is registered under that name; the message lists the known ones."""
+
+    def __str__(self) -> str:  # KeyError's str() adds quotes around the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ParserRegistrationError(RLEnvError, ValueError):
+    """``register_parser`` was given something that is not a parser, or a taken name."""
+
+
+# --- Shared machinery --------------------------------------------------------------------------
+
+
+class _Problem(Exception):
+    """Why one call is malformed (internal; becomes a CallError with the call's index)."""
+
+
+class _Calls:
+    """Collects calls and errors in order, numbering them and enforcing MAX_CALLS."""
+
+    def __init__(self) -> None:
+        self.calls: list[ParsedCall] = []
+        self.errors: list[CallError] = []
+        self.count = 0
+        self.overflowed = False
+
+    @property
+    def index(self) -> int:
+        """The 1-based number the next call will get."""
+        return self.count + 1
+
+    @property
+    def full(self) -> bool:
+        return self.count >= MAX_CALLS
+
+    def add(self, item: ParsedCall | CallError) -> None:
+        self.count += 1
+        if isinstance(item, ParsedCall):
+            self.calls.append(item)
+        else:
+            self.errors.append(item)
+
+    def fail(self, problem: str | _Problem, raw: str) -> None:
+        """Record call number ``index`` as malformed."""
+        self.add(CallError(f"tool call {self.index}: {problem}", raw[:_RAW_CHARS]))
+
+    def overflow(self, raw: str) -> None:
+        """There are more calls than MAX_CALLS; record that once and read no more."""
+        if not self.overflowed:
+            self.overflowed = True
+            self.errors.append(
+                CallError(
+                    f"more than {MAX_CALLS} tool calls in one turn; "
+                    f"the calls after the {MAX_CALLS}th were ignored",
+                    raw[:_RAW_CHARS],
+                )
+            )
+
+    def turn(self, content: str | Sequence[str]) -> ParsedTurn:
+        if not isinstance(content, str):
+            content = "\n".join(piece.strip() for piece in content if piece.strip())
+        return ParsedTurn(content.strip(), self.calls, self.errors)
+
+
+def _reject_constant(constant: str) -> Any:
+    raise _Problem(f"invalid JSON: {constant} is not allowed (JSON has no NaN or Infinity)")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_WHITESPACE = re.compile(r"\s*")
+_LOOKS_LIKE_CALL = re.compile(r"""["'](?:name|function)["']\s*:""")
+
+
+def _skip_space(text: str, pos: int) -> int:
+    return _WHITESPACE.match(text, pos).end()  # type: ignore[union-attr]  # \s* always matches
+
+
+def _line_col(text: str, pos: int) -> tuple[int, int]:
+    """1-based line and column of ``pos`` in ``text``, counted the way ``json`` counts them."""
+    line = text.count("\n", 0, pos) + 1
+    return line, pos - text.rfind("\n", 0, pos)
+
+
+def _decode(doc: str, pos: int) -> tuple[Any, int]:
+    """Decode one JSON value starting at ``doc[pos]``; positions in errors are within ``doc``.
+
+    Callers pass the whole turn text (or a prefix of it), so line and column are the turn's.
+    """
+    try:
+        return _DECODER.raw_decode(doc, pos)
+    except json.JSONDecodeError as error:
+        raise _Problem(
+            f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
+        ) from None
+    except RecursionError:
+        raise _Problem(f"invalid JSON: nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as error:  # e.g. an integer with more than 4300 digits
+        raise _Problem(f"invalid JSON: {error}") from None
+
+
+def _kind(value: Any) -> str:
+    """How a JSON value's type reads in a message: 'an object', 'a list', ..."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if value is None:
+        return "null"
+    return type(value).__name__
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether ``value`` nests objects and lists more than MAX_DEPTH levels (iteratively)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _check_name(name: Any) -> str:
+    if not isinstance(name, str):
+        raise _Problem(f"'name' must be a string, got {_kind(name)}")
+    if not NAME_PATTERN.fullmatch(name):
+        shown = name if len(name) <= 80 else name[:80] + "..."
+        raise _Problem(
+            f"invalid function name {shown!r}: use 1 to 64 letters, digits, '_', '.' or '-', "
+            "starting with a letter or '_'"
+        )
+    return name
+
+
+def _arguments(value: Any, key: str) -> dict[str, Any]:
+    """The arguments as a JSON object; a string holding an object (double-encoded) is decoded."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return {}
+        if text[0] not in "{[":
+            raise _Problem(f"'{key}' must be a JSON object, got a string")
+        try:
+            value = _DECODER.decode(text)
+        except json.JSONDecodeError as error:
+            raise _Problem(
+                f"'{key}' is a string holding invalid JSON (line {error.lineno}, "
+                f"column {error.colno} of the string): {error.msg}"
+            ) from None
+        except RecursionError:
+            raise _Problem(f"'{key}' is nested deeper than {MAX_DEPTH} levels") from None
+        except ValueError as error:
+            raise _Problem(f"'{key}' is a string holding invalid JSON: {error}") from None
+        if not isinstance(value, dict):
+            raise _Problem(f"'{key}' must be a JSON object, got a string holding {_kind(value)}")
+    elif not isinstance(value, dict):
+        raise _Problem(f"'{key}' must be a JSON object, got {_kind(value)}")
+    if _too_deep(value):
+        raise _Problem(f"'{key}' is nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+_ARGUMENT_KEYS = ("arguments", "parameters")
+
+
+def _call_from_object(value: Any) -> ParsedCall:
+    """A ParsedCall from a decoded ``{"name": ..., "arguments": {...}}`` object.
+
+    Also accepted: ``"parameters"`` for ``"arguments"`` (Llama), an ``"id"``, and the OpenAI
+    nesting ``{"type": "function", "function": {"name", "arguments"}}``.
+    """
+    if not isinstance(value, dict):
+        raise _Problem(f"expected a JSON object with 'name' and 'arguments', got {_kind(value)}")
+    call_id = value.get("id")
+    if "name" not in value and isinstance(value.get("function"), dict):
+        value = value["function"]
+    if "name" not in value:
+        keys = ", ".join(repr(key) for key in list(value)[:5]) or "none"
+        raise _Problem(f"missing 'name' (the function to call); keys found: {keys}")
+    name = _check_name(value["name"])
+    arguments: dict[str, Any] = {}
+    for key in _ARGUMENT_KEYS:
+        if key in value:
+            arguments = _arguments(value[key], key)
+            break
+    return ParsedCall(name, arguments, call_id if isinstance(call_id, str) else None)
+
+
+def _is_call_like(value: Any) -> bool:
+    """Whether a JSON value is meant as a call (so a plain JSON answer is left as content)."""
+    if isinstance(value, list):
+        return any(_is_call_like(item) for item in value if isinstance(item, dict))
+    return isinstance(value, dict) and any(
+        key in value for key in ("name", "function", *_ARGUMENT_KEYS)
+    )
+
+
+def _read_call(calls: _Calls, doc: str, pos: int, end: int | None = None) -> int:
+    """Decode one call object at ``doc[pos]`` into ``calls``; returns where it ended.
+
+    On broken JSON the error is recorded and ``len(doc)`` returned (the rest cannot be read).
+    """
+    try:
+        value, stop = _decode(doc, pos)
+        calls.add(_call_from_object(value))
+    except _Problem as problem:
+        calls.fail(problem, doc[pos:end])
+        return len(doc)
+    return stop
+
+
+def _read_call_list(calls: _Calls, doc: str, pos: int) -> int:
+    """Read a JSON list of call objects starting at ``doc[pos] == '['``; returns its end.
+
+    Elements are decoded one by one so each error names its call and its position. A list cut
+    off at the end of ``doc`` (a truncated generation) keeps the calls read so far.
+    """
+    pos = _skip_space(doc, pos + 1)
+    if doc.startswith("]", pos):
+        return pos + 1
+    while pos < len(doc):
+        if calls.full:
+            calls.overflow(doc[pos:])
+            return len(doc)
+        start = pos
+        pos = _read_call(calls, doc, pos)
+        if pos >= len(doc):
+            return pos
+        pos = _skip_space(doc, pos)
+        if doc.startswith(",", pos):
+            pos = _skip_space(doc, pos + 1)
+        elif doc.startswith("]", pos):
+            return pos + 1
+        elif pos < len(doc):
+            line, column = _line_col(doc, pos)
+            calls.errors.append(
+                CallError(
+                    f"after tool call {calls.count}: expected ',' or ']' at line {line}, "
+                    f"column {column}; the rest of the list was ignored",
+                    doc[start:][:_RAW_CHARS],
+                )
+            )
+            return len(doc)
+    return pos
+
+
+class _Parser:
+    """Shared checks for the built-in parsers: size bound, type check, never raising."""
+
+    name = ""
+
+    def parse(self, text: str) -> ParsedTurn:
+        """Split a model's text into content and calls. Never raises."""
+        return self._guarded(text, self._parse)
+
+    def _guarded(self, text: Any, parse: Any) -> ParsedTurn:
+        """``parse(text)`` behind the shared checks: text, size bound, never raising."""
+        if not isinstance(text, str):
+            return ParsedTurn("", [], [CallError(f"expected text, got {type(text).__name__}", "")])
+        if len(text) > MAX_TEXT_CHARS:
+            message = (
+                f"the turn is {len(text):,} characters, over the limit of {MAX_TEXT_CHARS:,}; "
+                "it was not parsed for tool calls"
+            )
+            return ParsedTurn("", [], [CallError(message, text[:_RAW_CHARS])])
+        try:
+            return parse(text)
+        except Exception as error:  # a bug here must not crash a rollout; report it instead
+            message = f"the {self.name!r} parser failed ({type(error).__name__}: {error})"
+            return ParsedTurn(text.strip(), [], [CallError(message, text[:_RAW_CHARS])])
+
+    def _parse(self, text: str) -> ParsedTurn:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _parameter_schemas(tools: Sequence[Mapping[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """``{function name: {parameter: its JSON schema}}`` from OpenAI-format tool schemas."""
+    found: dict[str, dict[str, Any]] = {}
+    for tool in tools or ():
+        function = tool.get("function", tool) if isinstance(tool, Mapping) else None
+        if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+            continue
+        properties = (function.get("parameters") or {}).get("properties") or {}
+        if isinstance(properties, Mapping):
+            found[function["name"]] = {
+                k: v for k, v in properties.items() if isinstance(v, Mapping)
+            }
+    return found
+
+
+def _schema_type(value: Any) -> str:
+    """The JSON-schema type name of a decoded JSON value."""
+    if isinstance(value, bool):
+        return "boolean"
+    for kind, name in ((dict, "object"), (list, "array"), (str, "string"), (int, "integer")):
+        if isinstance(value, kind):
+            return name
+    return "number" if isinstance(value, float) else "null"
+
+
+def _typed_value(raw: str, schema: Mapping[str, Any] | None) -> Any:
+    """An XML parameter's text as the value its schema says (see :class:`Qwen3XmlParser`)."""
+    text = raw[1:] if raw.startswith("\n") else raw
+    text = text[:-1] if text.endswith("\n") else text
+    kinds = schema.get("type") if schema else None
+    kinds = {kinds} if isinstance(kinds, str) else set(kinds or ())
+    if kinds == {"string"} or (schema and "enum" in schema and not kinds - {"string"}):
+        return text
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return text
+    kind = _schema_type(value)
+    if kinds and kind not in kinds and not (kind == "integer" and "number" in kinds):
+        return text  # let the tool's argument validation report the mismatch
+    return value
+
+
+def _parse_with_tools(
+    parser: ToolCallParser, text: str, tools: Sequence[Mapping[str, Any]] | None
+) -> ParsedTurn:
+    """``parser.parse(text, tools=tools)`` where the parser takes schemas, else ``parse(text)``."""
+    if tools and _takes_tools(parser):
+        return parser.parse(text, tools=tools)  # type: ignore[call-arg]
+    return parser.parse(text)
+
+
+def _takes_tools(parser: ToolCallParser) -> bool:
+    import inspect
+
+    try:
+        return "tools" in inspect.signature(parser.parse).parameters
+    except (TypeError, ValueError):
+        return False

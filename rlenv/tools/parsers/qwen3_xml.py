@@ -1,0 +1,120 @@
+"""Qwen3-Coder and Qwen3.5+: ``<tool_call><function=NAME><parameter=ARG>value</parameter>...``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rlenv.tools.parsers._base import (
+    ParsedCall,
+    ParsedTurn,
+    _Calls,
+    _check_name,
+    _dumps,
+    _parameter_schemas,
+    _Parser,
+    _Problem,
+    _typed_value,
+)
+
+# --- Qwen3-Coder / Qwen3.5 XML ----------------------------------------------------------------
+
+_XML_FUNCTION = re.compile(r"\s*<function=([^>\n]{1,200})>")
+_XML_PARAMETER = re.compile(r"<parameter=([^>\n]{1,200})>")
+
+
+class Qwen3XmlParser(_Parser):
+    """Qwen3-Coder and Qwen3.5+: one ``<tool_call>`` block per call, its arguments as XML.
+
+    ``<tool_call>\\n<function=NAME>\\n<parameter=ARG>\\nvalue\\n</parameter>\\n</function>\\n</tool_call>``.
+    Values are raw text. With the tools' JSON schemas (``parse(text, tools=...)``) each value
+    is typed by its parameter's schema: a ``string`` stays text even when it looks like JSON,
+    ``integer``/``number``/``boolean``/``object``/``array``/``null`` are read as JSON. Without a
+    schema a value that reads as JSON is JSON, else text. A block left open by the token limit
+    is an error, never a call (a cut-off value is not the value the model meant). A
+    ``<tool_call>`` block holding JSON is Hermes's, not this format's: it is left as content.
+    """
+
+    name = "qwen3_xml"
+    open_tag = "<tool_call>"
+    close_tag = "</tool_call>"
+
+    def parse(self, text: str, tools: Sequence[Mapping[str, Any]] | None = None) -> ParsedTurn:
+        """Split a model's text into content and calls, typing values by ``tools``' schemas
+        (OpenAI format) when given. Never raises."""
+        schemas = _parameter_schemas(tools)
+        return self._guarded(text, lambda text: self._parse(text, schemas))
+
+    def _parse(
+        self, text: str, schemas: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> ParsedTurn:
+        calls, content, pos = _Calls(), [], 0
+        while (start := text.find(self.open_tag, pos)) >= 0:
+            if not _XML_FUNCTION.match(text, start + len(self.open_tag)):
+                content.append(text[pos : start + len(self.open_tag)])  # not this format's
+                pos = start + len(self.open_tag)
+                continue
+            content.append(text[pos:start])
+            if calls.full:
+                calls.overflow(text[start:])
+                return calls.turn(content)
+            body = start + len(self.open_tag)
+            close = text.find(self.close_tag, body)
+            if close < 0:
+                calls.fail("the block was cut off before </tool_call>", text[start:])
+                return calls.turn(content)
+            self._read_block(calls, text[body:close], schemas or {})
+            pos = close + len(self.close_tag)
+        content.append(text[pos:])
+        return calls.turn(content)
+
+    def _read_block(
+        self, calls: _Calls, block: str, schemas: Mapping[str, Mapping[str, Any]]
+    ) -> None:
+        match = _XML_FUNCTION.match(block)
+        end = block.find("</function>")
+        if match is None or end < 0:
+            calls.fail("expected <function=NAME>...</function>", block)
+            return
+        try:
+            name = _check_name(match.group(1).strip())
+        except _Problem as problem:
+            calls.fail(problem, block)
+            return
+        schema = schemas.get(name, {})
+        arguments: dict[str, Any] = {}
+        pos = match.end()
+        while (parameter := _XML_PARAMETER.search(block, pos, end)) is not None:
+            close = block.find("</parameter>", parameter.end(), end)
+            following = _XML_PARAMETER.search(block, parameter.end(), end)
+            stop = (
+                close
+                if close >= 0 and (following is None or close < following.start())
+                else (following.start() if following is not None else end)
+            )
+            key = parameter.group(1).strip()
+            if key in arguments:
+                calls.fail(f"parameter {key!r} is given twice", block)
+                return
+            arguments[key] = _typed_value(block[parameter.end() : stop], schema.get(key))
+            pos = stop + (len("</parameter>") if stop == close else 0)
+        if block[pos:end].strip():
+            calls.fail(
+                f"unexpected text inside <function={name}>: {block[pos:end].strip()[:80]!r}", block
+            )
+            return
+        calls.add(ParsedCall(name, arguments))
+
+    def render(self, calls: Sequence[ParsedCall], content: str = "") -> str:
+        """Qwen3-Coder's chat-template layout: content, then one block per call; strings as
+        written, other values as JSON."""
+        parts = [content.strip()] if content.strip() else []
+        for call in calls:
+            lines = [self.open_tag, f"<function={call.name}>"]
+            for key, value in call.arguments.items():
+                written = value if isinstance(value, str) else _dumps(value)
+                lines += [f"<parameter={key}>", written, "</parameter>"]
+            lines += ["</function>", self.close_tag]
+            parts.append("\n".join(lines))
+        return "\n".join(parts)

@@ -187,6 +187,22 @@ def test_the_parent_survives_and_the_sandbox_keeps_working(sandbox):
     assert run_tests("def add(a, b):\n    return a + b\n", ADD_TESTS, sandbox=sandbox).passed
 
 
+def test_a_worker_that_died_while_idle_is_replaced(sandbox):
+    """A worker can die after the pool checked it was alive (seen once in CI as a
+    BrokenPipeError): the run goes to a fresh worker instead of failing."""
+    assert run_tests("def add(a, b):\n    return a + b\n", ADD_TESTS, sandbox=sandbox).passed
+    (idle,) = sandbox._idle
+    os.killpg(idle.process.pid, 9)
+    idle.process.wait()
+    idle.control.settimeout(10.0)
+    while idle.control.recv(4096):  # until the worker's end of the control socket is closed
+        pass
+    idle.alive = lambda: True  # the race: it looked alive when it was checked out
+    idle.settle = lambda timeout=15.0: True
+    assert run_tests("def add(a, b):\n    return a + b\n", ADD_TESTS, sandbox=sandbox).passed
+    assert sandbox._idle and sandbox._idle[0] is not idle
+
+
 # --------------------------------------------------------------------------- host safety
 
 

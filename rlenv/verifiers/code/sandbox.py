@@ -294,23 +294,45 @@ class Sandbox:
                 self._count -= 1
             self._lock.notify()
 
+    def _send(self, request: bytes, fds: list[int], attempts: int = 3) -> _Zygote:
+        """Hand a run to a worker. A worker that died while idle (its control socket answers
+        with a broken pipe) is replaced and the request sent again: nothing had started."""
+        for attempt in range(attempts):
+            zygote = self._checkout(timeout=60.0)
+            try:
+                socket.send_fds(zygote.control, [request], fds)
+                return zygote
+            except OSError:
+                self._checkin(zygote, healthy=False)
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
     @contextlib.contextmanager
     def run(self, limits: Limits):
         """Start an isolated process; yields a :class:`Run` speaking the harness protocol.
 
         On exit the run is over: its channel is closed and every process it started is dead.
         """
-        zygote = self._checkout(timeout=60.0)
         healthy = False
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
         work_dir = tempfile.mkdtemp(dir=self._work_root) if self.tier == "rlimits" else ""
         request = json.dumps({"limits": limits.for_zygote(work_dir)}).encode()
+        try:
+            zygote = self._send(request, [child_end.fileno(), out_write, err_write])
+        except BaseException:
+            for end in (parent_end, child_end):
+                end.close()
+            for fd in (out_read, out_write, err_read, err_write):
+                os.close(fd)
+            if work_dir:
+                shutil.rmtree(work_dir, ignore_errors=True)
+            raise
         run = Run(parent_end, limits, time.monotonic() + limits.timeout)
         run._pipes = {out_read: run.stdout, err_read: run.stderr}
         try:
-            socket.send_fds(zygote.control, [request], [child_end.fileno(), out_write, err_write])
             child_end.close()
             os.close(out_write)
             os.close(err_write)

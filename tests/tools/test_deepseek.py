@@ -45,7 +45,11 @@ def test_auto_reads_deepseek_calls():
         st.builds(
             ParsedCall,
             st.sampled_from(["f", "get_weather"]),
-            st.dictionaries(st.sampled_from("abc"), st.one_of(st.integers(), st.text(max_size=8))),
+            st.dictionaries(
+                st.sampled_from("abc"),
+                # (reasoning markers open reasoning wherever they are: left out)
+                st.one_of(st.integers(), st.text(max_size=8).filter(lambda s: "think>" not in s)),
+            ),
         ),
         max_size=3,
     ),

@@ -17,6 +17,7 @@ from rlenv.tools.parsers._base import (
     _Problem,
     _skip_space,
 )
+from rlenv.tools.parsers.json_format import _cut_off_problem, _json_cut_off
 
 # --- DeepSeek V3 / R1 / V3.1 --------------------------------------------------------------------
 
@@ -26,6 +27,7 @@ _DS_CALL_BEGIN = "<\uff5ctool\u2581call\u2581begin\uff5c>"
 _DS_CALL_END = "<\uff5ctool\u2581call\u2581end\uff5c>"
 _DS_SEP = "<\uff5ctool\u2581sep\uff5c>"
 _DS_FENCED = re.compile(r"\s*([^\s`]{1,200})\s*```(?:json)?\s*\n?(.*?)\n?```\s*\Z", re.DOTALL)
+_DS_FENCE_LEFT_OPEN = re.compile(r"\s*([^\s`]{1,200})\s*```(?:json)?\s*\n?(.*?)\s*\Z", re.DOTALL)
 
 
 class DeepSeekParser(_Parser):
@@ -37,7 +39,10 @@ class DeepSeekParser(_Parser):
 
     Calls sit between ``<｜tool▁calls▁begin｜>`` and ``<｜tool▁calls▁end｜>``; text outside is the
     content. Each parser reads both layouts (a V3 checkpoint fine-tuned on V3.1 data writes
-    either); ``render`` writes its own. A call cut off before its end token is an error.
+    either); ``render`` writes its own. Cut-off policy: a call whose arguments are complete but
+    whose end tokens (``<｜tool▁call▁end｜>``, ``<｜tool▁calls▁end｜>``, V3's closing fence) are
+    missing is read (generation stopped, the stop token stripped); a call cut off inside its
+    arguments is an error that says so.
     """
 
     def __init__(self, style: str = "v3") -> None:
@@ -56,19 +61,26 @@ class DeepSeekParser(_Parser):
             body = start + len(_DS_CALL_BEGIN)
             end = text.find(_DS_CALL_END, body)
             if end < 0:
-                calls.fail("the call was cut off before its end token", text[start:])
+                # Generation stopped: a complete call without its end token is read, a call
+                # cut off inside its arguments is an error.
+                rest = text[body:]
+                self._read_call(calls, rest.split(_DS_CALLS_END, 1)[0], closed=False)
+                content.append(rest.split(_DS_CALLS_END, 1)[1] if _DS_CALLS_END in rest else "")
                 return calls.turn(content)
             self._read_call(calls, text[body:end])
             pos = end + len(_DS_CALL_END)
         content.append(text[pos:].replace(_DS_CALLS_END, "").replace(_DS_CALLS_BEGIN, ""))
         return calls.turn(content)
 
-    def _read_call(self, calls: _Calls, block: str) -> None:
+    def _read_call(self, calls: _Calls, block: str, closed: bool = True) -> None:
         head, sep, tail = block.partition(_DS_SEP)
         if not sep:
-            calls.fail("no <｜tool▁sep｜> between the function and its arguments", block)
+            if closed:
+                calls.fail("no <｜tool▁sep｜> between the function and its arguments", block)
+            else:
+                calls.fail("the call was cut off before its arguments", block)
             return
-        fenced = _DS_FENCED.match(tail)
+        fenced = _DS_FENCED.match(tail) or (None if closed else _DS_FENCE_LEFT_OPEN.match(tail))
         if head.strip() == "function" and fenced:  # V3 / R1
             name, arguments = fenced.group(1), fenced.group(2)
         else:  # V3.1
@@ -79,6 +91,8 @@ class DeepSeekParser(_Parser):
                 raise _Problem("unexpected text after the arguments' JSON object")
             calls.add(ParsedCall(_check_name(name), _arguments(value, "arguments")))
         except _Problem as problem:
+            if not closed and _json_cut_off(arguments, _skip_space(arguments, 0)):
+                problem = _cut_off_problem(problem)
             calls.fail(problem, block)
 
     def render(self, calls: Sequence[ParsedCall], content: str = "") -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import keyword
+import math
 import re
 import warnings
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from rlenv.tools.parsers._base import (
     _line_col,
     _Parser,
     _Problem,
+    _skip_space,
     _too_deep,
 )
 from rlenv.tools.parsers.llama3 import _PYTHON_TAG, _cut_at_end_token
@@ -27,15 +29,53 @@ from rlenv.tools.parsers.llama3 import _PYTHON_TAG, _cut_at_end_token
 
 _PYTHON_START, _PYTHON_END = "<|python_start|>", "<|python_end|>"
 _LOOKS_LIKE_PY_CALL = re.compile(r"\[\s*[A-Za-z_][\w.]*\s*\(")
+_KEYWORD_CALL = re.compile(r"\[\s*[A-Za-z_][\w.]*\s*\(\s*(?:[A-Za-z_]\w*\s*=(?!=)|\))")
+
+
+def _list_end(text: str, start: int) -> int:
+    """The index just past the ``]`` closing the list that opens at ``text[start]``, skipping
+    brackets inside string literals; -1 if the text ends first, -2 if a bracket is closed by the
+    wrong one (the list is malformed)."""
+    closers: list[str] = []
+    pos, quote = start, ""
+    while pos < len(text):
+        char = text[pos]
+        if quote:
+            if char == "\\":
+                pos += 1
+            elif text.startswith(quote, pos):
+                pos += len(quote) - 1
+                quote = ""
+        elif char in "'\"":
+            quote = char * 3 if text.startswith(char * 3, pos) else char
+            pos += len(quote) - 1
+        elif char in "([{":
+            closers.append(")]}"["([{".index(char)])
+        elif char in ")]}":
+            if closers.pop() != char:
+                return -2
+            if not closers:
+                return pos + 1
+        pos += 1
+    return -1
 
 
 class PythonicParser(_Parser):
     """Llama 3.2+ "pythonic" calls: ``[get_weather(city="Paris"), get_time(zone="CET")]``.
 
-    The text (or the part between ``<|python_start|>`` and ``<|python_end|>``, Llama 4) must be
-    one Python list of calls with keyword arguments whose values are literals. It is read with
-    :mod:`ast` and never evaluated. Tuples become lists; sets, bytes and complex numbers are
-    refused.
+    A Python list of calls with keyword arguments whose values are literals, read with
+    :mod:`ast` and never evaluated. Tuples become lists; sets, bytes, complex and non-finite
+    numbers are refused. Where the list may be:
+
+    - the whole turn, or inside ``<|python_start|>...<|python_end|>`` (Llama 4) or after
+      ``<|python_tag|>``: it is read, and anything malformed in it is an error;
+    - after or before prose (``Let me check: [get_weather(city='Paris')] Here it is.``): a list
+      that starts like a call with keyword arguments (``[name(key=`` or ``[name()``) is read,
+      several such lists too; a bracket in prose such as ``[Note(s)]`` stays text.
+
+    Cut-off policy: a list the text ends inside (its ``]`` never came) is an error that says it
+    was cut off, never a partial call; a complete list whose ``<|python_end|>`` is missing is
+    read.
     """
 
     name = "pythonic"
@@ -43,43 +83,62 @@ class PythonicParser(_Parser):
     def _parse(self, text: str) -> ParsedTurn:
         calls = _Calls()
         text = _cut_at_end_token(text)
-        start, end, outside = 0, len(text), []
+        content, pos, strict = [], 0, True
+        region_end = len(text)
         for open_tag, close_tag in ((_PYTHON_START, _PYTHON_END), (_PYTHON_TAG, None)):
             tag = text.find(open_tag)
             if tag >= 0:
-                outside.append(text[:tag])
-                start = tag + len(open_tag)
-                close = text.find(close_tag, start) if close_tag else -1
+                content.append(text[:tag])
+                pos = tag + len(open_tag)
+                close = text.find(close_tag, pos) if close_tag else -1
                 if close >= 0:
-                    end = close
-                    outside.append(text[close + len(close_tag or "") :])
+                    region_end = close
                 break
-        source = text[start:end].strip()
-        if not (source.startswith("[") and source.endswith("]")):
-            return calls.turn(text)
-        offset = text.index(source, start)
+        else:
+            strict = False
+        region = text[:region_end]
+        first, search = _skip_space(region, pos), pos
+        while (match := _LOOKS_LIKE_PY_CALL.search(region, search)) is not None:
+            start = search = match.start()
+            whole = strict or start == first  # the list opens the region: it is meant as calls
+            if not whole and not _KEYWORD_CALL.match(region, start):
+                search += 1  # a bracket in prose, like "[Note(s)]": text
+                continue
+            content.append(region[pos:start])
+            end = _list_end(region, start)
+            if end == -1 and region_end == len(text):
+                calls.fail("the call list was cut off before its closing ']'", region[start:])
+                return calls.turn(content)
+            if end < 0:
+                end = region_end  # malformed brackets: the parse error will say where
+            pos = search = self._read_list(calls, text, start, end)
+            if calls.overflowed:
+                break
+        content.append(region[pos:])
+        if region_end < len(text):
+            content.append(text[region_end + len(_PYTHON_END) :])
+        return calls.turn(content)
+
+    def _read_list(self, calls: _Calls, text: str, start: int, end: int) -> int:
+        """Read the calls of the list ``text[start:end]``; returns ``end``."""
+        source = text[start:end]
         try:
             with warnings.catch_warnings():  # e.g. "invalid escape sequence" in a string
                 warnings.simplefilter("ignore")
                 tree = ast.parse(source, mode="eval")
         except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
-            if not _LOOKS_LIKE_PY_CALL.match(source):
-                return calls.turn(text)
             where = ""
             if isinstance(error, SyntaxError) and error.lineno and error.offset:
                 lines = source.split("\n")
                 pos = sum(len(line) + 1 for line in lines[: error.lineno - 1])
-                line, column = _line_col(text, offset + pos + error.offset - 1)
+                line, column = _line_col(text, start + pos + error.offset - 1)
                 where = f" at line {line}, column {column}"
             reason = error.msg if isinstance(error, SyntaxError) else type(error).__name__
             calls.fail(f"invalid Python call list{where}: {reason}", source)
-            return calls.turn(outside)
-        if not isinstance(tree.body, ast.List) or not any(
-            isinstance(item, ast.Call) for item in tree.body.elts
-        ):
-            return calls.turn(text)
+            return end
+        elements = tree.body.elts if isinstance(tree.body, ast.List) else [tree.body]
         lines = source.split("\n")
-        for item in tree.body.elts:
+        for item in elements:
             if calls.full:
                 calls.overflow(_source_of(lines, item))
                 break
@@ -87,7 +146,7 @@ class PythonicParser(_Parser):
                 calls.add(self._call(item))
             except _Problem as problem:
                 calls.fail(problem, _source_of(lines, item))
-        return calls.turn(outside)
+        return end
 
     def _call(self, node: ast.expr) -> ParsedCall:
         if not isinstance(node, ast.Call):
@@ -159,6 +218,8 @@ def _json_safe(value: Any) -> Any:
         if not all(isinstance(key, str) for key in value):
             raise ValueError("dict keys must be strings")
         return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite (1e999 is infinity)")
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
     raise ValueError(f"{type(value).__name__} is not JSON data")

@@ -15,6 +15,7 @@ from rlenv.tools.parsers._base import (
     _parameter_schemas,
     _Parser,
     _Problem,
+    _skip_space,
     _typed_value,
 )
 
@@ -31,8 +32,10 @@ class Qwen3XmlParser(_Parser):
     Values are raw text. With the tools' JSON schemas (``parse(text, tools=...)``) each value
     is typed by its parameter's schema: a ``string`` stays text even when it looks like JSON,
     ``integer``/``number``/``boolean``/``object``/``array``/``null`` are read as JSON. Without a
-    schema a value that reads as JSON is JSON, else text. A block left open by the token limit
-    is an error, never a call (a cut-off value is not the value the model meant). A
+    schema a value that reads as JSON is JSON, else text. Cut-off policy: a block whose
+    ``</function>`` is there but whose ``</tool_call>`` is missing (generation stopped, the stop
+    token stripped) is read; a block cut off before ``</function>`` is an error that says so,
+    never a call (a cut-off value is not the value the model meant). A
     ``<tool_call>`` block holding JSON is Hermes's, not this format's: it is left as content.
     """
 
@@ -44,7 +47,7 @@ class Qwen3XmlParser(_Parser):
         """Split a model's text into content and calls, typing values by ``tools``' schemas
         (OpenAI format) when given. Never raises."""
         schemas = _parameter_schemas(tools)
-        return self._guarded(text, lambda text: self._parse(text, schemas))
+        return self._guarded(text, lambda text: self._parse(text, schemas), tools)
 
     def _parse(
         self, text: str, schemas: Mapping[str, Mapping[str, Any]] | None = None
@@ -61,11 +64,20 @@ class Qwen3XmlParser(_Parser):
                 return calls.turn(content)
             body = start + len(self.open_tag)
             close = text.find(self.close_tag, body)
-            if close < 0:
-                calls.fail("the block was cut off before </tool_call>", text[start:])
+            function_end = text.find("</function>", body)
+            if close >= 0 and (function_end < 0 or close < function_end):
+                self._read_block(calls, text[body:close], schemas or {})  # no </function>
+                pos = close + len(self.close_tag)
+            elif function_end >= 0:
+                # </tool_call> may be missing: generation stopped after the call (engines strip
+                # the stop token). The call itself is complete, so it is read.
+                pos = function_end + len("</function>")
+                self._read_block(calls, text[body:pos], schemas or {})
+                pos = _skip_space(text, pos)
+                pos += len(self.close_tag) if text.startswith(self.close_tag, pos) else 0
+            else:
+                calls.fail("the call was cut off before </function>", text[start:])
                 return calls.turn(content)
-            self._read_block(calls, text[body:close], schemas or {})
-            pos = close + len(self.close_tag)
         content.append(text[pos:])
         return calls.turn(content)
 

@@ -33,6 +33,14 @@ class Verdict(BaseModel):
         description="What was wrong with the model output (malformed, too long...); "
         "the reward stands, usually 0.",
     )
+    parse_errors: int = Field(
+        default=0,
+        ge=0,
+        description="Tool calls of this turn the parser could not read (malformed, cut off, "
+        "unknown tool). A turn whose only calls were malformed also has an ``error`` starting "
+        "``parse error:`` (its stop reason when the episode ends there). Trainers' "
+        "``parse_error`` setting decides what such episodes do to the loss.",
+    )
     scored: bool = Field(
         default=True,
         description="False when the verifier could not judge the output (it crashed, or its "

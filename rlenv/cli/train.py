@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from rlenv.cli._common import (
     EXIT_OK,
@@ -22,6 +22,7 @@ def register(commands: Any) -> None:
     add_env_id(train)
     train.add_argument("--config", help="a TOML file of GRPOConfig settings")
     _add_training_arguments(train, "GRPOConfig", "rlenv-train", example="learning_rate=1e-5")
+    _add_parse_error(train)
     add_env_kwargs(train)
     train.set_defaults(handler=_cmd_train)
 
@@ -44,6 +45,7 @@ def register(commands: Any) -> None:
     _add_training_arguments(
         dpo, "DPOConfig", "rlenv-dpo", example="beta=0.1", epochs=int, resume=False
     )
+    _add_parse_error(dpo)
     dpo.add_argument("--pairs-out", help="also write the pairs in TRL's DPO format (JSONL)")
     dpo.set_defaults(handler=_cmd_train_dpo)
 
@@ -80,14 +82,25 @@ def _add_training_arguments(
         parser.add_argument("--resume", metavar="CHECKPOINT", help="a checkpoint.pt to resume from")
 
 
+def _add_parse_error(parser: argparse.ArgumentParser) -> None:
+    from rlenv.train.config import ParseErrorPolicy
+
+    parser.add_argument(
+        "--parse-error", choices=list(get_args(ParseErrorPolicy)), dest="parse_error",
+        help="episodes with a malformed tool call: keep them (default), mask them out of the "
+        "loss (a parser gap), or zero their reward (teach the format; --set "
+        "parse_error_reward=R for another value)",
+    )  # fmt: skip
+
+
 def _training_config(config: Any, args: argparse.Namespace, **fixed: Any) -> Any:
     """``config`` with ``fixed`` settings, then ``--set``, then the --model/--steps/--epochs/
-    --out flags applied (later wins); a bad setting is a usage error."""
+    --out/--parse-error flags applied (later wins); a bad setting is a usage error."""
     from pydantic import ValidationError
 
     settings = [f"{name}={json.dumps(value)}" for name, value in fixed.items()]
     settings += args.settings
-    for name in ("model", "out", "steps", "epochs"):
+    for name in ("model", "out", "steps", "epochs", "parse_error"):
         if getattr(args, name, None) is not None:
             settings.append(f"{name}={json.dumps(getattr(args, name))}")
     try:

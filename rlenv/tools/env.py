@@ -7,6 +7,15 @@ or runs out of ``max_turns`` (truncated). The conversation is a standard tool-ca
 transcript: the model's message carries the parsed ``tool_calls`` (arguments as objects, the
 form Hugging Face chat templates expect), so ``tokenizer.apply_chat_template(observation,
 tools=info["tools"])`` renders it directly.
+
+**Parse errors.** A call the parser cannot read (broken JSON, a call cut off inside its
+arguments...) is shown to the model as a user message, so it may retry, and is recorded: the
+step's ``info["call_errors"]`` lists this turn's errors, ``info["parse_errors"]`` counts them
+over the episode so far, and the turn's verdict carries ``parse_errors`` (this turn's count).
+A turn whose only calls are malformed has the verdict error ``"parse error: ..."``, so an
+episode that ends on it (``max_turns``, or ``end_on_parse_error``) has the stop reason
+``"parse error"`` in ``rlenv eval``'s failures by reason. Trainers' ``parse_error`` setting
+(``"keep"``, ``"mask"``, ``"zero"``) decides what episodes with parse errors do to the loss.
 """
 
 from __future__ import annotations
@@ -15,13 +24,17 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rlenv.chat import AssistantMessage, Message, message_text
-from rlenv.env import TextEnv, Turn
+from rlenv.env import Action, Observation, TextEnv, Turn
 from rlenv.tasks import Task
 from rlenv.tools.core import Tool, Toolbox, ToolOutcome
 from rlenv.tools.parsers import ParsedTurn, as_assistant_message, parse_message
 from rlenv.verdict import Verdict
 
-__all__ = ["ToolEnv"]
+__all__ = ["PARSE_ERROR", "ToolEnv"]
+
+PARSE_ERROR = "parse error"
+"""The stop reason of a turn whose only tool calls were malformed: its verdict's ``error``
+starts ``"parse error: "`` (:func:`rlenv.evaluation.outcome_reason` groups by that prefix)."""
 
 
 class ToolEnv(TextEnv):
@@ -33,16 +46,21 @@ class ToolEnv(TextEnv):
 
     Class attributes (constructor arguments override them): ``parser`` (``"hermes"``), the
     tool-call format; ``max_calls_per_turn`` (8); ``finish_tool`` (None), a tool whose successful
-    call ends the episode; ``max_turns`` (8).
+    call ends the episode; ``max_turns`` (8); ``end_on_parse_error`` (False): True ends the
+    episode (terminated, reward 0, stop reason ``"parse error"``) on a turn whose only calls
+    were malformed, instead of showing the errors and letting the model retry.
 
-    Malformed calls (broken JSON, unknown tools, wrong argument types) never raise: they come
-    back to the model as messages it can learn from, and are recorded in :attr:`trace`.
+    Malformed calls never raise. A call the parser cannot read comes back to the model as a
+    user message and is counted in :attr:`parse_errors` and the verdict (see the module
+    docstring); a readable call that fails to run (arguments the tool refuses, an error inside
+    it) comes back as its tool message and is recorded in :attr:`trace`.
     """
 
     max_turns = 8
     parser: str = "hermes"
     max_calls_per_turn: int = 8
     finish_tool: str | None = None
+    end_on_parse_error: bool = False
 
     def __init__(
         self,
@@ -50,17 +68,22 @@ class ToolEnv(TextEnv):
         *,
         parser: str | None = None,
         max_calls_per_turn: int | None = None,
+        end_on_parse_error: bool | None = None,
         **kwargs: Any,
     ) -> None:
         if parser is not None:
             self.parser = parser
         if max_calls_per_turn is not None:
             self.max_calls_per_turn = max_calls_per_turn
+        if end_on_parse_error is not None:
+            self.end_on_parse_error = end_on_parse_error
         super().__init__(tasks, **kwargs)
         self.toolbox = Toolbox(self.load_tools())
         self.tools = self.toolbox.schemas()
         self.state: Any = None
         self.trace: list[ToolOutcome] = []
+        self.parse_errors = 0
+        """Calls the parser could not read, over the episode so far."""
         self._parsed: ParsedTurn | None = None
 
     # ------------------------------------------------------------------ hooks
@@ -87,8 +110,19 @@ class ToolEnv(TextEnv):
     def start(self, task: Task) -> list[Message]:
         self.state = self.new_state(task)
         self.trace = []
+        self.parse_errors = 0
         self._parsed = None
         return super().start(task)
+
+    def step(self, action: Action) -> tuple[Observation, float, bool, bool, dict[str, Any]]:
+        """:meth:`TextEnv.step`, whose ``info`` also holds ``"call_errors"`` (the messages of
+        this turn's malformed calls) and ``"parse_errors"`` (their count over the episode)."""
+        self._parsed = None  # an over-long action is not parsed: no errors from the last turn
+        observation, reward, terminated, truncated, info = super().step(action)
+        errors = self._parsed.errors if self._parsed is not None else []
+        info["call_errors"] = [error.message for error in errors]
+        info["parse_errors"] = self.parse_errors
+        return observation, reward, terminated, truncated, info
 
     def interpret(self, message: AssistantMessage) -> AssistantMessage:
         parsed = parse_message(message, self.parser, tools=self.tools)
@@ -102,7 +136,9 @@ class ToolEnv(TextEnv):
     def respond(self, message: AssistantMessage) -> Turn:
         parsed = self._parsed or ParsedTurn(content=message_text(message), calls=[], errors=[])
         calls = message.get("tool_calls") or []
-        if not calls and not parsed.errors:
+        malformed = len(parsed.errors)
+        self.parse_errors += malformed
+        if not calls and not malformed:
             return Turn(done=True, verdict=self._graded(message_text(message)))
         replies: list[Message] = []
         finished = False
@@ -135,9 +171,21 @@ class ToolEnv(TextEnv):
                 {"role": "user", "content": "Tool call errors:\n- " + "\n- ".join(problems)}
             )
         if finished:
-            return Turn(messages=replies, done=True, verdict=self._graded(None))
+            graded = self._graded(None)
+            if malformed:
+                graded = graded.model_copy(update={"parse_errors": malformed})
+            return Turn(messages=replies, done=True, verdict=graded)
+        if not calls:  # every call of the turn was malformed: nothing ran
+            verdict = Verdict(
+                reward=0.0,
+                reason=f"{malformed} malformed tool call{'s' if malformed > 1 else ''}",
+                error=f"{PARSE_ERROR}: " + "; ".join(error.message for error in parsed.errors),
+                parse_errors=malformed,
+            )
+            return Turn(messages=replies, done=self.end_on_parse_error, verdict=verdict)
         return Turn(
-            messages=replies, verdict=Verdict(reward=0.0, reason=f"{len(calls)} tool calls")
+            messages=replies,
+            verdict=Verdict(reward=0.0, reason=f"{len(calls)} tool calls", parse_errors=malformed),
         )
 
     def _graded(self, answer: str | None) -> Verdict:

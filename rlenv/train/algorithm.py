@@ -19,6 +19,7 @@ from typing import Any, Literal
 import torch
 
 from rlenv.rollout.transformers import cache_argument
+from rlenv.train.config import ParseErrorPolicy
 
 __all__ = [
     "ClipStats",
@@ -27,6 +28,7 @@ __all__ = [
     "group_advantages",
     "kl_k3",
     "overlong_penalty",
+    "parse_error_rewards",
     "shared_prefix_logprobs",
     "token_logprobs",
 ]
@@ -73,6 +75,38 @@ def group_advantages(
         for i in indices:
             informative[i] = True
     return advantages, informative
+
+
+def parse_error_rewards(
+    rewards: Sequence[float | None],
+    parse_errors: Sequence[bool],
+    policy: ParseErrorPolicy,
+    *,
+    reward: float = 0.0,
+) -> list[float | None]:
+    """The rewards :func:`group_advantages` sees once episodes with a malformed tool call
+    (``parse_errors[i]``) are handled by ``policy``:
+
+    - ``"keep"``: unchanged;
+    - ``"mask"``: ``None``, as an unscored reward: out of the group's mean and std, advantage 0
+      (and the trainer masks the episode's tokens out of the loss);
+    - ``"zero"``: ``reward`` (0.0 by default), kept in the group's baseline, so the advantage
+      of a malformed episode is below that of its well-formed siblings.
+
+    An unscored reward (``None``) stays ``None`` under every policy: the verifier could not
+    judge the episode, and that rule comes first.
+    """
+    if len(rewards) != len(parse_errors):
+        raise ValueError("rewards and parse_errors must have the same length")
+    if policy not in ("keep", "mask", "zero"):
+        raise ValueError(f"parse_error must be 'keep', 'mask' or 'zero', got {policy!r}")
+    if policy == "keep":
+        return list(rewards)
+    replacement = None if policy == "mask" else float(reward)
+    return [
+        value if value is None or not failed else replacement
+        for value, failed in zip(rewards, parse_errors, strict=True)
+    ]
 
 
 def overlong_penalty(length: int, max_tokens: int, buffer: int) -> float:

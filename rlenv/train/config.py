@@ -15,7 +15,26 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import Self
 
-__all__ = ["GRPOConfig", "TrainConfig"]
+__all__ = ["GRPOConfig", "ParseErrorPolicy", "TrainConfig"]
+
+ParseErrorPolicy = Literal["keep", "mask", "zero"]
+"""What a trainer does with an episode in which a tool call could not be parsed (a turn whose
+verdict has ``parse_errors > 0``, see :class:`~rlenv.tools.ToolEnv`):
+
+- ``"keep"``: nothing special; the episode's reward is whatever the environment gave.
+- ``"mask"``: the episode is left out, as an unscored one is: no loss on its tokens, and not in
+  its group's baseline. For a parser gap in your stack (the model writes a valid format your
+  parser does not read): the model should not learn that its correct-but-unread calls are bad.
+- ``"zero"``: the episode's reward becomes ``parse_error_reward`` (0), in its group's baseline,
+  so the advantage pushes away from malformed calls: for teaching the model the format.
+"""
+
+_PARSE_ERROR_HELP = (
+    "Episodes with a malformed tool call (a verdict with parse_errors > 0): 'keep' (default) "
+    "changes nothing; 'mask' leaves them out of the loss and of their group's baseline (a "
+    "parser gap must not teach the model its calls are bad); 'zero' sets their reward to "
+    "parse_error_reward (teach the format). See docs/training.md."
+)
 
 
 class TrainConfig(BaseModel):
@@ -92,7 +111,18 @@ def held_out_env_kwargs(env_kwargs: dict[str, Any]) -> dict[str, Any]:
 
 class GRPOConfig(TrainConfig):
     """The settings of a GRPO run. Defaults follow current practice (DAPO-style token-level
-    loss, clip-higher, no KL, std scaling on as in TRL) and suit a small model on a CPU."""
+    loss, clip-higher, no KL, std scaling on as in TRL) and suit a small model on a CPU.
+
+    ``parse_error`` (:data:`ParseErrorPolicy`) says what an episode with a malformed tool call
+    does to the loss. ``"mask"`` exists for parser gaps: when your stack cannot read a format
+    the model writes correctly, those episodes' low rewards would teach the model its correct
+    format is bad, so they are left out (no loss on their tokens, not in their group's mean and
+    std: handled exactly as unscored episodes). ``"zero"`` exists to teach the format: their
+    reward becomes ``parse_error_reward`` even when the model recovered, so the group's
+    advantage pushes away from malformed calls. The default, ``"keep"``, changes nothing: the
+    environment already shows the model its error and pays what the episode earned, and
+    silently dropping or re-scoring data is a choice a run should make on purpose.
+    """
 
     # ---- what to train on
     env_id: str = Field("rlenv/Arithmetic-v0", description="The registered environment.")
@@ -145,6 +175,13 @@ class GRPOConfig(TrainConfig):
     )
     overlong_buffer: int = Field(
         16, ge=1, description="'penalty': tokens before the limit where it ramps to -1."
+    )
+    parse_error: ParseErrorPolicy = Field("keep", description=_PARSE_ERROR_HELP)
+    parse_error_reward: float = Field(
+        0.0,
+        allow_inf_nan=False,
+        description="'zero': the reward of an episode with a parse error (replaces the "
+        "environment's, length penalty included).",
     )
 
     # ---- optimisation

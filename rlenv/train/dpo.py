@@ -27,8 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from rlenv.chat import Message
 from rlenv.rollout.trajectory import Trajectory, read_trajectories
 from rlenv.train._runtime import Trainer
-from rlenv.train.algorithm import token_logprobs
-from rlenv.train.config import TrainConfig
+from rlenv.train.algorithm import parse_error_rewards, token_logprobs
+from rlenv.train.config import ParseErrorPolicy, TrainConfig
 
 __all__ = [
     "DPOConfig",
@@ -78,6 +78,8 @@ def preference_pairs(
     margin: float = 0.0,
     min_chosen_reward: float | None = None,
     top_tolerance: float = 1e-9,
+    parse_error: ParseErrorPolicy = "keep",
+    parse_error_reward: float = 0.0,
 ) -> list[PreferencePair]:
     """Preference pairs from groups of single-turn rollouts of the same task.
 
@@ -96,7 +98,15 @@ def preference_pairs(
     independent (no single completion dominates a task's gradient, the batch statistics stay
     per-pair), and worst-first puts the clearest contrasts first. Deterministic: the same
     trajectories in the same order give the same pairs.
+
+    A sample with a malformed tool call (``parse_errors`` in its verdict) follows
+    ``parse_error``, as in GRPO (:func:`~rlenv.train.algorithm.parse_error_rewards`):
+    ``"keep"`` ranks it by its reward; ``"mask"`` leaves it out of its group (never chosen nor
+    rejected); ``"zero"`` ranks it at ``parse_error_reward``, so it is rejected against any
+    better sample.
     """
+    from rlenv.train.grpo import parse_errors
+
     if margin < 0:
         raise ValueError("margin must be >= 0")
     groups: dict[tuple[str, str | None, int | None], list[Trajectory]] = {}
@@ -105,26 +115,43 @@ def preference_pairs(
         groups.setdefault(key, []).append(trajectory)
     pairs: list[PreferencePair] = []
     for (env_id, task_id, seed), members in groups.items():
-        usable = [t for t in members if t.scored and len(t.turns) == 1 and math.isfinite(t.reward)]
+        rewards = parse_error_rewards(
+            [t.reward if t.scored else None for t in members],
+            [parse_errors(t) > 0 for t in members],
+            parse_error,
+            reward=parse_error_reward,
+        )
+        reward = {
+            id(t): value
+            for t, value in zip(members, rewards, strict=True)
+            if value is not None and len(t.turns) == 1 and math.isfinite(value)
+        }
+        usable = [t for t in members if id(t) in reward]
         if len(usable) < 2:
             continue
-        top = max(t.reward for t in usable)
+        top = max(reward.values())
         if min_chosen_reward is not None and top < min_chosen_reward:
             continue
-        chosen = [t for t in usable if t.reward >= top - top_tolerance]
-        gap = [top - t.reward for t in usable]
+        chosen = [t for t in usable if reward[id(t)] >= top - top_tolerance]
+        gap = [top - reward[id(t)] for t in usable]
         rejected = [
             t for t, g in zip(usable, gap, strict=True) if g > top_tolerance and g >= margin
         ]
         order = {id(t): index for index, t in enumerate(usable)}
-        rejected.sort(key=lambda t: (t.reward, order[id(t)]))
+        rejected.sort(key=lambda t: (reward[id(t)], order[id(t)]))
         for good, bad in zip(chosen, rejected, strict=False):
-            pairs.append(_pair(env_id, task_id, seed, good, bad))
+            pairs.append(_pair(env_id, task_id, seed, good, bad, reward[id(good)], reward[id(bad)]))
     return pairs
 
 
 def _pair(
-    env_id: str, task_id: str | None, seed: int | None, good: Trajectory, bad: Trajectory
+    env_id: str,
+    task_id: str | None,
+    seed: int | None,
+    good: Trajectory,
+    bad: Trajectory,
+    good_reward: float,
+    bad_reward: float,
 ) -> PreferencePair:
     good_turn, bad_turn = good.turns[0], bad.turns[0]
     prompt_ids = good_turn.prompt_token_ids
@@ -141,8 +168,8 @@ def _pair(
         prompt=_prompt_messages(good),
         chosen=good_turn.completion,
         rejected=bad_turn.completion,
-        chosen_reward=good.reward,
-        rejected_reward=bad.reward,
+        chosen_reward=good_reward,
+        rejected_reward=bad_reward,
         prompt_token_ids=list(prompt_ids) if exact else None,
         chosen_token_ids=list(good_turn.completion_token_ids) if exact else None,
         rejected_token_ids=list(bad_turn.completion_token_ids) if exact else None,
@@ -193,10 +220,16 @@ def write_pairs(pairs: Iterable[PreferencePair], path: str | Path) -> int:
 
 
 def load_pairs(
-    path: str | Path, *, margin: float = 0.0, min_chosen_reward: float | None = None
+    path: str | Path,
+    *,
+    margin: float = 0.0,
+    min_chosen_reward: float | None = None,
+    parse_error: ParseErrorPolicy = "keep",
+    parse_error_reward: float = 0.0,
 ) -> list[PreferencePair]:
-    """Pairs from a JSONL file of trajectories (paired with :func:`preference_pairs`), of
-    :class:`PreferencePair` records, or of TRL conversational records (text only)."""
+    """Pairs from a JSONL file of trajectories (paired with :func:`preference_pairs`; the
+    settings apply to them), of :class:`PreferencePair` records, or of TRL conversational
+    records (text only)."""
     path = Path(path)
     with path.open(encoding="utf-8") as handle:
         first = next((json.loads(line) for line in handle if line.strip()), None)
@@ -204,7 +237,11 @@ def load_pairs(
         return []
     if "turns" in first:
         return preference_pairs(
-            read_trajectories(path), margin=margin, min_chosen_reward=min_chosen_reward
+            read_trajectories(path),
+            margin=margin,
+            min_chosen_reward=min_chosen_reward,
+            parse_error=parse_error,
+            parse_error_reward=parse_error_reward,
         )
     pairs = []
     with path.open(encoding="utf-8") as handle:
@@ -288,6 +325,15 @@ class DPOConfig(TrainConfig):
     min_chosen_reward: float | None = Field(
         None, description="Only groups whose top reward reaches this give pairs (trajectories)."
     )
+    parse_error: ParseErrorPolicy = Field(
+        "keep",
+        description="Samples with a malformed tool call (trajectories): 'keep' ranks them by "
+        "their reward; 'mask' leaves them out of pairing; 'zero' ranks them at "
+        "parse_error_reward (rejected against any better sample). See GRPOConfig.parse_error.",
+    )
+    parse_error_reward: float = Field(
+        0.0, allow_inf_nan=False, description="'zero': the reward a malformed sample ranks at."
+    )
 
     steps: int | None = Field(
         None, ge=1, description="Optimizer steps; default: epochs × batches per epoch."
@@ -351,7 +397,11 @@ class DPOTrainer(Trainer):
             if not config.data:
                 raise ValueError("set DPOConfig.data to a JSONL of trajectories or pairs")
             pairs = load_pairs(
-                config.data, margin=config.margin, min_chosen_reward=config.min_chosen_reward
+                config.data,
+                margin=config.margin,
+                min_chosen_reward=config.min_chosen_reward,
+                parse_error=config.parse_error,
+                parse_error_reward=config.parse_error_reward,
             )
         self.pairs = list(pairs)  # before the model: a bad data file fails fast
         if not self.pairs:

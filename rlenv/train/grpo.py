@@ -5,7 +5,9 @@ One step: sample ``prompts_per_step`` tasks × ``group_size`` completions with t
 into group advantages, build training sequences from the exact sampled token ids
 (:meth:`~rlenv.rollout.Trajectory.token_sequence`: model tokens masked in, prompt and env
 tokens out), and take ``updates_per_batch`` clipped-surrogate optimizer steps. The pieces are
-the small functions of :mod:`rlenv.train.algorithm`.
+the small functions of :mod:`rlenv.train.algorithm`. Episodes with a malformed tool call follow
+``config.parse_error`` (:data:`~rlenv.train.config.ParseErrorPolicy`): kept, masked out as
+unscored ones are, or re-scored.
 
 Weights stay fp32; forward passes run under bf16 autocast on CUDA and on CPUs with native bf16
 (``precision="auto"``), else in fp32.
@@ -33,12 +35,13 @@ from rlenv.train.algorithm import (
     group_advantages,
     kl_k3,
     overlong_penalty,
+    parse_error_rewards,
     shared_prefix_logprobs,
     token_logprobs,
 )
 from rlenv.train.config import GRPOConfig, held_out_env_kwargs
 
-__all__ = ["GRPOTrainer", "TrainBatch", "build_batch", "sample_rewards"]
+__all__ = ["GRPOTrainer", "TrainBatch", "build_batch", "parse_errors", "sample_rewards"]
 
 TRAIN_SEED_BASE = 1_000_000
 """Training tasks use env seeds from here on; held-out evaluation uses seeds 0..eval_tasks-1
@@ -48,9 +51,18 @@ TRAIN_SEED_BASE = 1_000_000
 # --------------------------------------------------------------------------- rewards, batches
 
 
+def parse_errors(trajectory: Trajectory) -> int:
+    """The tool calls of an episode its environment could not parse (the turns' verdicts'
+    ``parse_errors``; :class:`~rlenv.tools.ToolEnv` counts them)."""
+    return sum(turn.verdict.parse_errors for turn in trajectory.turns)
+
+
 def sample_rewards(trajectories: Sequence[Trajectory], config: GRPOConfig) -> list[float | None]:
     """Each episode's reward for the advantage: ``None`` when a verifier could not score it,
-    plus DAPO's overlong penalty on cut completions when ``truncation == "penalty"``."""
+    plus DAPO's overlong penalty on cut completions when ``truncation == "penalty"``; then
+    episodes with a parse error follow ``config.parse_error`` (:func:`parse_error_rewards`:
+    ``"mask"`` makes them ``None``, left out of the loss; ``"zero"`` gives them
+    ``parse_error_reward``)."""
     rewards: list[float | None] = []
     for trajectory in trajectories:
         if not trajectory.scored:
@@ -61,7 +73,12 @@ def sample_rewards(trajectories: Sequence[Trajectory], config: GRPOConfig) -> li
             longest = max((len(t.completion_token_ids or []) for t in trajectory.turns), default=0)
             reward += overlong_penalty(longest, config.max_new_tokens, config.overlong_buffer)
         rewards.append(reward)
-    return rewards
+    return parse_error_rewards(
+        rewards,
+        [parse_errors(t) > 0 for t in trajectories],
+        config.parse_error,
+        reward=config.parse_error_reward,
+    )
 
 
 def _cut(trajectory: Trajectory) -> bool:
@@ -130,7 +147,8 @@ def build_batch(
     pad_id: int,
 ) -> TrainBatch:
     """Training tensors from the exact sampled ids of each episode. ``trainable[i]`` False
-    (unscored, or a cut completion under overlong filtering) keeps the sequence as context only.
+    (unscored, a cut completion under overlong filtering, a parse error under
+    ``parse_error="mask"``) gives the sequence a mask of 0: no loss, no share of the normaliser.
     """
     sequences = [trajectory.token_sequence() for trajectory in trajectories]
     width = max(len(s.token_ids) for s in sequences)
@@ -285,13 +303,16 @@ class GRPOTrainer(Trainer):
 
         scored = [r for r in rewards if r is not None]
         raw = [t.reward for t in trajectories if t.scored]
+        malformed = [parse_errors(t) for t in trajectories]
         lengths = [sum(len(x.completion_token_ids or []) for x in t.turns) for t in trajectories]
         metrics = {
             "step": self.step,
             "reward_mean": _mean(scored),
             "reward_std": _std(scored),
             "accuracy": _mean([float(r >= 1.0 - 1e-9) for r in raw]),
-            "unscored": len(rewards) - len(scored),
+            "unscored": sum(not t.scored for t in trajectories),
+            "frac_parse_error": _mean([float(n > 0) for n in malformed]),
+            "parse_errors": sum(malformed),
             "frac_zero_std": 1.0 - _mean([float(i) for i in informative]),
             "completion_length_mean": _mean(lengths),
             "completion_length_max": max(lengths),
@@ -385,8 +406,8 @@ class GRPOTrainer(Trainer):
             for start in range(0, len(trajectories), config.group_size):
                 group = trajectories[start : start + config.group_size]
                 seen += 1
-                if config.dynamic_sampling:
-                    rewards = {t.reward for t in group if t.scored}
+                if config.dynamic_sampling:  # the rewards the advantages will see
+                    rewards = {r for r in sample_rewards(group, config) if r is not None}
                     if len(rewards) < 2:
                         dropped += 1
                         continue

@@ -139,7 +139,6 @@ def test_parallel_calls_run_in_order(env):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (call("withdraw", account="acc1", amount=5), "unknown tool 'withdraw'"),
         (call("deposit", account="acc1", amount="five"), "'five' is not of type 'integer'"),
         (call("deposit", account="acc1", amount=-3), "amount must be positive"),
         (call("deposit", account="acc1"), "'amount' is a required property"),
@@ -149,6 +148,16 @@ def test_bad_calls_come_back_as_tool_messages(env, text, expected):
     obs, reward, terminated, truncated, info = env.step(text)
     assert not terminated and expected in info["new_messages"][-1]["content"]
     assert env.trace[-1].ok is False and env.state == {"acc1": 10}
+
+
+def test_an_unknown_tool_is_reported_and_changes_nothing(env):
+    """Refused by the toolbox (a failed tool message), or by a parser that was given the
+    tools' schemas (a parse error): either way the model is told, and it is on record."""
+    _, _, terminated, _, info = env.step(call("withdraw", account="acc1", amount=5))
+    assert not terminated and "unknown tool 'withdraw'" in info["new_messages"][-1]["content"]
+    assert env.state == {"acc1": 10}
+    refused_by_toolbox = bool(env.trace) and env.trace[-1].ok is False
+    assert refused_by_toolbox or info["parse_errors"] == 1
 
 
 def test_broken_json_is_reported_to_the_model(env):
@@ -230,3 +239,100 @@ def test_fuzzed_tool_call_text_never_raises(pieces, parser):
     obs, reward, terminated, truncated, info = environment.step("".join(pieces))
     assert obs in environment.observation_space and isinstance(reward, float)
     assert environment.state["acc1"] >= 10  # nothing but valid deposits can change it
+
+
+# ------------------------------------------------------------------ parse errors
+
+_BROKEN = '<tool_call>\n{"name": "deposit", "arguments": {"account": }\n</tool_call>'
+
+
+def test_a_malformed_call_is_recorded_and_the_model_may_retry(env):
+    _, reward, terminated, truncated, info = env.step(_BROKEN)
+    assert (reward, terminated, truncated) == (0.0, False, False)
+    assert len(info["call_errors"]) == 1 and info["call_errors"][0].startswith("tool call 1:")
+    assert info["parse_errors"] == 1 and env.parse_errors == 1
+    verdict = info["verdict"]
+    assert verdict.parse_errors == 1 and verdict.scored
+    assert verdict.error.startswith("parse error: tool call 1:")
+    assert info["call_errors"][0] in info["new_messages"][-1]["content"]  # shown to the model
+    # the retry runs; the turn is clean, the episode's count stays
+    _, _, _, _, info = env.step(call("deposit", account="acc1", amount=5))
+    assert info["call_errors"] == [] and info["parse_errors"] == 1
+    assert info["verdict"].parse_errors == 0 and info["verdict"].error is None
+    _, reward, terminated, _, info = env.step(call("done", summary="ok"))
+    assert (reward, terminated) == (1.0, True) and info["parse_errors"] == 1
+    env.reset(seed=0)
+    assert env.parse_errors == 0  # counted per episode
+
+
+def test_well_formed_turns_report_no_parse_error(env):
+    _, _, _, _, info = env.step(call("deposit", account="acc1", amount=5))
+    assert (info["call_errors"], info["parse_errors"], info["verdict"].parse_errors) == ([], 0, 0)
+    _, _, terminated, _, info = env.step("All done.")
+    assert terminated and info["parse_errors"] == 0 and info["verdict"].parse_errors == 0
+
+
+def test_a_bad_call_among_good_ones_is_counted_but_is_not_the_stop_reason(env):
+    _, _, terminated, _, info = env.step(call("deposit", account="acc1", amount=5) + _BROKEN)
+    assert not terminated and env.state == {"acc1": 15}  # the readable call ran
+    verdict = info["verdict"]
+    assert verdict.parse_errors == 1 and info["parse_errors"] == 1
+    assert verdict.error is None  # a call ran: the turn was not only a parse error
+    # a finishing call next to a malformed one: the grade stands and carries the count
+    _, reward, terminated, _, info = env.step(call("done", summary="x") + _BROKEN)
+    assert (reward, terminated) == (1.0, True)
+    assert info["verdict"].parse_errors == 1 and info["parse_errors"] == 2
+
+
+def test_an_episode_that_ends_on_a_parse_error_has_that_stop_reason():
+    environment = Piggy(max_turns=2)
+    environment.reset(seed=0)
+    environment.step(call("balance", account="acc1"))
+    _, reward, terminated, truncated, info = environment.step(_BROKEN)
+    assert (reward, terminated, truncated) == (0.0, False, True)
+    assert info["verdict"].error.startswith("parse error:") and info["parse_errors"] == 1
+
+
+def test_end_on_parse_error_ends_the_episode_at_the_first_one():
+    environment = Piggy(end_on_parse_error=True)
+    environment.reset(seed=0)
+    _, reward, terminated, truncated, info = environment.step(_BROKEN + " and some text")
+    assert (reward, terminated, truncated) == (0.0, True, False)
+    assert info["verdict"].error.startswith("parse error:") and info["verdict"].scored
+    # a readable call that fails to run is a tool error, not a parse error: the episode goes on
+    environment.reset(seed=0)
+    _, _, terminated, _, info = environment.step(call("deposit", account="acc1", amount=-3))
+    assert not terminated and info["parse_errors"] == 0
+    assert environment.trace[-1].ok is False
+
+
+def test_an_over_long_action_does_not_repeat_the_last_turns_errors():
+    environment = Piggy(max_action_chars=200)
+    environment.reset(seed=0)
+    _, _, _, _, info = environment.step(_BROKEN)
+    assert info["call_errors"]
+    _, _, _, truncated, info = environment.step("x" * 300)
+    assert truncated and info["call_errors"] == [] and info["parse_errors"] == 1
+
+
+def test_eval_summaries_count_parse_error_as_a_stop_reason():
+    from rlenv.evaluation import outcome_reason, render_table, summarize
+    from rlenv.rollout import ScriptedPolicy, episodes, rollout
+
+    rlenv.register("tests/PiggyParse-v0", Piggy, kwargs={"max_turns": 2}, override=True)
+    try:
+        answers = iter([_BROKEN, _BROKEN, call("deposit", account="acc1", amount=5),
+                        call("done", summary="x")])  # fmt: skip
+        policy = ScriptedPolicy(lambda conversation: next(answers))
+        specs = episodes("tests/PiggyParse-v0", n_tasks=1, group_size=2)
+        # one at a time, so the script's order is the episodes' order
+        trajectories = rollout(policy, specs, max_batch_size=1)
+    finally:
+        rlenv.unregister("tests/PiggyParse-v0")
+    failed, passed = trajectories
+    assert outcome_reason(failed) == "parse error" and failed.truncated
+    assert [turn.verdict.parse_errors for turn in failed.turns] == [1, 1]
+    assert passed.reward == 1.0 and outcome_reason(passed) != "parse error"
+    summary = summarize(trajectories)
+    assert summary.failures == [("parse error", 1)]
+    assert "parse error" in render_table(summary)

@@ -4,10 +4,11 @@ base. Package-internal helpers keep their leading underscore."""
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 from rlenv.errors import RLEnvError
@@ -57,24 +58,41 @@ class CallError:
 
 @dataclass(frozen=True)
 class ParsedTurn:
-    """A model turn split into its text and its tool calls."""
+    """A model turn split into its answer text, its tool calls and its reasoning.
+
+    The built-in parsers set the reasoning apart before they look for calls (see
+    :class:`_Parser`): ``<think>...</think>`` (Qwen3, DeepSeek-R1, GLM, Kimi, MiniMax),
+    ``[THINK]...[/THINK]`` (Magistral, Ministral 3) and Harmony's ``analysis`` channel (GPT-OSS).
+    Reasoning is never content, and a call written inside it is not a call, unless the parser's
+    family writes its real calls there (``calls_in_reasoning``, e.g. Kimi-K2-Thinking).
+    """
 
     content: str
-    """The text outside the tool calls, stripped."""
+    """The text outside the tool calls and the reasoning, stripped."""
     calls: list[ParsedCall] = field(default_factory=list)
     """The well-formed calls, in the order they appear."""
     errors: list[CallError] = field(default_factory=list)
-    """The malformed calls (parsing never raises)."""
+    """The malformed calls (parsing never raises), and calls to tools not offered when the
+    parser was given the tools' schemas."""
+    reasoning: str = ""
+    """The reasoning, each block stripped, blocks joined by newlines; ``""`` when none."""
 
 
 @runtime_checkable
 class ToolCallParser(Protocol):
-    """What a parser provides. Register your own with :func:`register_parser`."""
+    """What a parser provides. Register your own with :func:`register_parser`.
+
+    Optional: ``parse`` may take ``tools`` (OpenAI-format schemas, for formats whose values
+    only the schema can type), and a class attribute ``calls_in_reasoning`` (``False`` when
+    absent) says that the family writes its real calls inside its reasoning block, so they are
+    read there too. Whether a parser of your own sets the reasoning apart is up to it; the
+    built-in ones do.
+    """
 
     name: str
 
     def parse(self, text: str) -> ParsedTurn:
-        """Split a model's text into content and calls; must never raise."""
+        """Split a model's text into content, calls and reasoning; must never raise."""
         ...
 
     def render(self, calls: Sequence[ParsedCall], content: str = "") -> str:
@@ -141,10 +159,15 @@ class _Calls:
                 )
             )
 
-    def turn(self, content: str | Sequence[str]) -> ParsedTurn:
-        if not isinstance(content, str):
-            content = "\n".join(piece.strip() for piece in content if piece.strip())
-        return ParsedTurn(content.strip(), self.calls, self.errors)
+    def turn(self, content: str | Sequence[str], reasoning: str | Sequence[str] = "") -> ParsedTurn:
+        return ParsedTurn(_joined(content), self.calls, self.errors, _joined(reasoning))
+
+
+def _joined(pieces: str | Sequence[str]) -> str:
+    """Pieces of text stripped, the empty ones dropped, the rest joined by newlines."""
+    if isinstance(pieces, str):
+        return pieces.strip()
+    return "\n".join(piece.strip() for piece in pieces if piece.strip())
 
 
 def _reject_constant(constant: str) -> Any:
@@ -343,17 +366,168 @@ def _read_call_list(calls: _Calls, doc: str, pos: int) -> int:
     return pos
 
 
+# --- Reasoning ---------------------------------------------------------------------------------
+
+_REASONING_CLOSERS = {"<think>": "</think>", "[THINK]": "[/THINK]"}
+"""Reasoning blocks: ``<think>`` (Qwen3, DeepSeek-R1, GLM, Kimi, MiniMax) and ``[THINK]``
+(Magistral, Ministral 3: special tokens, decoded as text)."""
+_REASONING_MARKER = re.compile(r"<think>|</think>|\[THINK\]|\[/THINK\]")
+_REASONING_OPENER = re.compile(r"<think>|\[THINK\]")
+_NOT_NEWLINE = re.compile(r"[^\n]")
+
+
+def _reasoning_spans(text: str) -> list[tuple[int, int, str]]:
+    """``(start, end, reasoning)`` of each reasoning block of ``text``, markers included.
+
+    A text whose first marker is a closer began inside the block (the chat template opened it in
+    the prompt): all before that closer is reasoning. A block never closed (generation stopped
+    while thinking) runs to the end of the text.
+    """
+    first = _REASONING_MARKER.search(text)
+    if first is None:
+        return []
+    spans, pos = [], 0
+    if first.group() not in _REASONING_CLOSERS:  # a closer first: the prompt opened the block
+        spans.append((0, first.end(), text[: first.start()]))
+        pos = first.end()
+    while (opener := _REASONING_OPENER.search(text, pos)) is not None:
+        closer = _REASONING_CLOSERS[opener.group()]
+        close = text.find(closer, opener.end())
+        if close < 0:
+            spans.append((opener.start(), len(text), text[opener.end() :]))
+            break
+        spans.append((opener.start(), close + len(closer), text[opener.end() : close]))
+        pos = close + len(closer)
+    return spans
+
+
+def _blanked(text: str, spans: Sequence[tuple[int, int, str]]) -> str:
+    """``text`` with each span turned to spaces, its newlines kept: nothing in it can be read as
+    a call, and lines and columns elsewhere stay those of the model's whole text."""
+    pieces, pos = [], 0
+    for start, end, _ in spans:
+        pieces += [text[pos:start], _NOT_NEWLINE.sub(" ", text[start:end])]
+        pos = end
+    pieces.append(text[pos:])
+    return "".join(pieces)
+
+
+def _tidied(content: str, text: str, spans: Sequence[tuple[int, int, str]]) -> str:
+    """``content`` with the blank of each block that stood inside it (not at the start or the
+    end of ``text``) removed: nothing where whitespace is next to it, else one space, or one
+    newline if the block spanned lines, so the words on either side stay apart."""
+    pos, lead, trail = 0, len(text) - len(text.lstrip()), len(text.rstrip())
+    for start, end, _ in spans:
+        if start <= lead or end >= trail:
+            continue
+        blank = _NOT_NEWLINE.sub(" ", text[start:end])
+        found = content.find(blank, pos)
+        if found >= 0:
+            after = found + len(blank)
+            spaced = content[found - 1 : found].isspace() or content[after : after + 1].isspace()
+            gap = "" if spaced else "\n" if "\n" in blank else " "
+            content = content[:found] + gap + content[after:]
+            pos = found + len(gap)
+    return content
+
+
+# --- Unknown tools -----------------------------------------------------------------------------
+
+_NUMBERED_ERROR = re.compile(r"(after )?tool call (\d+)\b")
+_NAMES_SHOWN = 30
+
+
+def _tool_names(tools: Sequence[Mapping[str, Any]] | None) -> frozenset[str]:
+    """The function names of OpenAI-format tool schemas (``{"function": {"name": ...}}`` or
+    the bare ``{"name": ...}``)."""
+    names = set()
+    for tool in tools or ():
+        function = tool.get("function", tool) if isinstance(tool, Mapping) else None
+        if isinstance(function, Mapping) and isinstance(function.get("name"), str):
+            names.add(function["name"])
+    return frozenset(names)
+
+
+def _unknown_tool(name: str, names: frozenset[str]) -> str:
+    """Why a call to ``name`` is refused: the tools offered, and the closest one."""
+    known = sorted(names)
+    shown = ", ".join(known[:_NAMES_SHOWN])
+    if len(known) > _NAMES_SHOWN:
+        shown += f", ... ({len(known) - _NAMES_SHOWN} more)"
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown tool {name!r}{hint}; the tools are: {shown}"
+
+
+def _error_order(error: CallError) -> tuple[float, int]:
+    match = _NUMBERED_ERROR.match(error.message)
+    if match is None:
+        return (float("inf"), 0)
+    return (int(match.group(2)), 1 if match.group(1) else 0)
+
+
+def _check_tool_names(turn: ParsedTurn, tools: Sequence[Mapping[str, Any]] | None) -> ParsedTurn:
+    """``turn`` with each call to a tool not among ``tools`` turned into a :class:`CallError`.
+
+    Without schemas (``tools`` empty or None, or no names in them) nothing is checked. The
+    error keeps the call's number in the turn: calls take, in order, the numbers the turn's
+    ``tool call N:`` errors left free (the numbering every parser follows). Checking a turn
+    twice changes nothing.
+    """
+    names = _tool_names(tools)
+    if not names or all(call.name in names for call in turn.calls):
+        return turn
+    taken = {
+        int(match.group(2))
+        for error in turn.errors
+        if (match := _NUMBERED_ERROR.match(error.message)) and not match.group(1)
+    }
+    kept, errors, number = [], list(turn.errors), 0
+    for call in turn.calls:
+        number += 1
+        while number in taken:
+            number += 1
+        if call.name in names:
+            kept.append(call)
+            continue
+        raw = _dumps({"name": call.name, "arguments": call.arguments})[:_RAW_CHARS]
+        errors.append(CallError(f"tool call {number}: {_unknown_tool(call.name, names)}", raw))
+    errors.sort(key=_error_order)
+    return replace(turn, calls=kept, errors=errors)
+
+
+# --- The base parser ---------------------------------------------------------------------------
+
+
 class _Parser:
-    """Shared checks for the built-in parsers: size bound, type check, never raising."""
+    """Shared work of the built-in parsers: size bound, type check, reasoning set apart, unknown
+    tools refused, never raising. A format's own reading is its ``_parse(text)``."""
 
     name = ""
+    calls_in_reasoning = False
+    """Whether the family writes its real calls inside its reasoning block (Kimi-K2-Thinking):
+    then calls are read there too. Either way the reasoning text is never content."""
 
-    def parse(self, text: str) -> ParsedTurn:
-        """Split a model's text into content and calls. Never raises."""
-        return self._guarded(text, self._parse)
+    def parse(self, text: str, tools: Sequence[Mapping[str, Any]] | None = None) -> ParsedTurn:
+        """Split a model's text into content, calls and reasoning. With ``tools`` (OpenAI-format
+        schemas), a call to a tool not among them is a :class:`CallError`. Never raises."""
+        return self._guarded(text, self._parse, tools)
 
-    def _guarded(self, text: Any, parse: Any) -> ParsedTurn:
-        """``parse(text)`` behind the shared checks: text, size bound, never raising."""
+    def _guarded(
+        self, text: Any, parse: Any, tools: Sequence[Mapping[str, Any]] | None = None
+    ) -> ParsedTurn:
+        """``parse(text)`` behind the shared checks.
+
+        1. ``text`` must be a string within :data:`MAX_TEXT_CHARS`.
+        2. Reasoning is set apart: ``<think>...</think>`` and ``[THINK]...[/THINK]`` blocks
+           (several may be; a text whose first marker is a closer began inside a block the prompt
+           opened; a block never closed runs to the end) become ``ParsedTurn.reasoning`` and are
+           blanked out of the text ``parse`` reads, so a call written in them is not a call and
+           their text is not content; lines and columns in errors stay those of the whole text.
+           Where :attr:`calls_in_reasoning` is set, the calls come from the whole text instead.
+        3. With ``tools``, calls to tools not offered become errors.
+        4. An exception inside ``parse`` (a bug) becomes a :class:`CallError`.
+        """
         if not isinstance(text, str):
             return ParsedTurn("", [], [CallError(f"expected text, got {type(text).__name__}", "")])
         if len(text) > MAX_TEXT_CHARS:
@@ -362,11 +536,21 @@ class _Parser:
                 "it was not parsed for tool calls"
             )
             return ParsedTurn("", [], [CallError(message, text[:_RAW_CHARS])])
+        spans = _reasoning_spans(text)
+        outside = _blanked(text, spans) if spans else text
+        reasoning = [span[2] for span in spans]
         try:
-            return parse(text)
+            turn = parse(outside)
+            if spans and self.calls_in_reasoning:
+                whole = parse(text)
+                turn = replace(turn, calls=whole.calls, errors=whole.errors)
         except Exception as error:  # a bug here must not crash a rollout; report it instead
             message = f"the {self.name!r} parser failed ({type(error).__name__}: {error})"
-            return ParsedTurn(text.strip(), [], [CallError(message, text[:_RAW_CHARS])])
+            turn = ParsedTurn(outside.strip(), [], [CallError(message, text[:_RAW_CHARS])])
+        if reasoning:
+            content = _tidied(turn.content, text, spans)
+            turn = replace(turn, content=content, reasoning=_joined([*reasoning, turn.reasoning]))
+        return _check_tool_names(turn, tools)
 
     def _parse(self, text: str) -> ParsedTurn:
         raise NotImplementedError
@@ -425,10 +609,12 @@ def _typed_value(raw: str, schema: Mapping[str, Any] | None) -> Any:
 def _parse_with_tools(
     parser: ToolCallParser, text: str, tools: Sequence[Mapping[str, Any]] | None
 ) -> ParsedTurn:
-    """``parser.parse(text, tools=tools)`` where the parser takes schemas, else ``parse(text)``."""
+    """``parser.parse(text, tools=tools)`` where the parser takes schemas, else ``parse(text)``;
+    either way a call to a tool not among ``tools`` is a :class:`CallError` (parsers of one's
+    own included)."""
     if tools and _takes_tools(parser):
-        return parser.parse(text, tools=tools)  # type: ignore[call-arg]
-    return parser.parse(text)
+        return _check_tool_names(parser.parse(text, tools=tools), tools)  # type: ignore[call-arg]
+    return _check_tool_names(parser.parse(text), tools)
 
 
 def _takes_tools(parser: ToolCallParser) -> bool:

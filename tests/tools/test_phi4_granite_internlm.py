@@ -497,21 +497,9 @@ def test_invalid_names_are_errors_and_the_calls_before_are_kept(parser):
     ]
 
 
-_LIST_READER_GAP = pytest.mark.xfail(
-    strict=True,
-    reason="json_format._read_call returns len(doc) when a call's JSON is valid but the call is "
-    "not (bad name, arguments not an object), so the calls after it in the same JSON list are "
-    "dropped without an error; returning the JSON's end there would keep them",
-)
-
-
 @pytest.mark.parametrize(
     "parser",
-    [
-        pytest.param(PHI4, marks=_LIST_READER_GAP),
-        pytest.param(GRANITE, marks=_LIST_READER_GAP),
-        INTERNLM,
-    ],
+    [PHI4, GRANITE, INTERNLM, get_parser("json"), get_parser("mistral")],
     ids=lambda p: p.name,
 )
 def test_a_call_after_an_invalid_one_is_still_read(parser):

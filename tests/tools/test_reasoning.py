@@ -364,3 +364,15 @@ def test_reasoning_never_reaches_content_or_calls(fmt, thoughts, prompt_opened, 
     assert "SECRET" not in turn.content and "delete_everything" not in turn.content
     assert INNER not in turn.calls and turn.calls == ([OUTER] if closed else [])
     assert turn.reasoning.count("SECRET") >= len(thoughts)
+
+
+def test_a_dotted_name_matches_the_underscored_schema_name():
+    """OpenAI names hold no dots: BFCL offers ``spotify.play`` as ``spotify_play``."""
+    tools = [{"type": "function", "function": {"name": "spotify_play", "parameters": {}}}]
+    text = '<tool_call>{"name": "spotify.play", "arguments": {}}</tool_call>'
+    assert get_parser("hermes").parse(text, tools=tools).calls[0].name == "spotify.play"
+    wrong = '<tool_call>{"name": "spotify.pause", "arguments": {}}</tool_call>'
+    assert (
+        "unknown tool 'spotify.pause'"
+        in get_parser("hermes").parse(wrong, tools=tools).errors[0].message
+    )

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from rlenv.chat import message_text
@@ -46,22 +47,32 @@ from rlenv.tools.parsers._base import (
     ToolCallParser,
     UnknownParserError,
     _arguments,
+    _blanked,
     _Calls,
     _check_name,
+    _check_tool_names,
     _dumps,
     _kind,
     _parse_with_tools,
     _Problem,
+    _reasoning_spans,
 )
 from rlenv.tools.parsers._registry import _PARSERS as _PARSERS  # tests unregister their parsers
 from rlenv.tools.parsers._registry import get_parser, list_parsers, register_parser
 from rlenv.tools.parsers.auto import AutoParser
 from rlenv.tools.parsers.deepseek import DeepSeekParser
+from rlenv.tools.parsers.gemma import GemmaParser, GemmaToolCodeParser
+from rlenv.tools.parsers.glm45 import Glm45Parser
+from rlenv.tools.parsers.granite import GraniteParser
 from rlenv.tools.parsers.harmony import HarmonyParser
 from rlenv.tools.parsers.hermes import HermesParser
+from rlenv.tools.parsers.internlm import InternLMParser
 from rlenv.tools.parsers.json_format import JsonParser
+from rlenv.tools.parsers.kimi_k2 import KimiK2Parser
 from rlenv.tools.parsers.llama3 import Llama3JsonParser
+from rlenv.tools.parsers.minimax_m2 import MiniMaxM1Parser, MiniMaxM2Parser
 from rlenv.tools.parsers.mistral import MistralParser
+from rlenv.tools.parsers.phi4 import Phi4MiniParser
 from rlenv.tools.parsers.pythonic import PythonicParser
 from rlenv.tools.parsers.qwen3_xml import Qwen3XmlParser
 
@@ -73,14 +84,23 @@ __all__ = [
     "AutoParser",
     "CallError",
     "DeepSeekParser",
+    "GemmaParser",
+    "GemmaToolCodeParser",
+    "Glm45Parser",
+    "GraniteParser",
     "HarmonyParser",
     "HermesParser",
+    "InternLMParser",
     "JsonParser",
+    "KimiK2Parser",
     "Llama3JsonParser",
+    "MiniMaxM1Parser",
+    "MiniMaxM2Parser",
     "MistralParser",
     "ParsedCall",
     "ParsedTurn",
     "ParserRegistrationError",
+    "Phi4MiniParser",
     "PythonicParser",
     "Qwen3XmlParser",
     "ToolCallParser",
@@ -97,7 +117,9 @@ __all__ = [
 for _parser in (
     HermesParser(), Llama3JsonParser(), MistralParser(), JsonParser(), Qwen3XmlParser(),
     HarmonyParser(), DeepSeekParser("v3"), DeepSeekParser("v31"), PythonicParser(),
-    AutoParser(),
+    Phi4MiniParser(), GraniteParser(), InternLMParser(), KimiK2Parser(), Glm45Parser(),
+    MiniMaxM2Parser(), MiniMaxM1Parser(), GemmaParser("gemma4"), GemmaParser("functiongemma"),
+    GemmaToolCodeParser(), AutoParser(),
 ):  # fmt: skip
     register_parser(_parser)
 
@@ -138,17 +160,22 @@ def parse_message(
     {"name", "arguments"}}``, arguments a JSON string or a dict), those are the calls and the
     text content is the content. Otherwise the text content is parsed with ``parser`` (a name or
     a parser object); ``tools`` (OpenAI-format schemas) go to parsers whose formats carry
-    values as text that only the schema can type (``qwen3_xml``). Malformed calls become
-    errors; a non-dict ``message`` raises ``TypeError`` (a bug in the caller, not model output).
+    values as text that only the schema can type (``qwen3_xml``), and a call to a tool not among
+    them is an error. Malformed calls become errors; a non-dict ``message`` raises
+    ``TypeError`` (a bug in the caller, not model output). The reasoning is the message's
+    ``reasoning_content`` (or ``reasoning``) as a server's reasoning parser returns it, else the
+    ``<think>`` blocks of its text, which are never content.
     """
     if not isinstance(message, Mapping):
         raise TypeError(f"message must be a dict, got {type(message).__name__}")
     tool_calls = message.get("tool_calls")
     if not tool_calls:
         chosen = get_parser(parser) if isinstance(parser, str) else parser
-        return _parse_with_tools(chosen, _text_of(message), tools)
+        return _with_reasoning(_parse_with_tools(chosen, _text_of(message), tools), message)
     calls = _Calls()
     content = _text_of(message)
+    spans = _reasoning_spans(content)
+    thought, content = [span[2] for span in spans], _blanked(content, spans)
     if not isinstance(tool_calls, list):
         calls.errors.append(
             CallError(f"'tool_calls' must be a list, got {_kind(tool_calls)}", repr(tool_calls))
@@ -166,7 +193,15 @@ def parse_message(
             calls.add(_openai_call(entry))
         except _Problem as problem:
             calls.fail(problem, _short_repr(entry))
-    return calls.turn(content)
+    return _with_reasoning(_check_tool_names(calls.turn(content, thought), tools), message)
+
+
+def _with_reasoning(turn: ParsedTurn, message: Mapping[str, Any]) -> ParsedTurn:
+    """``turn`` with the message's own reasoning field (vLLM, SGLang) where it has one."""
+    field_ = message.get("reasoning_content") or message.get("reasoning")
+    if not isinstance(field_, str) or not field_.strip() or field_.strip() in turn.reasoning:
+        return turn
+    return replace(turn, reasoning="\n".join(filter(None, [field_.strip(), turn.reasoning])))
 
 
 def _text_of(message: Mapping[str, Any]) -> str:

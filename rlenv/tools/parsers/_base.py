@@ -5,6 +5,7 @@ base. Package-internal helpers keep their leading underscore."""
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -317,25 +318,89 @@ def _is_call_like(value: Any) -> bool:
     )
 
 
-def _read_call(calls: _Calls, doc: str, pos: int, end: int | None = None) -> int:
+def _json_cut_off(doc: str, pos: int) -> bool:
+    """Whether the JSON starting at ``doc[pos]`` is cut off where ``doc`` ends: still open there
+    (inside a string, or an object or list not closed) and, closed at that point, valid JSON. A
+    text that is broken before its end (``{"a": {x}``) is malformed, not cut off."""
+    closers, in_string, escaped = [], False, False
+    for index in range(pos, len(doc)):
+        char = doc[index]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "{[":
+            closers.append("}" if char == "{" else "]")
+        elif char in "}]":
+            if not closers or closers.pop() != char:
+                return False
+            if not closers:
+                return False  # the value closed before the end: not cut off
+    if not (closers or in_string):
+        return False
+    head = doc[pos:] + ('"' if in_string and not escaped else "")
+    if escaped:
+        head = doc[pos:-1] + '"'
+    head = head.rstrip()
+    if head.endswith(","):
+        head = head[:-1]
+    elif head.endswith(":"):
+        head += " null"
+    elif head.endswith(("{", "[")) is False and re.search(r'[{,]\s*"(?:[^"\\]|\\.)*"\Z', head):
+        head += ": null"  # cut after an object key
+    if re.search(r"(?:-|\d[.eE]|\d[eE][-+])\Z", head):  # cut inside a number
+        head += "0"
+    for literal in ("true", "false", "null"):  # cut inside a literal
+        for size in range(1, len(literal)):
+            if head.endswith(literal[:size]) and not head.endswith(literal):
+                head = head[:-size] + literal
+                break
+    try:
+        json.loads(head + "".join(reversed(closers)))
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def _cut_off_problem(problem: _Problem) -> _Problem:
+    return _Problem(f"the call was cut off before its JSON ended ({problem})")
+
+
+def _read_call(
+    calls: _Calls, doc: str, pos: int, end: int | None = None, *, at_end: bool = True
+) -> int:
     """Decode one call object at ``doc[pos]`` into ``calls``; returns where it ended.
 
-    On broken JSON the error is recorded and ``len(doc)`` returned (the rest cannot be read).
+    Broken JSON is recorded and ``len(doc)`` returned (the rest cannot be read); JSON that is
+    not a call is recorded and reading goes on after it. When ``doc``
+    ends where the turn ends (``at_end``) and the JSON is still open there, the error says the
+    call was cut off.
     """
     try:
         value, stop = _decode(doc, pos)
-        calls.add(_call_from_object(value))
     except _Problem as problem:
+        if at_end and _json_cut_off(doc, pos):
+            problem = _cut_off_problem(problem)
         calls.fail(problem, doc[pos:end])
         return len(doc)
+    try:
+        calls.add(_call_from_object(value))
+    except _Problem as problem:  # valid JSON, not a valid call: the calls after it still count
+        calls.fail(problem, doc[pos:stop])
     return stop
 
 
-def _read_call_list(calls: _Calls, doc: str, pos: int) -> int:
+def _read_call_list(calls: _Calls, doc: str, pos: int, *, at_end: bool = True) -> int:
     """Read a JSON list of call objects starting at ``doc[pos] == '['``; returns its end.
 
-    Elements are decoded one by one so each error names its call and its position. A list cut
-    off at the end of ``doc`` (a truncated generation) keeps the calls read so far.
+    Elements are decoded one by one so each error names its call and its position. A list whose
+    closing ``]`` is missing keeps its complete calls; an element the text ends inside is an
+    error saying it was cut off.
     """
     pos = _skip_space(doc, pos + 1)
     if doc.startswith("]", pos):
@@ -345,7 +410,7 @@ def _read_call_list(calls: _Calls, doc: str, pos: int) -> int:
             calls.overflow(doc[pos:])
             return len(doc)
         start = pos
-        pos = _read_call(calls, doc, pos)
+        pos = _read_call(calls, doc, pos, at_end=at_end)
         if pos >= len(doc):
             return pos
         pos = _skip_space(doc, pos)
@@ -368,29 +433,50 @@ def _read_call_list(calls: _Calls, doc: str, pos: int) -> int:
 
 # --- Reasoning ---------------------------------------------------------------------------------
 
-_REASONING_CLOSERS = {"<think>": "</think>", "[THINK]": "[/THINK]"}
-"""Reasoning blocks: ``<think>`` (Qwen3, DeepSeek-R1, GLM, Kimi, MiniMax) and ``[THINK]``
-(Magistral, Ministral 3: special tokens, decoded as text)."""
-_REASONING_MARKER = re.compile(r"<think>|</think>|\[THINK\]|\[/THINK\]")
-_REASONING_OPENER = re.compile(r"<think>|\[THINK\]")
+_REASONING_CLOSERS = {
+    "<think>": "</think>",
+    "[THINK]": "[/THINK]",
+    "<|channel>thought": "<channel|>",
+}
+"""Reasoning blocks: ``<think>`` (Qwen3, DeepSeek-R1, GLM, Kimi, MiniMax), ``[THINK]``
+(Magistral, Ministral 3: special tokens, decoded as text) and Gemma 4's thought channel
+(``<|channel>thought ... <channel|>``)."""
+REASONING_OPENERS = tuple(_REASONING_CLOSERS)
+"""The reasoning blocks every built-in parser sets apart, unless its family has its own
+(``reasoning_openers`` on the parser: Harmony's reasoning is its analysis channel)."""
+
+
+@functools.lru_cache(maxsize=32)
+def _reasoning_patterns(openers: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """(any marker, any opener) of the blocks ``openers`` start."""
+    closers = [_REASONING_CLOSERS[opener] for opener in openers]
+    marker = "|".join(re.escape(m) for m in (*openers, *closers))
+    return re.compile(marker), re.compile("|".join(re.escape(m) for m in openers))
+
+
 _NOT_NEWLINE = re.compile(r"[^\n]")
 
 
-def _reasoning_spans(text: str) -> list[tuple[int, int, str]]:
+def _reasoning_spans(
+    text: str, openers: tuple[str, ...] = REASONING_OPENERS
+) -> list[tuple[int, int, str]]:
     """``(start, end, reasoning)`` of each reasoning block of ``text``, markers included.
 
     A text whose first marker is a closer began inside the block (the chat template opened it in
     the prompt): all before that closer is reasoning. A block never closed (generation stopped
     while thinking) runs to the end of the text.
     """
-    first = _REASONING_MARKER.search(text)
+    if not openers:
+        return []
+    markers, opening = _reasoning_patterns(openers)
+    first = markers.search(text)
     if first is None:
         return []
     spans, pos = [], 0
     if first.group() not in _REASONING_CLOSERS:  # a closer first: the prompt opened the block
         spans.append((0, first.end(), text[: first.start()]))
         pos = first.end()
-    while (opener := _REASONING_OPENER.search(text, pos)) is not None:
+    while (opener := opening.search(text, pos)) is not None:
         closer = _REASONING_CLOSERS[opener.group()]
         close = text.find(closer, opener.end())
         if close < 0:
@@ -448,6 +534,13 @@ def _tool_names(tools: Sequence[Mapping[str, Any]] | None) -> frozenset[str]:
     return frozenset(names)
 
 
+def _offered(name: str, names: frozenset[str]) -> bool:
+    """Whether ``name`` is among ``names``. OpenAI-format names cannot hold a dot, so a tool
+    whose own name is dotted (BFCL's ``spotify.play``) is offered as ``spotify_play``, and a
+    model may write either."""
+    return name in names or name.replace(".", "_") in names
+
+
 def _unknown_tool(name: str, names: frozenset[str]) -> str:
     """Why a call to ``name`` is refused: the tools offered, and the closest one."""
     known = sorted(names)
@@ -475,7 +568,7 @@ def _check_tool_names(turn: ParsedTurn, tools: Sequence[Mapping[str, Any]] | Non
     twice changes nothing.
     """
     names = _tool_names(tools)
-    if not names or all(call.name in names for call in turn.calls):
+    if not names or all(_offered(call.name, names) for call in turn.calls):
         return turn
     taken = {
         int(match.group(2))
@@ -487,7 +580,7 @@ def _check_tool_names(turn: ParsedTurn, tools: Sequence[Mapping[str, Any]] | Non
         number += 1
         while number in taken:
             number += 1
-        if call.name in names:
+        if _offered(call.name, names):
             kept.append(call)
             continue
         raw = _dumps({"name": call.name, "arguments": call.arguments})[:_RAW_CHARS]
@@ -505,6 +598,9 @@ class _Parser:
 
     name = ""
     calls_in_reasoning = False
+    reasoning_openers: tuple[str, ...] = REASONING_OPENERS
+    """The reasoning blocks set apart before parsing (``<think>``, ``[THINK]``, Gemma 4's
+    ``<|channel>thought``); ``()`` for a family whose reasoning is part of its own format."""
     """Whether the family writes its real calls inside its reasoning block (Kimi-K2-Thinking):
     then calls are read there too. Either way the reasoning text is never content."""
 
@@ -536,7 +632,7 @@ class _Parser:
                 "it was not parsed for tool calls"
             )
             return ParsedTurn("", [], [CallError(message, text[:_RAW_CHARS])])
-        spans = _reasoning_spans(text)
+        spans = _reasoning_spans(text, self.reasoning_openers)
         outside = _blanked(text, spans) if spans else text
         reasoning = [span[2] for span in spans]
         try:

@@ -11,8 +11,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rlenv.tools.parsers._base import ParsedCall, ParsedTurn, _Calls, _dumps, _skip_space
-from rlenv.tools.parsers.json_format import _read_call, _read_call_list
+from rlenv.tools.parsers._base import (
+    ParsedCall,
+    ParsedTurn,
+    _Calls,
+    _dumps,
+    _read_call,
+    _read_call_list,
+    _skip_space,
+)
 
 _IDENTIFIER_CHAR = re.compile(r"[\w.]")
 

@@ -18,22 +18,30 @@ from rlenv.tools.parsers._registry import get_parser
 
 
 AUTO_ORDER = (
-    "harmony", "deepseek_v3", "qwen3_xml", "hermes", "mistral", "llama3_json", "json",
+    # Formats with their own special tokens: none can be mistaken for another.
+    "harmony", "deepseek_v3", "kimi_k2", "minimax_m2", "gemma4", "functiongemma", "internlm",
+    # <tool_call> is shared: Qwen3's XML and GLM's key/value pairs before Granite 3.1's list,
+    # all before Hermes, which would report each of them as broken JSON.
+    "qwen3_xml", "glm45", "granite", "hermes", "minimax_m1",
+    # Markers that are words, then bare JSON and Python.
+    "phi4_mini", "mistral", "llama3_json", "gemma", "json", "pythonic",
 )  # fmt: skip
 """The formats ``auto`` tries, in order: a format whose markers are unambiguous comes before one
-that could misread it (Qwen3's XML before Hermes, which shares its ``<tool_call>`` tag)."""
+that could misread it (Qwen3's XML and GLM's pairs before Hermes, which shares their
+``<tool_call>`` tag; ``functools[`` before Mistral's bare ``name{json}``)."""
 
 
 class AutoParser(_Parser):
     """Tries each parser in turn and returns the first result with a call or an error.
 
-    The default order is ``harmony`` (it reads only GPT-OSS's ``to=functions.`` messages),
-    ``deepseek_v3`` (only DeepSeek's full-width tokens; it reads V3.1's layout too),
-    ``qwen3_xml`` (it reads only ``<tool_call>`` blocks holding
-    ``<function=...>``, which Hermes would misread as broken JSON), ``hermes``, ``mistral``,
-    ``llama3_json``, ``json``. :meth:`render` uses Hermes's format.
+    The default order is :data:`AUTO_ORDER`: formats with their own special tokens first, then
+    those sharing ``<tool_call>`` (most specific first), then word markers, bare JSON and
+    Python lists. Each parser applies its own family's reasoning policy (Kimi-K2-Thinking calls
+    inside ``<think>``; the others never do), so ``auto`` hands them the whole text.
+    :meth:`render` uses Hermes's format.
     """
 
+    calls_in_reasoning = True  # each sub-parser blanks the reasoning its family does not call in
     name = "auto"
 
     def __init__(self, parsers: Sequence[ToolCallParser] | None = None) -> None:

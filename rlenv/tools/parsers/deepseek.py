@@ -11,13 +11,14 @@ from rlenv.tools.parsers._base import (
     _arguments,
     _Calls,
     _check_name,
+    _cut_off_problem,
     _decode,
     _dumps,
+    _json_cut_off,
     _Parser,
     _Problem,
     _skip_space,
 )
-from rlenv.tools.parsers.json_format import _cut_off_problem, _json_cut_off
 
 # --- DeepSeek V3 / R1 / V3.1 --------------------------------------------------------------------
 

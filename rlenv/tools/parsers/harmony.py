@@ -41,6 +41,7 @@ class HarmonyParser(_Parser):
     """
 
     name = "harmony"
+    reasoning_openers = ()  # the analysis channel is its reasoning; <think> is plain text here
 
     def _parse(self, text: str) -> ParsedTurn:
         calls, content, reasoning = _Calls(), [], []

@@ -12,14 +12,15 @@ from rlenv.tools.parsers._base import (
     ParsedTurn,
     _call_from_object,
     _Calls,
+    _cut_off_problem,
     _decode,
     _dumps,
+    _json_cut_off,
     _line_col,
     _Parser,
     _Problem,
     _skip_space,
 )
-from rlenv.tools.parsers.json_format import _cut_off_problem, _json_cut_off
 from rlenv.tools.parsers.pythonic import _json_safe
 
 # --- Hermes / Qwen -----------------------------------------------------------------------------

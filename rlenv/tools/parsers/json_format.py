@@ -8,139 +8,26 @@ saying it was cut off, never a partial call.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 
 from rlenv.tools.parsers._base import (
     _LOOKS_LIKE_CALL,
-    _RAW_CHARS,
     MAX_CALLS,
-    CallError,
     ParsedCall,
     ParsedTurn,
-    _call_from_object,
     _Calls,
+    _cut_off_problem,
     _decode,
     _dumps,
     _is_call_like,
-    _line_col,
+    _json_cut_off,
     _Parser,
     _Problem,
+    _read_call,
+    _read_call_list,
     _skip_space,
 )
-
-# --- Cut-off JSON (shared by the JSON-object formats) ------------------------------------------
-
-
-def _json_cut_off(doc: str, pos: int) -> bool:
-    """Whether the JSON starting at ``doc[pos]`` is cut off where ``doc`` ends: still open there
-    (inside a string, or an object or list not closed) and, closed at that point, valid JSON. A
-    text that is broken before its end (``{"a": {x}``) is malformed, not cut off."""
-    closers, in_string, escaped = [], False, False
-    for index in range(pos, len(doc)):
-        char = doc[index]
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "{[":
-            closers.append("}" if char == "{" else "]")
-        elif char in "}]":
-            if not closers or closers.pop() != char:
-                return False
-            if not closers:
-                return False  # the value closed before the end: not cut off
-    if not (closers or in_string):
-        return False
-    head = doc[pos:] + ('"' if in_string and not escaped else "")
-    if escaped:
-        head = doc[pos:-1] + '"'
-    head = head.rstrip()
-    if head.endswith(","):
-        head = head[:-1]
-    elif head.endswith(":"):
-        head += " null"
-    elif head.endswith(("{", "[")) is False and re.search(r'[{,]\s*"(?:[^"\\]|\\.)*"\Z', head):
-        head += ": null"  # cut after an object key
-    if re.search(r"(?:-|\d[.eE]|\d[eE][-+])\Z", head):  # cut inside a number
-        head += "0"
-    for literal in ("true", "false", "null"):  # cut inside a literal
-        for size in range(1, len(literal)):
-            if head.endswith(literal[:size]) and not head.endswith(literal):
-                head = head[:-size] + literal
-                break
-    try:
-        json.loads(head + "".join(reversed(closers)))
-    except (ValueError, RecursionError):
-        return False
-    return True
-
-
-def _cut_off_problem(problem: _Problem) -> _Problem:
-    return _Problem(f"the call was cut off before its JSON ended ({problem})")
-
-
-def _read_call(
-    calls: _Calls, doc: str, pos: int, end: int | None = None, *, at_end: bool = True
-) -> int:
-    """Decode one call object at ``doc[pos]`` into ``calls``; returns where it ended.
-
-    Broken JSON is recorded and ``len(doc)`` returned (the rest cannot be read); when ``doc``
-    ends where the turn ends (``at_end``) and the JSON is still open there, the error says the
-    call was cut off.
-    """
-    try:
-        value, stop = _decode(doc, pos)
-        calls.add(_call_from_object(value))
-    except _Problem as problem:
-        if at_end and _json_cut_off(doc, pos):
-            problem = _cut_off_problem(problem)
-        calls.fail(problem, doc[pos:end])
-        return len(doc)
-    return stop
-
-
-def _read_call_list(calls: _Calls, doc: str, pos: int, *, at_end: bool = True) -> int:
-    """Read a JSON list of call objects starting at ``doc[pos] == '['``; returns its end.
-
-    Elements are decoded one by one so each error names its call and its position. A list whose
-    closing ``]`` is missing keeps its complete calls; an element the text ends inside is an
-    error saying it was cut off.
-    """
-    pos = _skip_space(doc, pos + 1)
-    if doc.startswith("]", pos):
-        return pos + 1
-    while pos < len(doc):
-        if calls.full:
-            calls.overflow(doc[pos:])
-            return len(doc)
-        start = pos
-        pos = _read_call(calls, doc, pos, at_end=at_end)
-        if pos >= len(doc):
-            return pos
-        pos = _skip_space(doc, pos)
-        if doc.startswith(",", pos):
-            pos = _skip_space(doc, pos + 1)
-        elif doc.startswith("]", pos):
-            return pos + 1
-        elif pos < len(doc):
-            line, column = _line_col(doc, pos)
-            calls.errors.append(
-                CallError(
-                    f"after tool call {calls.count}: expected ',' or ']' at line {line}, "
-                    f"column {column}; the rest of the list was ignored",
-                    doc[start:][:_RAW_CHARS],
-                )
-            )
-            return len(doc)
-    return pos
-
 
 # --- Plain JSON --------------------------------------------------------------------------------
 

@@ -12,15 +12,17 @@ from rlenv.tools.parsers._base import (
     _arguments,
     _Calls,
     _check_name,
+    _cut_off_problem,
     _decode,
     _dumps,
     _is_call_like,
+    _json_cut_off,
     _line_col,
     _Parser,
     _Problem,
+    _read_call,
     _skip_space,
 )
-from rlenv.tools.parsers.json_format import _cut_off_problem, _json_cut_off, _read_call
 
 # --- Llama 3.1 JSON ----------------------------------------------------------------------------
 

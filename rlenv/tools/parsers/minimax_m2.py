@@ -19,13 +19,14 @@ from rlenv.tools.parsers._base import (
     _Calls,
     _check_name,
     _dumps,
+    _json_cut_off,
     _parameter_schemas,
     _Parser,
     _Problem,
+    _read_call,
     _skip_space,
     _typed_value,
 )
-from rlenv.tools.parsers.json_format import _json_cut_off, _read_call
 
 # --- MiniMax-M2 --------------------------------------------------------------------------------
 

@@ -14,18 +14,16 @@ from rlenv.tools.parsers._base import (
     _arguments,
     _Calls,
     _check_name,
+    _cut_off_problem,
     _decode,
     _dumps,
+    _json_cut_off,
     _parameter_schemas,
     _Parser,
     _Problem,
-    _skip_space,
-)
-from rlenv.tools.parsers.json_format import (
-    _cut_off_problem,
-    _json_cut_off,
     _read_call,
     _read_call_list,
+    _skip_space,
 )
 
 # --- Mistral -----------------------------------------------------------------------------------

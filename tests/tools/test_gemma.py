@@ -495,3 +495,26 @@ def test_tool_code_parse_of_render_is_the_identity(calls, content):
     assert TOOL_CODE.parse(TOOL_CODE.render(calls, content)) == ParsedTurn(
         content.strip(), calls, []
     )
+
+
+@pytest.mark.parametrize("parser", [GEMMA4, FUNCTIONGEMMA], ids=lambda p: p.name)
+def test_a_list_of_strings_typed_by_an_array_schema(parser):
+    """Found by BFCL's answers rendered in every format: a list of quoted strings under an
+    ``array`` schema once crashed the typing (it typed the whole list as a quoted string)."""
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "play",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "hand": {"type": "array", "items": {"type": "string"}},
+                        "seats": {"type": "integer"},
+                    },
+                },
+            },
+        }
+    ]
+    call = ParsedCall("play", {"hand": ["8♥", "10♥"], "seats": 2})
+    assert parser.parse(parser.render([call]), tools=tools) == ParsedTurn("", [call], [])

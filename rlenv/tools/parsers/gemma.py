@@ -120,7 +120,7 @@ class _Reader:
             if key in found:
                 raise _Problem(f"argument {key!r} is given twice")
             value, pos = self.value(pos, depth)
-            if schema is not None and self.quoted and key in schema:
+            if schema is not None and self.quoted and isinstance(value, str) and key in schema:
                 kinds = schema[key].get("type")
                 if kinds and "string" not in ([kinds] if isinstance(kinds, str) else kinds):
                     value = _typed_value(value, schema[key])  # "<escape>42<escape>" as a number

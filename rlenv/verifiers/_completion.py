@@ -4,19 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rlenv.reasoning import final_text
+
 __all__ = ["final_text", "resolve_fallbacks"]
-
-
-def final_text(text: object) -> str | None:
-    """The text after the last ``</think>``; ``None`` for a non-string or an unclosed
-    ``<think>`` (the model never finished thinking, so it never answered)."""
-    if not isinstance(text, str):
-        return None
-    if "</think>" in text:
-        return text.rsplit("</think>", 1)[1]
-    if "<think>" in text:
-        return None
-    return text
 
 
 def resolve_fallbacks(fallbacks: Sequence[str] | bool, default: tuple[str, ...]) -> tuple[str, ...]:

@@ -33,6 +33,7 @@ from dataclasses import replace
 from typing import Any
 
 from rlenv.chat import message_text
+from rlenv.reasoning import reasoning_spans
 from rlenv.tools.parsers._base import (
     _DECODER,
     _RAW_CHARS,
@@ -55,7 +56,6 @@ from rlenv.tools.parsers._base import (
     _kind,
     _parse_with_tools,
     _Problem,
-    _reasoning_spans,
 )
 from rlenv.tools.parsers._registry import _PARSERS as _PARSERS  # tests unregister their parsers
 from rlenv.tools.parsers._registry import get_parser, list_parsers, register_parser
@@ -174,7 +174,7 @@ def parse_message(
         return _with_reasoning(_parse_with_tools(chosen, _text_of(message), tools), message)
     calls = _Calls()
     content = _text_of(message)
-    spans = _reasoning_spans(content)
+    spans = reasoning_spans(content)
     thought, content = [span[2] for span in spans], _blanked(content, spans)
     if not isinstance(tool_calls, list):
         calls.errors.append(

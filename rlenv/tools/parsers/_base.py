@@ -5,7 +5,6 @@ base. Package-internal helpers keep their leading underscore."""
 from __future__ import annotations
 
 import difflib
-import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -13,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 from rlenv.errors import RLEnvError
+from rlenv.reasoning import REASONING_OPENERS, reasoning_spans
 
 MAX_TEXT_CHARS = 200_000
 """A turn longer than this is not parsed: one :class:`CallError`, no calls."""
@@ -433,58 +433,7 @@ def _read_call_list(calls: _Calls, doc: str, pos: int, *, at_end: bool = True) -
 
 # --- Reasoning ---------------------------------------------------------------------------------
 
-_REASONING_CLOSERS = {
-    "<think>": "</think>",
-    "[THINK]": "[/THINK]",
-    "<|channel>thought": "<channel|>",
-}
-"""Reasoning blocks: ``<think>`` (Qwen3, DeepSeek-R1, GLM, Kimi, MiniMax), ``[THINK]``
-(Magistral, Ministral 3: special tokens, decoded as text) and Gemma 4's thought channel
-(``<|channel>thought ... <channel|>``)."""
-REASONING_OPENERS = tuple(_REASONING_CLOSERS)
-"""The reasoning blocks every built-in parser sets apart, unless its family has its own
-(``reasoning_openers`` on the parser: Harmony's reasoning is its analysis channel)."""
-
-
-@functools.lru_cache(maxsize=32)
-def _reasoning_patterns(openers: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[str]]:
-    """(any marker, any opener) of the blocks ``openers`` start."""
-    closers = [_REASONING_CLOSERS[opener] for opener in openers]
-    marker = "|".join(re.escape(m) for m in (*openers, *closers))
-    return re.compile(marker), re.compile("|".join(re.escape(m) for m in openers))
-
-
 _NOT_NEWLINE = re.compile(r"[^\n]")
-
-
-def _reasoning_spans(
-    text: str, openers: tuple[str, ...] = REASONING_OPENERS
-) -> list[tuple[int, int, str]]:
-    """``(start, end, reasoning)`` of each reasoning block of ``text``, markers included.
-
-    A text whose first marker is a closer began inside the block (the chat template opened it in
-    the prompt): all before that closer is reasoning. A block never closed (generation stopped
-    while thinking) runs to the end of the text.
-    """
-    if not openers:
-        return []
-    markers, opening = _reasoning_patterns(openers)
-    first = markers.search(text)
-    if first is None:
-        return []
-    spans, pos = [], 0
-    if first.group() not in _REASONING_CLOSERS:  # a closer first: the prompt opened the block
-        spans.append((0, first.end(), text[: first.start()]))
-        pos = first.end()
-    while (opener := opening.search(text, pos)) is not None:
-        closer = _REASONING_CLOSERS[opener.group()]
-        close = text.find(closer, opener.end())
-        if close < 0:
-            spans.append((opener.start(), len(text), text[opener.end() :]))
-            break
-        spans.append((opener.start(), close + len(closer), text[opener.end() : close]))
-        pos = close + len(closer)
-    return spans
 
 
 def _blanked(text: str, spans: Sequence[tuple[int, int, str]]) -> str:
@@ -632,7 +581,7 @@ class _Parser:
                 "it was not parsed for tool calls"
             )
             return ParsedTurn("", [], [CallError(message, text[:_RAW_CHARS])])
-        spans = _reasoning_spans(text, self.reasoning_openers)
+        spans = reasoning_spans(text, self.reasoning_openers)
         outside = _blanked(text, spans) if spans else text
         reasoning = [span[2] for span in spans]
         try:

@@ -18,12 +18,22 @@ from rlenv.rollout.policy import Completion, Policy, SamplingParams
 __all__ = ["TemplateNotPrefixPreserving", "TransformersPolicy"]
 
 # End-of-turn markers of common chat templates; the ones in a tokenizer's vocabulary stop
-# generation (besides its EOS token).
-_END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
+# generation (besides its EOS token). Some end a turn (ChatML's <|im_end|>, Llama's <|eot_id|> and
+# <|eom_id|>, Gemma's <end_of_turn> and <turn|>, MiniMax's [e~[), some end a tool call (GPT-OSS's
+# <|call|>, Gemma 4's <|tool_response>), and some open the next message, as GLM's <|observation|>
+# and <|user|> do (the model writes them, then the environment's message follows).
+_END_OF_TURN = (
+    "<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<end_of_turn>", "<turn|>",
+    "<|endoftext|>", "<|call|>", "<|return|>", "<|tool_response>", "<|observation|>", "<|user|>",
+    "[e~[",
+)  # fmt: skip
 
 
 class TemplateNotPrefixPreserving(RLEnvError, ValueError):
-    """The chat template re-renders earlier turns, so token-faithful multi-turn is impossible."""
+    """The chat template re-renders earlier turns, so token-faithful multi-turn is impossible.
+
+    The message names the template (the tokenizer's name), shows where the two renderings part,
+    and says the ways out: a prefix-preserving template, or one model turn per episode."""
 
 
 class TransformersPolicy(Policy):
@@ -196,7 +206,7 @@ class TransformersPolicy(Policy):
             text_ids = kept[:-1] if stopped else kept
             completions.append(
                 Completion(
-                    text=self.tokenizer.decode(text_ids, skip_special_tokens=True),
+                    text=self._text(text_ids),
                     prompt_token_ids=list(prompt),
                     completion_token_ids=kept,
                     logprobs=logprobs,
@@ -246,7 +256,7 @@ class TransformersPolicy(Policy):
             text_ids = kept[:-1] if end is not None else kept
             completions.append(
                 Completion(
-                    text=self.tokenizer.decode(text_ids, skip_special_tokens=True),
+                    text=self._text(text_ids),
                     prompt_token_ids=list(prompt),
                     completion_token_ids=kept,
                     logprobs=logprobs[row, : len(kept)].tolist(),
@@ -254,6 +264,13 @@ class TransformersPolicy(Policy):
                 )
             )
         return completions
+
+    def _text(self, ids: list[int]) -> str:
+        """The completion's text, special tokens kept: the markup of tool calls is special tokens
+        in many families (GPT-OSS's ``<|channel|>``, Mistral's ``[TOOL_CALLS]``, Kimi's
+        ``<|tool_call_begin|>``), and the parser must see it (engines decode with
+        ``skip_special_tokens=False`` for these formats). The stop token is not in ``ids``."""
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
 
 
 def render_prompt_ids(
@@ -278,7 +295,9 @@ def continuation_text(
 
     Found by rendering the conversation with and without the new messages; a template that
     renders earlier turns differently once more follow raises
-    :class:`TemplateNotPrefixPreserving`.
+    :class:`TemplateNotPrefixPreserving`. A template whose assistant turn has no end marker and
+    whose model stops on the token that opens the next message (GLM's ``<|observation|>``) is
+    handled too: that token, when the model generated it, is not added again.
     """
     last = max(i for i, message in enumerate(conversation) if message["role"] == "assistant")
     render = tokenizer.apply_chat_template
@@ -286,17 +305,41 @@ def continuation_text(
     before = render(list(conversation[: last + 1]), tools=tools_arg, tokenize=False)
     after = render(list(conversation), tools=tools_arg, add_generation_prompt=True, tokenize=False)
     if not after.startswith(before):
-        raise TemplateNotPrefixPreserving(
-            "the chat template renders earlier turns differently once more messages follow, "
-            "so a multi-turn prompt cannot extend the tokens the model generated"
-        )
+        raise TemplateNotPrefixPreserving(_not_prefix_message(tokenizer, before, after))
     # The template's newline after an end-of-turn marker belongs to the environment's text; the
     # marker itself is the model's when it stopped on it, else (cut at the length limit) new.
-    found = [(before.rfind(marker), marker) for marker in _END_OF_TURN if marker in before]
+    markers = end_of_turn_markers(tokenizer)
+    ending = before.rstrip()
+    found = [marker for marker in markers if ending.endswith(marker)]
     if found:
-        position, marker = max(found)
+        marker = max(found, key=len)
+        position = len(ending) - len(marker)
         return after[position + len(marker) if stopped else position :]
-    return after[len(before) :]
+    added = after[len(before) :]
+    opening = [marker for marker in markers if added.startswith(marker)]
+    if stopped and opening:  # the model wrote the token that opens the next message
+        return added[len(max(opening, key=len)) :]
+    return added
+
+
+def _not_prefix_message(tokenizer: Any, before: str, after: str) -> str:
+    """What :class:`TemplateNotPrefixPreserving` says: the template, where the renderings part,
+    why it matters, and what to do."""
+    start = next(
+        (i for i, (a, b) in enumerate(zip(before, after, strict=False)) if a != b),
+        min(len(before), len(after)),
+    )
+    name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+    return (
+        f"the chat template of {name!r} renders earlier turns differently once more messages "
+        f"follow, so a multi-turn prompt cannot extend the tokens the model generated. At "
+        f"character {start}, the conversation so far reads {before[start : start + 60]!r}, but "
+        f"once the new messages follow it reads {after[start : start + 60]!r}. (Templates that "
+        "drop the reasoning of earlier turns, such as Qwen3's <think> blocks, do this.) Ways out: "
+        "set tokenizer.chat_template to a prefix-preserving template (one that renders every "
+        "assistant turn the same wherever it stands, e.g. keeping its reasoning; TRL ships such "
+        "'training' templates), or run single-turn episodes (max_turns=1)"
+    )
 
 
 def extend_prompt_ids(
@@ -316,8 +359,21 @@ def extend_prompt_ids(
 def stop_token_ids(tokenizer: Any) -> list[int]:
     """EOS and the chat template's end-of-turn markers that are in the vocabulary."""
     vocabulary = tokenizer.get_vocab()
-    stops = {tokenizer.eos_token_id} | {vocabulary[t] for t in _END_OF_TURN if t in vocabulary}
+    markers = [t for t in _END_OF_TURN if t in vocabulary]
+    if "<|channel|>" in vocabulary:  # Harmony: <|end|> closes one message of a turn, not the turn
+        markers = [t for t in markers if t != "<|end|>"]
+    stops = {tokenizer.eos_token_id} | {vocabulary[t] for t in markers}
     return sorted(stop for stop in stops if stop is not None)
+
+
+def end_of_turn_markers(tokenizer: Any) -> list[str]:
+    """What ends a model turn in the rendered conversation: the text of each stop token
+    (:func:`stop_token_ids`), and the known markers that are not in the vocabulary (a tokenizer
+    that splits them still finds them in the text)."""
+    vocabulary = tokenizer.get_vocab()
+    tokens = tokenizer.convert_ids_to_tokens(stop_token_ids(tokenizer))
+    absent = {marker for marker in _END_OF_TURN if marker not in vocabulary}
+    return sorted({token for token in tokens if token} | absent)
 
 
 def _sample(logprobs: Any, top_p: float, generator: Any) -> Any:

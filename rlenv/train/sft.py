@@ -78,15 +78,22 @@ def chat_example(
     """A conversation as the rollout engine would have fed and sampled it: the opening prompt
     rendered with the generation prompt, each assistant turn's tokens (end-of-turn token
     included, mask 1), and the tokens the template adds between turns (mask 0), found with the
-    same prefix-extension as multi-turn rollouts."""
+    same prefix-extension as multi-turn rollouts.
+
+    A template whose assistant turn has no end marker, because the model stops on the token that
+    opens the next message (GLM's ``<|observation|>``), gets that token in the turn: the model
+    must learn to write it, as it does when sampled; the last turn of such a template gets the
+    EOS token."""
     from rlenv.rollout.transformers import (
         TemplateNotPrefixPreserving,
+        end_of_turn_markers,
         extend_prompt_ids,
         render_prompt_ids,
         stop_token_ids,
     )
 
     stops = stop_token_ids(tokenizer)
+    markers = end_of_turn_markers(tokenizer)
     tools_arg = list(tools) or None
     ids: list[int] = []
     mask: list[int] = []
@@ -107,9 +114,19 @@ def chat_example(
         if not full_text.startswith(prompt_text):
             raise TemplateNotPrefixPreserving(
                 "the chat template renders an assistant turn differently from its generation "
-                "prompt, so its tokens cannot be separated from the prompt's"
+                "prompt, so its tokens cannot be separated from the prompt's (a template whose "
+                "generation prompt opens a reasoning block that the rendered turn lacks does "
+                "this: give the assistant message its reasoning, or use a template that renders "
+                "the turn as the model writes it)"
             )
-        turn = _through_end_of_turn(full_text[len(prompt_text) :])
+        turn = _through_end_of_turn(full_text[len(prompt_text) :], markers)
+        if not any(turn.endswith(marker) for marker in markers):
+            if index + 1 < len(messages):
+                turn += _opening_marker(
+                    tokenizer, messages[: index + 2], full_text, tools_arg, markers
+                )
+            elif tokenizer.eos_token:  # the last turn: the model must still learn to stop
+                turn += tokenizer.eos_token
         generated = tokenizer(turn, add_special_tokens=False)["input_ids"]
         mask += [0] * (len(prompt) - len(ids)) + [1] * len(generated)
         ids = prompt + generated
@@ -118,16 +135,31 @@ def chat_example(
     return SFTExample(token_ids=ids, mask=mask)
 
 
-def _through_end_of_turn(text: str) -> str:
+def _through_end_of_turn(text: str, markers: Sequence[str]) -> str:
     """The assistant's own text: up to and including the end-of-turn marker (the newline the
     template writes after it belongs to what follows, as in multi-turn rollouts)."""
-    from rlenv.rollout.transformers import _END_OF_TURN
-
-    found = [(text.find(m), m) for m in _END_OF_TURN if m in text]
+    found = [(text.find(m), m) for m in markers if m in text]
     if not found:
         return text
     position, marker = min(found)
     return text[: position + len(marker)]
+
+
+def _opening_marker(
+    tokenizer: Any,
+    messages: Sequence[Message],
+    full_text: str,
+    tools: list[dict[str, Any]] | None,
+    markers: Sequence[str],
+) -> str:
+    """The stop token that opens the message after an assistant turn without an end marker
+    (GLM's ``<|observation|>``), or ``""``."""
+    following = tokenizer.apply_chat_template(list(messages), tools=tools, tokenize=False)
+    if not following.startswith(full_text):
+        return ""
+    added = following[len(full_text) :]
+    opening = [marker for marker in markers if added.startswith(marker)]
+    return max(opening, key=len) if opening else ""
 
 
 def load_examples(paths: Sequence[str | Path], tokenizer: Any) -> list[SFTExample]:

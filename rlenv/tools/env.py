@@ -16,6 +16,11 @@ A turn whose only calls are malformed has the verdict error ``"parse error: ..."
 episode that ends on it (``max_turns``, or ``end_on_parse_error``) has the stop reason
 ``"parse error"`` in ``rlenv eval``'s failures by reason. Trainers' ``parse_error`` setting
 (``"keep"``, ``"mask"``, ``"zero"``) decides what episodes with parse errors do to the loss.
+
+A well-formed call to a tool the env does not offer is the model's mistake, not a parse error:
+it is shown to the model the same way (``"unknown tool 'x' (did you mean 'y'?)"``), listed in
+``call_errors``, never run, and not counted in ``parse_errors``, so ``parse_error="mask"`` never
+hides a hallucinated tool from the loss.
 """
 
 from __future__ import annotations
@@ -136,9 +141,9 @@ class ToolEnv(TextEnv):
     def respond(self, message: AssistantMessage) -> Turn:
         parsed = self._parsed or ParsedTurn(content=message_text(message), calls=[], errors=[])
         calls = message.get("tool_calls") or []
-        malformed = len(parsed.errors)
+        malformed = sum(error.kind == "malformed" for error in parsed.errors)
         self.parse_errors += malformed
-        if not calls and not malformed:
+        if not calls and not parsed.errors:
             return Turn(done=True, verdict=self._graded(message_text(message)))
         replies: list[Message] = []
         finished = False
@@ -175,11 +180,16 @@ class ToolEnv(TextEnv):
             if malformed:
                 graded = graded.model_copy(update={"parse_errors": malformed})
             return Turn(messages=replies, done=True, verdict=graded)
+        if not calls and not malformed:  # only calls to tools not offered: nothing ran
+            unknown = len(parsed.errors)
+            reason = f"{unknown} call{'s' if unknown > 1 else ''} to tools not offered"
+            return Turn(messages=replies, verdict=Verdict(reward=0.0, reason=reason))
         if not calls:  # every call of the turn was malformed: nothing ran
             verdict = Verdict(
                 reward=0.0,
                 reason=f"{malformed} malformed tool call{'s' if malformed > 1 else ''}",
-                error=f"{PARSE_ERROR}: " + "; ".join(error.message for error in parsed.errors),
+                error=f"{PARSE_ERROR}: "
+                + "; ".join(e.message for e in parsed.errors if e.kind == "malformed"),
                 parse_errors=malformed,
             )
             return Turn(messages=replies, done=self.end_on_parse_error, verdict=verdict)

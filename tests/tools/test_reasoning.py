@@ -251,6 +251,7 @@ def test_a_call_to_an_unknown_tool_is_an_error_when_the_tools_are_given(fmt):
             "tool call 1: unknown tool 'get_wether' (did you mean 'get_weather'?); "
             "the tools are: get_time, get_weather",
             '{"name": "get_wether", "arguments": {"city": "X"}}',
+            kind="unknown tool",
         )
     ]
     # Without the schemas nothing says the tool is unknown: the call is read.

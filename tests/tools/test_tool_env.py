@@ -151,13 +151,16 @@ def test_bad_calls_come_back_as_tool_messages(env, text, expected):
 
 
 def test_an_unknown_tool_is_reported_and_changes_nothing(env):
-    """Refused by the toolbox (a failed tool message), or by a parser that was given the
-    tools' schemas (a parse error): either way the model is told, and it is on record."""
-    _, _, terminated, _, info = env.step(call("withdraw", account="acc1", amount=5))
-    assert not terminated and "unknown tool 'withdraw'" in info["new_messages"][-1]["content"]
-    assert env.state == {"acc1": 10}
-    refused_by_toolbox = bool(env.trace) and env.trace[-1].ok is False
-    assert refused_by_toolbox or info["parse_errors"] == 1
+    """The parser, given the tools' schemas, refuses a call to a tool not offered: the model
+    is told (with the closest name), nothing runs, and it is not a parse error (it is the
+    model's mistake, which ``parse_error="mask"`` must not hide)."""
+    _, reward, terminated, _, info = env.step(call("withdraw", account="acc1", amount=5))
+    assert not terminated and reward == 0.0
+    assert "unknown tool 'withdraw'" in info["new_messages"][-1]["content"]
+    assert env.state == {"acc1": 10} and env.trace == []
+    assert info["parse_errors"] == 0 and info["verdict"].parse_errors == 0
+    assert info["verdict"].error is None
+    assert info["call_errors"] and "unknown tool 'withdraw'" in info["call_errors"][0]
 
 
 def test_broken_json_is_reported_to_the_model(env):

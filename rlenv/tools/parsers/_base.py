@@ -9,7 +9,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from rlenv.errors import RLEnvError
 from rlenv.reasoning import REASONING_OPENERS, reasoning_spans
@@ -55,6 +55,10 @@ class CallError:
     """E.g. ``"tool call 2: invalid JSON at line 1, column 17: Expecting ',' delimiter"``."""
     raw: str
     """The offending text, at most 500 characters."""
+    kind: Literal["malformed", "unknown tool"] = "malformed"
+    """``"malformed"``: the text is not a readable call (a parse error). ``"unknown tool"``: a
+    well-formed call to a tool not among the schemas ``parse`` was given (the model's mistake,
+    not the parser's: ``ToolEnv`` does not count it as a parse error)."""
 
 
 @dataclass(frozen=True)
@@ -533,7 +537,8 @@ def _check_tool_names(turn: ParsedTurn, tools: Sequence[Mapping[str, Any]] | Non
             kept.append(call)
             continue
         raw = _dumps({"name": call.name, "arguments": call.arguments})[:_RAW_CHARS]
-        errors.append(CallError(f"tool call {number}: {_unknown_tool(call.name, names)}", raw))
+        message = f"tool call {number}: {_unknown_tool(call.name, names)}"
+        errors.append(CallError(message, raw, kind="unknown tool"))
     errors.sort(key=_error_order)
     return replace(turn, calls=kept, errors=errors)
 

@@ -25,6 +25,7 @@ hides a hallucinated tool from the loss.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,7 +33,7 @@ from rlenv.chat import AssistantMessage, Message, message_text
 from rlenv.env import Action, Observation, TextEnv, Turn
 from rlenv.tasks import Task
 from rlenv.tools.core import Tool, Toolbox, ToolOutcome
-from rlenv.tools.parsers import ParsedTurn, as_assistant_message, parse_message
+from rlenv.tools.parsers import ParsedTurn, as_assistant_message, get_parser, parse_message
 from rlenv.verdict import Verdict
 
 __all__ = ["PARSE_ERROR", "ToolEnv"]
@@ -134,8 +135,13 @@ class ToolEnv(TextEnv):
         self._parsed = parsed
         if not parsed.calls:
             return message
+        parser = get_parser(self.parser) if isinstance(self.parser, str) else self.parser
         return as_assistant_message(
-            parsed, id_prefix=f"call_{self.turn + 1}", limit=self.max_calls_per_turn
+            parsed,
+            # call001_0: at least 9 characters, as Mistral's templates require of call ids
+            id_prefix=f"call{self.turn + 1:03d}",
+            limit=self.max_calls_per_turn,
+            arguments=getattr(parser, "template_arguments", "object"),
         )
 
     def respond(self, message: AssistantMessage) -> Turn:
@@ -150,6 +156,8 @@ class ToolEnv(TextEnv):
         for call in calls:
             function = call["function"]
             arguments = function.get("arguments")
+            if isinstance(arguments, str):  # the OpenAI wire form (template_arguments="json")
+                arguments = json.loads(arguments)
             outcome = self.toolbox.run(
                 function["name"],
                 arguments if isinstance(arguments, dict) else {},

@@ -26,10 +26,8 @@ from rlenv.rollout.transformers import TransformersPolicy  # noqa: E402
 from rlenv.tools import ToolEnv, tool  # noqa: E402
 from rlenv.tools.parsers import (  # noqa: E402
     ParsedCall,
-    as_assistant_message,
     get_parser,
     list_parsers,
-    parse_message,
 )
 from rlenv.train.sft import chat_example  # noqa: E402
 
@@ -64,17 +62,11 @@ class Weather(ToolEnv):
 
 rlenv.register(ENV_ID, Weather)
 
-# Templates that cannot take ToolEnv's messages as they are, and why (reported to the lead).
-REFUSED = {
-    "deepseek_v31": "the template concatenates function.arguments as text; ToolEnv's messages "
-    "carry a dict (and content None, which transformers drops)",
-    "internlm2": "vLLM's template prints function.arguments with |string: a dict becomes a "
-    "Python repr",
-    "mistral_small_3_1": "the template requires 9-character call ids; ToolEnv's are call_1_0",
-}
+# Templates that cannot take ToolEnv's messages as they are, and why.
+REFUSED: dict[str, str] = {}
 E2E = {
     "qwen3_coder", "qwen3_5", "qwen2_5", "gpt_oss", "glm45", "llama3_1", "kimi_k2_thinking",
-    "gemma4", *REFUSED,
+    "gemma4", "deepseek_v31", "internlm2", "mistral_small_3_1", *REFUSED,
 }  # fmt: skip
 
 
@@ -98,10 +90,8 @@ def gold_episode(family: Family) -> list[dict]:
     env = Weather(parser=family.parser)
     observation, info = env.reset(seed=0)
     written = get_parser(family.parser).render([ParsedCall("get_weather", {"city": "Paris"})])
-    parsed = parse_message(
-        {"role": "assistant", "content": written}, family.parser, tools=env.tools
-    )
-    call = as_assistant_message(parsed, id_prefix="call_1")  # as ToolEnv.interpret does
+    call = env.interpret({"role": "assistant", "content": written})  # as ToolEnv records it
+    assert call.get("tool_calls"), f"{family.parser}: the rendered call was not read"
     tool_message = {
         "role": "tool",
         "tool_call_id": call["tool_calls"][0]["id"],

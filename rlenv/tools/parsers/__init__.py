@@ -30,7 +30,7 @@ import json
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 from rlenv.chat import message_text
 from rlenv.reasoning import reasoning_spans
@@ -128,20 +128,33 @@ for _parser in (
 
 
 def as_assistant_message(
-    parsed: ParsedTurn, *, id_prefix: str = "call", limit: int | None = None
+    parsed: ParsedTurn,
+    *,
+    id_prefix: str = "call",
+    limit: int | None = None,
+    arguments: Literal["object", "json"] = "object",
 ) -> dict[str, Any]:
     """The turn as a standard assistant message: its text, and its calls as OpenAI-format
-    ``tool_calls`` with arguments as JSON objects (what Hugging Face chat templates expect).
-    Calls without an id get ``f"{id_prefix}_{index}"``; ``limit`` keeps only the first calls."""
+    ``tool_calls``. Calls without an id get ``f"{id_prefix}_{index}"``; ``limit`` keeps only the
+    first calls.
+
+    ``arguments="object"`` (most Hugging Face chat templates) writes each call's arguments as a
+    JSON object and an empty content as ``None``; ``"json"`` writes the OpenAI wire form, the
+    arguments as a JSON string and an empty content as ``""``, for templates that print them as
+    text (DeepSeek V3/V3.1, InternLM2: a parser's ``template_arguments`` says which)."""
     calls = parsed.calls if limit is None else parsed.calls[:limit]
+    as_json = arguments == "json"
     return {
         "role": "assistant",
-        "content": parsed.content or None,
+        "content": parsed.content or ("" if as_json else None),
         "tool_calls": [
             {
                 "id": call.id or f"{id_prefix}_{index}",
                 "type": "function",
-                "function": {"name": call.name, "arguments": dict(call.arguments)},
+                "function": {
+                    "name": call.name,
+                    "arguments": _dumps(call.arguments) if as_json else dict(call.arguments),
+                },
             }
             for index, call in enumerate(calls)
         ],

@@ -553,6 +553,10 @@ class _Parser:
     name = ""
     calls_in_reasoning = False
     reasoning_openers: tuple[str, ...] = REASONING_OPENERS
+    template_arguments: Literal["object", "json"] = "object"
+    """How the family's chat template wants ``function.arguments`` in an assistant message: a
+    JSON object (most) or a JSON string (``"json"``: DeepSeek, InternLM2); ``ToolEnv`` writes
+    its observations that way (:func:`as_assistant_message`)."""
     """The reasoning blocks set apart before parsing (``<think>``, ``[THINK]``, Gemma 4's
     ``<|channel>thought``); ``()`` for a family whose reasoning is part of its own format."""
     """Whether the family writes its real calls inside its reasoning block (Kimi-K2-Thinking):

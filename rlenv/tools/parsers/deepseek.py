@@ -46,6 +46,8 @@ class DeepSeekParser(_Parser):
     arguments is an error that says so.
     """
 
+    template_arguments = "json"  # its template prints function.arguments as text
+
     def __init__(self, style: str = "v3") -> None:
         if style not in ("v3", "v31"):
             raise ValueError(f"style must be 'v3' or 'v31', got {style!r}")

@@ -47,6 +47,7 @@ class InternLMParser(_Parser):
     """
 
     name = "internlm"
+    template_arguments = "json"  # vLLM's template prints function.arguments as text
 
     def _parse(self, text: str) -> ParsedTurn:
         calls, content, pos = _Calls(), [], 0

@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint format bench bench-math peers clean
+.PHONY: setup demo test lint format bench bench-math bench-tools peers clean
 
 setup: $(VENV)/.installed
 
@@ -59,6 +59,12 @@ $(PEERS_VENV)/.installed: Makefile
 
 bench-math: setup peers
 	$(BIN)/python benchmarks/math_verifier.py --peers-python $(PEERS_VENV)/bin/python $(ARGS)
+
+# The tool-call benchmark: rlenv's parsers (each format's own, and auto) on the real outputs of
+# tests/tools/data/public/calls_*.jsonl, dev and held-out apart; verifiers' XMLParser (from
+# .venv-peers) next to it on the Hermes cases. Extra flags: make bench-tools ARGS='--json runs/tools.json'
+bench-tools: setup peers
+	$(BIN)/python benchmarks/tool_calls.py --peers-python $(PEERS_VENV)/bin/python $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(PEERS_VENV) build *.egg-info .pytest_cache .ruff_cache

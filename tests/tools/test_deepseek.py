@@ -59,3 +59,16 @@ def test_parse_of_render_is_the_identity(name, calls, content):
     parser = get_parser(name)
     turn = parser.parse(parser.render(calls, content))
     assert turn.calls == calls and not turn.errors and turn.content == content.strip()
+
+
+def test_a_calls_section_without_a_call_is_an_error_never_content():
+    """Found by the public test set (vLLM's DeepSeek parser tests): broken markup inside the
+    section, or generation cut off after the name, is one error and never content."""
+    for name in ("deepseek_v3", "deepseek_v31"):
+        parser = get_parser(name)
+        broken = parser.parse(f'{BEGIN}function{SEP}get_weather\n```json\n{{"a": 1}}\n```{END}')
+        assert (broken.calls, broken.content, len(broken.errors)) == ([], "", 1)
+        cut = parser.parse(f"Let me look.{BEGIN}get_weather")
+        assert (cut.calls, cut.content) == ([], "Let me look.")
+        assert "cut off" in cut.errors[0].message
+        assert parser.parse(f"Nothing to call.{BEGIN}{END}").errors == []

@@ -532,3 +532,19 @@ def test_fuzzed_markup_never_raises(text):
 @given(st.text(max_size=200))
 def test_fuzzed_text_never_raises(text):
     assert not any("parser failed" in e.message for e in GLM.parse(text).errors)
+
+
+def test_a_block_written_json_escaped_is_read():
+    """Found by the public test set (SGLang's GLM-4.6 raw responses): ``\\n`` between the tags
+    and ``\\"`` in values, as if the block were the inside of a JSON string."""
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "todo",
+                "parameters": {"properties": {"items": {"type": "array"}}},
+            },
+        }
+    ]
+    text = '<tool_call>todo\\n<arg_key>items</arg_key>\\n<arg_value>[{\\"id\\": \\"1\\"}]</arg_value>\n</tool_call>'
+    assert GLM.parse(text, tools=tools).calls == [ParsedCall("todo", {"items": [{"id": "1"}]})]

@@ -166,3 +166,24 @@ def test_fuzzed_markup_never_raises(text):
     assert isinstance(turn.content, str)
     for call in turn.calls:
         assert isinstance(call.arguments, dict)
+
+
+def test_a_block_without_the_tool_call_wrapper_and_python_type_names():
+    """Found by the public test set (SGLang's Qwen3-Coder tests): a whole ``<function=>`` block
+    without ``<tool_call>`` is the call; schemas that say ``float``/``int``/``bool`` type values
+    as ``number``/``integer``/``boolean`` would. A ``<function=f>{json}`` is Llama's, not ours."""
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "f",
+                "parameters": {"properties": {"x": {"type": "float"}, "ok": {"type": "bool"}}},
+            },
+        }
+    ]
+    text = "Sure.\n<function=f>\n<parameter=x>\n3.14\n</parameter>\n<parameter=ok>\ntrue\n</parameter>\n</function>"
+    turn = QWEN.parse(text, tools=tools)
+    assert (turn.content, turn.calls) == ("Sure.", [ParsedCall("f", {"x": 3.14, "ok": True})])
+    assert QWEN.parse('<function=f>{"x": 1}</function>').calls == []
+    cut = QWEN.parse("<function=f>\n<parameter=x>\n3.")
+    assert cut.calls == [] and "cut off" in cut.errors[0].message

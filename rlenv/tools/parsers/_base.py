@@ -642,12 +642,21 @@ def _schema_type(value: Any) -> str:
     return "number" if isinstance(value, float) else "null"
 
 
+_TYPE_ALIASES = {
+    "float": "number", "double": "number", "int": "integer", "bool": "boolean", "str": "string",
+    "dict": "object", "list": "array", "tuple": "array",
+}  # fmt: skip
+"""Python type names that hand-written schemas use for JSON-schema types (SGLang's and vLLM's
+Qwen3-Coder parsers read them too)."""
+
+
 def _typed_value(raw: str, schema: Mapping[str, Any] | None) -> Any:
     """An XML parameter's text as the value its schema says (see :class:`Qwen3XmlParser`)."""
     text = raw[1:] if raw.startswith("\n") else raw
     text = text[:-1] if text.endswith("\n") else text
     kinds = schema.get("type") if schema else None
     kinds = {kinds} if isinstance(kinds, str) else set(kinds or ())
+    kinds = {_TYPE_ALIASES.get(kind, kind) for kind in kinds if isinstance(kind, str)}
     if kinds == {"string"} or (schema and "enum" in schema and not kinds - {"string"}):
         return text
     try:

@@ -56,6 +56,7 @@ class DeepSeekParser(_Parser):
 
     def _parse(self, text: str) -> ParsedTurn:
         calls, content, pos = _Calls(), [], 0
+        text = self._sections_without_calls(calls, text)
         while (start := text.find(_DS_CALL_BEGIN, pos)) >= 0:
             content.append(text[pos:start].replace(_DS_CALLS_BEGIN, ""))
             if calls.full:
@@ -74,6 +75,31 @@ class DeepSeekParser(_Parser):
             pos = end + len(_DS_CALL_END)
         content.append(text[pos:].replace(_DS_CALLS_END, "").replace(_DS_CALLS_BEGIN, ""))
         return calls.turn(content)
+
+    @staticmethod
+    def _sections_without_calls(calls: _Calls, text: str) -> str:
+        """A tool-calls section that holds text but no ``<｜tool▁call▁begin｜>`` is an error (its
+        markup is broken, or generation stopped before the first call began), never content and
+        never a silent drop. Returns ``text`` without those sections."""
+        pos, kept = 0, []
+        while (begin := text.find(_DS_CALLS_BEGIN, pos)) >= 0:
+            inner = begin + len(_DS_CALLS_BEGIN)
+            end = text.find(_DS_CALLS_END, inner)
+            stop = len(text) if end < 0 else end + len(_DS_CALLS_END)
+            section = text[inner : len(text) if end < 0 else end]
+            if _DS_CALL_BEGIN in section or not section.strip():
+                kept.append(text[pos:stop])
+            else:
+                kept.append(text[pos:begin])
+                problem = (
+                    "the call was cut off before <｜tool▁call▁begin｜>"
+                    if end < 0
+                    else "the tool-calls section holds no <｜tool▁call▁begin｜> call"
+                )
+                calls.fail(problem, text[begin:stop])
+            pos = stop
+        kept.append(text[pos:])
+        return "".join(kept)
 
     def _read_call(self, calls: _Calls, block: str, closed: bool = True) -> None:
         head, sep, tail = block.partition(_DS_SEP)

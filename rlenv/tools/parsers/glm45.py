@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -28,6 +29,9 @@ _VALUE_OPEN, _VALUE_CLOSE = "<arg_value>", "</arg_value>"
 _NAME_LINE = re.compile(r"[ \t\r\n]*([^\n<]{0,200})[ \t\r]*")
 # Blocks that share the tag but are another format's: Hermes's JSON (bare, fenced or a Python
 # dict) and Qwen3-Coder's <function=NAME> XML.
+_ESCAPED_LAYOUT = re.compile(r"\\n\s*<arg_(?:key|value)>|</arg_(?:key|value)>\s*\\n")
+"""A block written as the inside of a JSON string: ``\\n`` between the tags, ``\\"`` in values
+(GLM-4.6's raw responses as SGLang's tests have them)."""
 _OTHER_FORMAT = re.compile(r"\s*(?:[{\[`]|<function=)")
 _ONE_WORD = re.compile(r"\S*")
 
@@ -71,6 +75,8 @@ class Glm45Parser(_Parser):
         self, text: str, schemas: Mapping[str, Mapping[str, Any]] | None = None
     ) -> ParsedTurn:
         calls, content, pos, search = _Calls(), [], 0, 0
+        if _ESCAPED_LAYOUT.search(text):
+            text = _unescaped_blocks(text)
         while (start := text.find(_OPEN, search)) >= 0:
             name_line = _name_line(text, start + len(_OPEN))
             if name_line is None:  # another format's block: left in the content as it is
@@ -196,6 +202,28 @@ def _tagged(text: str, pos: int, close: str, what: str) -> tuple[str, int]:
             raise _Problem(f"the block was cut off inside {what}")
         raise _Problem(f"{what} has no {close}")
     return text[pos:end], end + len(close)
+
+
+def _unescaped_blocks(text: str) -> str:
+    """``text`` with each block written JSON-escaped (``_ESCAPED_LAYOUT``) read as the JSON
+    string it is, so ``todo_write\\n<arg_key>`` is the name ``todo_write`` and ``[{\\"id\\": 1}]``
+    the list it encodes. A block that does not decode is left as written (and reported)."""
+    pieces, pos = [], 0
+    while (start := text.find(_OPEN, pos)) >= 0:
+        body = start + len(_OPEN)
+        end = _block_end(text, body)
+        block = text[body:end]
+        inner = block.removesuffix(_CLOSE)
+        if _ESCAPED_LAYOUT.search(inner):
+            try:
+                inner = json.loads(f'"{inner}"', strict=False)
+                block = inner + block[len(block.removesuffix(_CLOSE)) :]
+            except ValueError:
+                pass
+        pieces += [text[pos:body], block]
+        pos = end
+    pieces.append(text[pos:])
+    return "".join(pieces)
 
 
 def _block_end(text: str, body: int) -> int:

@@ -68,12 +68,14 @@ class MiniMaxM2Parser(_Parser):
     (``parse(text, tools=...)``) each is typed by its parameter's schema (a ``string`` stays
     text even when it reads as JSON; ``integer``, ``number``, ``boolean``, ``object``, ``array``
     and ``null`` are read as JSON; a value the schema refuses stays text for the tool's argument
-    validation to report); without a schema a value that reads as JSON is JSON, else text. One
-    newline right after the opening tag and one right before ``</parameter>`` are dropped (other
-    space is the value's: MiniMax's template writes values flush against the tags).
+    validation to report); without a schema a value that reads as JSON is JSON, else text.
+    Space around a value is not the value's: it is stripped, as MiniMax's own reference parser
+    and vLLM's do (the template writes values flush against the tags, so a model trained on it
+    puts space there only by accident), and so a string cannot start or end with space.
 
     Cut-off policy: an ``<invoke>`` closed by ``</invoke>`` is read even when
-    ``</minimax:tool_call>`` is missing (generation stopped, the stop token stripped); an
+    ``</minimax:tool_call>`` is missing (generation stopped, the stop token stripped), and so is
+    one whose ``</invoke>`` is left out before the block's ``</minimax:tool_call>``; an
     ``<invoke>`` the text ends inside is an error saying it was cut off, never a partial call.
     Malformed blocks (no ``<invoke>``, no name, text between the elements, a parameter given
     twice) are errors; calls before them in the block are kept.
@@ -132,13 +134,14 @@ class MiniMaxM2Parser(_Parser):
                 return True
             found = True
             stop = text.find(_INVOKE_END, invoke.end(), end)
-            if stop < 0:
-                problem = (
-                    f"the call was cut off before {_INVOKE_END}"
-                    if at_end
-                    else f"missing {_INVOKE_END} before {_M2_CLOSE}"
-                )
-                calls.fail(problem, text[pos:end])
+            if stop < 0 and at_end:
+                calls.fail(f"the call was cut off before {_INVOKE_END}", text[pos:end])
+                return True
+            if stop < 0:  # </invoke> left out, the block closed: the call ends with the block
+                try:
+                    calls.add(self._call(invoke, text, end, schemas))
+                except _Problem as problem:
+                    calls.fail(problem, text[pos:end])
                 return True
             try:
                 calls.add(self._call(invoke, text, stop, schemas))
@@ -178,16 +181,15 @@ class MiniMaxM2Parser(_Parser):
             key = _attribute(parameter)
             if key in arguments:
                 raise _Problem(f"parameter {key!r} is given twice")
-            arguments[key] = _typed_value(text[parameter.end() : value_end], schema.get(key))
+            arguments[key] = _typed_value(
+                text[parameter.end() : value_end].strip(), schema.get(key)
+            )
         return ParsedCall(name, arguments)
 
     def render(self, calls: Sequence[ParsedCall], content: str = "") -> str:
         """MiniMax-M2's chat-template layout: content, then one block holding an ``<invoke>``
-        per call; strings as written, other values as JSON.
-
-        A string that starts or ends with a newline gets one more there, so that the newline
-        the parser drops next to a tag is not the string's own.
-        """
+        per call; strings as written (the space around one is not kept: see the class), other
+        values as JSON."""
         parts = [content.strip()] if content.strip() else []
         if calls:
             lines = [_M2_OPEN]
@@ -203,11 +205,7 @@ class MiniMaxM2Parser(_Parser):
 
 
 def _written(value: Any) -> str:
-    if not isinstance(value, str):
-        return _dumps(value)
-    head = "\n" if value.startswith("\n") else ""
-    tail = "\n" if value.endswith("\n") else ""
-    return f"{head}{value}{tail}"
+    return value if isinstance(value, str) else _dumps(value)
 
 
 # --- MiniMax-M1 --------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from rlenv.tools.parsers._base import (
 # --- Qwen3-Coder / Qwen3.5 XML ----------------------------------------------------------------
 
 _XML_FUNCTION = re.compile(r"\s*<function=([^>\n]{1,200})>")
+_UNWRAPPED_FUNCTION = re.compile(r"<function=([^>\n]{1,200})>\s*(?=<parameter=)")
 _XML_PARAMETER = re.compile(r"<parameter=([^>\n]{1,200})>")
 
 
@@ -35,7 +36,9 @@ class Qwen3XmlParser(_Parser):
     schema a value that reads as JSON is JSON, else text. Cut-off policy: a block whose
     ``</function>`` is there but whose ``</tool_call>`` is missing (generation stopped, the stop
     token stripped) is read; a block cut off before ``</function>`` is an error that says so,
-    never a call (a cut-off value is not the value the model meant). A
+    never a call (a cut-off value is not the value the model meant). A turn with no
+    ``<tool_call>`` block of this format may hold blocks without the wrapper: a
+    ``<function=NAME>`` that opens with a ``<parameter=`` is read the same way. A
     ``<tool_call>`` block holding JSON is Hermes's, not this format's: it is left as content.
     """
 
@@ -78,6 +81,27 @@ class Qwen3XmlParser(_Parser):
             else:
                 calls.fail("the call was cut off before </function>", text[start:])
                 return calls.turn(content)
+        content.append(text[pos:])
+        if not (calls.calls or calls.errors):
+            return self._parse_unwrapped(text, schemas or {})
+        return calls.turn(content)
+
+    def _parse_unwrapped(self, text: str, schemas: Mapping[str, Mapping[str, Any]]) -> ParsedTurn:
+        """Blocks written without the ``<tool_call>`` wrapper (SGLang's Qwen3-Coder tests have
+        them): a ``<function=NAME>`` whose first element is a ``<parameter=``, so that Llama's
+        ``<function=NAME>{json}</function>`` is left to ``llama3_json``."""
+        calls, content, pos = _Calls(), [], 0
+        while (match := _UNWRAPPED_FUNCTION.search(text, pos)) is not None:
+            content.append(text[pos : match.start()])
+            if calls.full:
+                calls.overflow(text[match.start() :])
+                return calls.turn(content)
+            end = text.find("</function>", match.end())
+            if end < 0:
+                calls.fail("the call was cut off before </function>", text[match.start() :])
+                return calls.turn(content)
+            pos = end + len("</function>")
+            self._read_block(calls, text[match.start() : pos], schemas)
         content.append(text[pos:])
         return calls.turn(content)
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import ast
 import math
 import re
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +42,7 @@ from rlenv.tools.parsers._base import (
     _skip_space,
     _typed_value,
 )
-from rlenv.tools.parsers.pythonic import PythonicParser, _source_of
+from rlenv.tools.parsers.pythonic import PythonicParser, _BadPython, _python_tree, _source_of
 
 # --- Gemma 4 and FunctionGemma: call:NAME{key:value,...} between special tokens ---------------
 
@@ -438,18 +437,9 @@ class GemmaToolCodeParser(_Parser):
             calls.fail(problem if cut else f"{problem} block", text[start:end])
             return
         try:
-            with warnings.catch_warnings():  # e.g. "invalid escape sequence" in a string
-                warnings.simplefilter("ignore")
-                tree = ast.parse(source, mode="exec")
-        except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
-            where = ""
-            if isinstance(error, SyntaxError) and error.lineno and error.offset:
-                lines = source.split("\n")
-                offset = sum(len(line) + 1 for line in lines[: error.lineno - 1])
-                line, column = _line_col(text, start + offset + error.offset - 1)
-                where = f" at line {line}, column {column}"
-            reason = error.msg if isinstance(error, SyntaxError) else type(error).__name__
-            problem = f"invalid Python in the ```tool_code block{where}: {reason}"
+            tree = _python_tree(text, start, start + len(source), "exec")
+        except _BadPython as bad:
+            problem = f"invalid Python in the ```tool_code block{bad}"
             if cut:
                 problem = f"the call was cut off before its ```tool_code block ended ({problem})"
             calls.fail(problem, source)

@@ -123,18 +123,9 @@ class PythonicParser(_Parser):
         """Read the calls of the list ``text[start:end]``; returns ``end``."""
         source = text[start:end]
         try:
-            with warnings.catch_warnings():  # e.g. "invalid escape sequence" in a string
-                warnings.simplefilter("ignore")
-                tree = ast.parse(source, mode="eval")
-        except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
-            where = ""
-            if isinstance(error, SyntaxError) and error.lineno and error.offset:
-                lines = source.split("\n")
-                pos = sum(len(line) + 1 for line in lines[: error.lineno - 1])
-                line, column = _line_col(text, start + pos + error.offset - 1)
-                where = f" at line {line}, column {column}"
-            reason = error.msg if isinstance(error, SyntaxError) else type(error).__name__
-            calls.fail(f"invalid Python call list{where}: {reason}", source)
+            tree = _python_tree(text, start, end, "eval")
+        except _BadPython as bad:
+            calls.fail(f"invalid Python call list{bad}", source)
             return end
         elements = tree.body.elts if isinstance(tree.body, ast.List) else [tree.body]
         lines = source.split("\n")
@@ -190,6 +181,29 @@ class PythonicParser(_Parser):
             wrapped = f"{_PYTHON_START}{payload}{_PYTHON_END}" if calls else ""
             return f"{content.strip()}{wrapped}"
         return payload
+
+
+class _BadPython(Exception):
+    """Source that is not Python; ``str()`` is ``" at line L, column C: reason"``."""
+
+
+def _python_tree(text: str, start: int, end: int, mode: str) -> ast.AST:
+    """``ast.parse(text[start:end], mode)`` (never evaluated); a syntax error raises
+    :class:`_BadPython` with its line and column in the whole ``text``."""
+    source = text[start:end]
+    try:
+        with warnings.catch_warnings():  # e.g. "invalid escape sequence" in a string
+            warnings.simplefilter("ignore")
+            return ast.parse(source, mode=mode)
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
+        where = ""
+        if isinstance(error, SyntaxError) and error.lineno and error.offset:
+            lines = source.split("\n")
+            offset = sum(len(line) + 1 for line in lines[: error.lineno - 1])
+            line, column = _line_col(text, start + offset + error.offset - 1)
+            where = f" at line {line}, column {column}"
+        reason = error.msg if isinstance(error, SyntaxError) else type(error).__name__
+        raise _BadPython(f"{where}: {reason}") from None
 
 
 def _source_of(lines: list[str], node: ast.expr) -> str:

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-import time
-import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -364,6 +362,14 @@ class _Sequences:
     first: int
 
 
+@dataclass
+class _Pairs:
+    """A micro-batch of pair indices, with the batch's pair count (the loss's normaliser)."""
+
+    indices: list[int]
+    batch_pairs: int
+
+
 class DPOTrainer(Trainer):
     """Trains ``model`` with DPO on preference pairs.
 
@@ -381,6 +387,8 @@ class DPOTrainer(Trainer):
     name = "DPO"
     curve_keys = ("loss", "reward_accuracy", "margin", "chosen_reward", "rejected_reward",
                   "grad_norm", "lr", "time_step")  # fmt: skip
+    loss_metrics = ("loss", "reward_accuracy", "chosen_reward", "rejected_reward", "margin")
+    progress_keys = (("loss", "loss"), ("reward_accuracy", "acc"))
 
     def __init__(
         self,
@@ -416,87 +424,7 @@ class DPOTrainer(Trainer):
         self._setup_optimizer()
         self.reference_logps = self._reference_logps()
 
-    # ------------------------------------------------------------------------ the loop
-
-    def train(self) -> list[dict[str, Any]]:
-        """Run from the current step (``load_checkpoint`` first to resume) to ``total_steps``,
-        then save the checkpoint, ``model/`` and ``curves.png``; returns the steps' metrics."""
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.json").write_text(self.config.model_dump_json(indent=2))
-        history = []
-        bar = self._progress(self.total_steps)
-        while self.step < self.total_steps:
-            metrics = self.train_step()
-            history.append(metrics)
-            if self.config.save_every and self.step % self.config.save_every == 0:
-                self.save_checkpoint()
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=metrics["reward_accuracy"])
-        if bar is not None:
-            bar.close()
-        self._finish(save_model=True)
-        return history
-
-    def train_step(self) -> dict[str, Any]:
-        """One optimizer step on the next batch of pairs; records and returns its metrics."""
-        started = time.perf_counter()
-        config = self.config
-        indices = self.batch_indices(self.step)
-        self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
-        sums = {"loss": 0.0, "reward_accuracy": 0.0, "chosen_reward": 0.0, "rejected_reward": 0.0}
-        finite = True
-        for start in range(0, len(indices), config.micro_batch_size):
-            part = indices[start : start + config.micro_batch_size]
-            with self._autocast_context():
-                chosen, rejected = self._sequence_logps(part)
-            reference = self.reference_logps[part].to(self.device)
-            result = dpo_loss(
-                chosen,
-                rejected,
-                reference[:, 0],
-                reference[:, 1],
-                beta=config.beta,
-                label_smoothing=config.label_smoothing,
-            )
-            loss = result.losses.sum() / len(indices)
-            if not torch.isfinite(loss):
-                finite = False
-                break
-            loss.backward()
-            sums["loss"] += loss.item()
-            sums["reward_accuracy"] += result.accuracy.sum().item() / len(indices)
-            sums["chosen_reward"] += result.chosen_rewards.sum().item() / len(indices)
-            sums["rejected_reward"] += result.rejected_rewards.sum().item() / len(indices)
-        skipped = None if finite else "non-finite loss"
-        norm = None
-        if finite:
-            norm = torch.nn.utils.clip_grad_norm_(
-                [p for p in self.model.parameters() if p.requires_grad], config.max_grad_norm
-            )
-            if torch.isfinite(norm):
-                self.optimizer.step()
-            else:
-                skipped = "non-finite gradient norm"
-        self.optimizer.zero_grad(set_to_none=True)
-        lr = self.scheduler.get_last_lr()[0]
-        with warnings.catch_warnings():  # a skipped step still advances the schedule
-            warnings.simplefilter("ignore", UserWarning)
-            self.scheduler.step()
-        self.step += 1
-        metrics: dict[str, Any] = {"step": self.step, **sums}
-        metrics["margin"] = sums["chosen_reward"] - sums["rejected_reward"]
-        metrics["grad_norm"] = float(norm) if norm is not None and skipped is None else None
-        metrics["lr"] = lr
-        metrics["pairs"] = len(indices)
-        metrics["skipped"] = skipped
-        metrics["time_step"] = time.perf_counter() - started
-        if skipped is not None:
-            for key in ("loss", "reward_accuracy", "chosen_reward", "rejected_reward", "margin"):
-                metrics[key] = None
-        self._record(metrics)
-        return metrics
+    # ------------------------------------------------------------------------ one step
 
     def batch_indices(self, step: int) -> list[int]:
         """The pairs of ``step``: a fresh permutation each epoch, seeded by (seed, epoch), so
@@ -506,6 +434,40 @@ class DPOTrainer(Trainer):
         order = torch.randperm(len(self.pairs), generator=generator).tolist()
         size = self.config.batch_size
         return order[position * size : (position + 1) * size]
+
+    def batch(self, step: int) -> list[int]:
+        return self.batch_indices(step)
+
+    def microbatches(self, batch: list[int]) -> Iterator[_Pairs]:
+        size = self.config.micro_batch_size
+        for start in range(0, len(batch), size):
+            yield _Pairs(batch[start : start + size], len(batch))
+
+    def loss(self, part: _Pairs) -> tuple[torch.Tensor, dict[str, float]]:
+        """:func:`dpo_loss` of the part's pairs, summed and divided by the batch's pair count;
+        the implicit rewards, their margin and the reward accuracy likewise."""
+        config = self.config
+        with self._autocast_context():
+            chosen, rejected = self._sequence_logps(part.indices)
+        reference = self.reference_logps[part.indices].to(self.device)
+        result = dpo_loss(
+            chosen,
+            rejected,
+            reference[:, 0],
+            reference[:, 1],
+            beta=config.beta,
+            label_smoothing=config.label_smoothing,
+        )
+        n = part.batch_pairs
+        return result.losses.sum() / n, {
+            "reward_accuracy": result.accuracy.sum().item() / n,
+            "chosen_reward": result.chosen_rewards.sum().item() / n,
+            "rejected_reward": result.rejected_rewards.sum().item() / n,
+            "margin": (result.chosen_rewards - result.rejected_rewards).sum().item() / n,
+        }
+
+    def batch_metrics(self, batch: list[int]) -> dict[str, Any]:
+        return {"pairs": len(batch)}
 
     # ------------------------------------------------------------------------ persistence
 
@@ -593,4 +555,4 @@ def run_dpo(config: DPOConfig) -> Path:
     """Train with ``config`` (the CLI's entry point); returns the saved model's folder."""
     trainer = DPOTrainer(config)
     trainer.train()
-    return trainer.out / "model"
+    return trainer.save_model()  # written by train() unless final_model is off

@@ -9,6 +9,12 @@ the small functions of :mod:`rlenv.train.algorithm`. Episodes with a malformed t
 ``config.parse_error`` (:data:`~rlenv.train.config.ParseErrorPolicy`): kept, masked out as
 unscored ones are, or re-scored.
 
+The file reads in the order of a step: :meth:`GRPOTrainer.batch` (sample, reward, advantages,
+tensors), :meth:`GRPOTrainer.update` (pi_old, pi_ref, the mu optimizer steps) and
+:meth:`GRPOTrainer.loss` (each term next to its equation), then the step's metrics. The loop
+around a step (the guarded optimizer step, the schedule, checkpoints, metrics files, progress)
+is the shared :class:`~rlenv.train._runtime.Trainer`'s.
+
 Weights stay fp32; forward passes run under bf16 autocast on CUDA and on CPUs with native bf16
 (``precision="auto"``), else in fp32.
 """
@@ -16,9 +22,9 @@ Weights stay fp32; forward passes run under bf16 autocast on CUDA and on CPUs wi
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +47,14 @@ from rlenv.train.algorithm import (
 )
 from rlenv.train.config import GRPOConfig, held_out_env_kwargs
 
-__all__ = ["GRPOTrainer", "TrainBatch", "build_batch", "parse_errors", "sample_rewards"]
+__all__ = [
+    "GRPOTrainer",
+    "SampledBatch",
+    "TrainBatch",
+    "build_batch",
+    "parse_errors",
+    "sample_rewards",
+]
 
 TRAIN_SEED_BASE = 1_000_000
 """Training tasks use env seeds from here on; held-out evaluation uses seeds 0..eval_tasks-1
@@ -71,7 +84,12 @@ def sample_rewards(trajectories: Sequence[Trajectory], config: GRPOConfig) -> li
         reward = trajectory.reward
         if config.truncation == "penalty":
             longest = max((len(t.completion_token_ids or []) for t in trajectory.turns), default=0)
-            reward += overlong_penalty(longest, config.max_new_tokens, config.overlong_buffer)
+            penalty = overlong_penalty(longest, config.max_new_tokens, config.overlong_buffer)
+            if config.max_episode_tokens is not None:  # the episode's budget, all turns together
+                total = sum(len(t.completion_token_ids or []) for t in trajectory.turns)
+                budget = config.max_episode_tokens
+                penalty = min(penalty, overlong_penalty(total, budget, config.overlong_buffer))
+            reward += penalty
         rewards.append(reward)
     return parse_error_rewards(
         rewards,
@@ -82,7 +100,8 @@ def sample_rewards(trajectories: Sequence[Trajectory], config: GRPOConfig) -> li
 
 
 def _cut(trajectory: Trajectory) -> bool:
-    return any(turn.finish_reason == "length" for turn in trajectory.turns)
+    """A turn stopped at max_new_tokens, or the episode at max_episode_tokens."""
+    return trajectory.hit_token_limit
 
 
 @dataclass
@@ -176,6 +195,40 @@ def build_batch(
 # ------------------------------------------------------------------------------------ trainer
 
 
+@dataclass
+class SampledBatch:
+    """One step's data: the sampled episodes, the rewards the advantages saw, and the training
+    tensors (:class:`TrainBatch`)."""
+
+    trajectories: list[Trajectory]
+    rewards: list[float | None]
+    informative: list[bool]
+    """Per episode: its group's rewards were not all equal (a non-zero advantage)."""
+    cut: list[bool]
+    """Per episode: a turn stopped at ``max_new_tokens``."""
+    tensors: TrainBatch
+    sampling: dict[str, Any]
+    """Generation and rollout seconds, dynamic sampling's counts."""
+
+
+@dataclass
+class _Part:
+    """A micro-batch, with what its loss needs from the whole batch."""
+
+    rows: TrainBatch
+    old_logprobs: torch.Tensor | None
+    """log pi_old: the log-probs before this batch's first update (None when mu = 1)."""
+    ref_logprobs: torch.Tensor | None
+    """log pi_ref: the frozen reference's (None when beta = 0)."""
+    total_tokens: int
+    """The batch's model tokens: the loss's normaliser (rows left out included)."""
+    total_sequences: int
+    trained_tokens: int
+    """The model tokens of the rows trained on: the metrics' normaliser."""
+    diagnostics: bool = False
+    """Also measure entropy and the sampler/trainer log-prob mismatch (the first update)."""
+
+
 class _TimedPolicy:
     """Counts the seconds a policy spends generating (the rest of a rollout is env time)."""
 
@@ -197,6 +250,12 @@ class _TimedPolicy:
 class GRPOTrainer(Trainer):
     """Trains ``model`` on ``config.env_id`` with GRPO.
 
+    One step, in the order of the methods below: :meth:`batch` samples the groups, scores them
+    and turns rewards into advantages; :meth:`update` takes ``updates_per_batch`` optimizer
+    steps on them, each the sum of :meth:`loss` over the micro-batches. The loop around it
+    (guarded optimizer step, schedule, checkpoints, metrics) is :class:`~rlenv.train._runtime.
+    Trainer`'s.
+
     Args:
         config: The run's settings (:class:`~rlenv.train.GRPOConfig`).
         model: A ``transformers`` causal LM; default: ``rlenv.models.load_model(config.model)``.
@@ -210,6 +269,7 @@ class GRPOTrainer(Trainer):
         "entropy", "frac_zero_std", "clip_low", "clip_high", "kl", "grad_norm",
         "completion_length_mean", "time_step",
     )  # fmt: skip
+    progress_keys = (("reward_mean", "reward"), ("time_step", "s_step"))
 
     def __init__(
         self,
@@ -244,89 +304,186 @@ class GRPOTrainer(Trainer):
         self.pad_id = tokenizer.pad_token_id
         # Envs are made once and reused by every step's rollouts (and evaluation's).
         self.env_pool = EnvPool()
+        self.total_steps = config.steps
         self._setup_optimizer()
 
-    # ------------------------------------------------------------------------ public API
+    # ------------------------------------------------------------------------ one step
 
-    def train(self) -> list[dict[str, Any]]:
-        """Run from the current step to ``config.steps``: held-out evaluation at the start
-        (unless resuming), every ``eval_every`` steps and at the end; metrics to
-        ``metrics.jsonl``; checkpoints; PNG curves. Returns every step's metrics."""
+    def batch(self, step: int) -> SampledBatch:
+        """Sample, score, and compute advantages for step ``step`` (the trainer's current
+        step: the tasks' seeds follow from it)."""
         config = self.config
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
-        history = []
-        if self.step == 0 and config.eval_tasks:
-            self._record({"step": 0, **self.evaluate()})
-        bar = self._progress(config.steps)
-        while self.step < config.steps:
-            metrics = self.train_step()
-            history.append(metrics)
-            evaluate = config.eval_every and self.step % config.eval_every == 0
-            if config.eval_tasks and (evaluate or self.step == config.steps):
-                metrics.update(self.evaluate())
-            self._record(metrics)
-            if config.save_every and self.step % config.save_every == 0:
-                self.save_checkpoint()
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(
-                    reward=f"{metrics['reward_mean']:.3f}",
-                    s_step=f"{metrics['time_step']:.1f}",
-                    refresh=False,
-                )
-        if bar is not None:
-            bar.close()
-        self._finish()
-        return history
-
-    def train_step(self) -> dict[str, Any]:
-        """One GRPO step: sample, score, update. Returns its metrics."""
-        config = self.config
-        started = time.perf_counter()
+        # 1. G = group_size completions of each of the step's tasks, all of a task with its
+        #    seed (with dynamic sampling, groups whose rewards are all equal are re-drawn)
         trajectories, sampling = self._sample_groups()
+        # 2. r_i: the verifier's reward (None: could not judge), plus DAPO's overlong penalty
+        #    under truncation="penalty"; episodes with a parse error follow config.parse_error
         rewards = sample_rewards(trajectories, config)
-        groups = [(t.seed, t.task_id) for t in trajectories]
+        # 3. A_i = (r_i - mean(r_group)) / (std(r_group) + eps)   [GRPO, Shao et al. 2024]
+        #    A_i = r_i - mean(r_group) with scale_rewards=False    [Dr. GRPO, Liu et al. 2025]
         advantages, informative = group_advantages(
-            rewards, groups, scale=config.scale_rewards, epsilon=config.advantage_epsilon
+            rewards,
+            [(t.seed, t.task_id) for t in trajectories],
+            scale=config.scale_rewards,
+            epsilon=config.advantage_epsilon,
         )
+        # 4. the exact sampled token ids; the loss mask m_i,t is 1 on the model's tokens only,
+        #    and 0 on whole episodes that are unscored or cut under overlong filtering
         cut = [_cut(t) for t in trajectories]
         trainable = [
             reward is not None and not (config.truncation == "mask" and was_cut)
             for reward, was_cut in zip(rewards, cut, strict=True)
         ]
-        batch = build_batch(trajectories, advantages, trainable, self.pad_id)
-        train_started = time.perf_counter()
-        update = self._update(batch)
-        finished = time.perf_counter()
-        self.step += 1
+        tensors = build_batch(trajectories, advantages, trainable, self.pad_id)
+        return SampledBatch(trajectories, rewards, informative, cut, tensors, sampling)
 
-        scored = [r for r in rewards if r is not None]
+    def update(self, batch: SampledBatch) -> dict[str, Any]:
+        """Train on the step's tensors (:meth:`_update`); its metrics and seconds."""
+        started = time.perf_counter()
+        metrics = self._update(batch.tensors)
+        metrics["time_train"] = time.perf_counter() - started
+        return metrics
+
+    def _update(self, batch: TrainBatch) -> dict[str, Any]:
+        """``updates_per_batch`` (mu) guarded optimizer steps on ``batch``, each over all its
+        micro-batches against the same pi_old. Returns the loss metrics, averaged over the
+        updates taken."""
+        config = self.config
+        self.model.train()
+        batch = batch.to(self.device)
+        # The normalisers count the whole batch, rows left out below included.
+        total_tokens = int(batch.mask.sum())
+        total_sequences = int((batch.mask.sum(-1) > 0).sum())
+        rows = batch.mask.sum(-1) > 0
+        if config.beta == 0 and config.skip_zero_advantage:
+            # A row with advantage 0 has loss 0 and gradient 0 at any ratio (and no KL term
+            # when beta = 0): forwarding it would change nothing but the clock.
+            rows &= batch.advantages != 0
+        trained = batch.select(rows.nonzero().flatten().tolist())
+        micro = list(trained.split(config.micro_batch_size)) if len(trained) else []
+        trained_tokens = int(trained.mask.sum()) if len(trained) else 0
+        old = references = None
+        with torch.no_grad(), self._autocast_context():
+            if config.updates_per_batch > 1:  # pi_old: fixed for all mu updates
+                old = [self._logprobs(rows)[0].detach() for rows in micro]
+            if config.beta > 0:
+                references = [self._reference_logprobs(rows) for rows in micro]
+        parts = [
+            _Part(
+                rows=rows,
+                old_logprobs=old[index] if old is not None else None,
+                ref_logprobs=references[index] if references is not None else None,
+                total_tokens=total_tokens,
+                total_sequences=total_sequences,
+                trained_tokens=trained_tokens,
+            )
+            for index, rows in enumerate(micro)
+        ]
+        steps = [
+            self.optimizer_step(
+                [dataclasses.replace(part, diagnostics=update == 0) for part in parts], self.loss
+            )
+            for update in range(config.updates_per_batch)
+        ]
+        taken = [step for step in steps if step.skipped is None]
+        metrics: dict[str, Any] = {
+            key: _mean([step.sums.get(key, 0.0) for step in taken]) if taken else None
+            for key in ("loss", "kl", "clip_low", "clip_high")
+        }
+        for key in ("entropy", "logprob_mismatch"):  # over the rows trained on, first update
+            metrics[key] = steps[0].sums.get(key) if steps[0].skipped is None else None
+        metrics["grad_norm"] = _mean([step.grad_norm for step in taken]) if taken else None
+        metrics["trained_tokens"] = trained_tokens
+        metrics["trained_sequences"] = len(trained)
+        metrics["loss_tokens"] = total_tokens
+        if references is None:
+            metrics["kl"] = None
+        metrics["skipped"] = (
+            "; ".join(f"update {i}: {step.skipped}" for i, step in enumerate(steps) if step.skipped)
+            or None
+        )
+        return metrics
+
+    def loss(self, part: _Part) -> tuple[torch.Tensor, dict[str, float]]:
+        """One micro-batch's share of the GRPO loss (the clipped surrogate, a KL penalty, and
+        the aggregation over tokens), with its share of the metrics."""
+        config = self.config
+        rows, mask = part.rows, part.rows.mask
+        # log pi_theta(o_t | q, o_<t) of each sampled token, at the sampling temperature
+        with self._autocast_context():
+            logprobs, entropy = self._logprobs(rows, entropy=part.diagnostics)
+        # rho_t = pi_theta / pi_old: pi_old is the policy before this batch's updates; with
+        # mu = 1 it is pi_theta itself (detached), so rho = 1 and the gradient is A grad log pi
+        old = part.old_logprobs if part.old_logprobs is not None else logprobs.detach()
+        # L_t = -min(rho_t A_i, clip(rho_t, 1 - eps_low, 1 + eps_high) A_i)
+        #       [PPO, Schulman et al. 2017; clip-higher eps_high > eps_low: DAPO, Yu et al. 2025]
+        per_token, clip = clipped_surrogate(
+            logprobs,
+            old,
+            rows.advantages,
+            mask,
+            epsilon_low=config.epsilon_low,
+            epsilon_high=config.epsilon_high,
+        )
+        share = float(mask.sum()) / max(1, part.trained_tokens)
+        metrics = {"clip_low": clip.low * share, "clip_high": clip.high * share}
+        if part.ref_logprobs is not None:
+            # L_t += beta * KL_t, KL_t = pi_ref/pi_theta - log(pi_ref/pi_theta) - 1 (the k3
+            # estimator: unbiased, >= 0)   [GRPO, Shao et al. 2024; Schulman 2020]
+            kl = kl_k3(logprobs, part.ref_logprobs) * mask
+            per_token = per_token + config.beta * kl
+            metrics["kl"] = kl.sum().item() / max(1, part.total_tokens)
+        # L = sum_{i,t} m_i,t L_t / N, N over the whole batch so accumulation changes nothing:
+        #   "token": N = the batch's model tokens                                [DAPO]
+        #   "sequence": each sequence's mean over its tokens, / the sequences    [GRPO]
+        #   "constant": N = sequences x max_new_tokens                           [Dr. GRPO]
+        loss = aggregate(
+            per_token,
+            mask,
+            config.loss_aggregation,
+            total_tokens=part.total_tokens,
+            total_sequences=part.total_sequences,
+            max_tokens=config.max_new_tokens,
+        )
+        if part.diagnostics:
+            normaliser = max(1, part.trained_tokens)
+            metrics["entropy"] = float((entropy * mask).sum()) / normaliser
+            metrics["logprob_mismatch"] = (
+                float(((logprobs.detach() - rows.sampler_logprobs).abs() * mask).sum()) / normaliser
+            )
+        return loss, metrics
+
+    # ------------------------------------------------------------------------ metrics
+
+    def batch_metrics(self, batch: SampledBatch) -> dict[str, Any]:
+        """Rewards, lengths and timings of the step's episodes."""
+        trajectories, sampling = batch.trajectories, batch.sampling
+        scored = [r for r in batch.rewards if r is not None]
         raw = [t.reward for t in trajectories if t.scored]
         malformed = [parse_errors(t) for t in trajectories]
         lengths = [sum(len(x.completion_token_ids or []) for x in t.turns) for t in trajectories]
-        metrics = {
-            "step": self.step,
+        return {
             "reward_mean": _mean(scored),
             "reward_std": _std(scored),
             "accuracy": _mean([float(r >= 1.0 - 1e-9) for r in raw]),
             "unscored": sum(not t.scored for t in trajectories),
             "frac_parse_error": _mean([float(n > 0) for n in malformed]),
             "parse_errors": sum(malformed),
-            "frac_zero_std": 1.0 - _mean([float(i) for i in informative]),
+            "frac_zero_std": 1.0 - _mean([float(i) for i in batch.informative]),
             "completion_length_mean": _mean(lengths),
             "completion_length_max": max(lengths),
-            "frac_truncated": _mean([float(c) for c in cut]),
+            "frac_truncated": _mean([float(c) for c in batch.cut]),
             "tokens_per_second": sum(lengths) / max(sampling["generate_seconds"], 1e-9),
             "time_generate": sampling["generate_seconds"],
             "time_score": sampling["rollout_seconds"] - sampling["generate_seconds"],
-            "time_train": finished - train_started,
-            "time_step": finished - started,
-            "lr": self.scheduler.get_last_lr()[0],
             **{k: v for k, v in sampling.items() if k.startswith("dynamic")},
-            **update,
         }
-        return metrics
+
+    def scheduled_evaluation(self, step: int) -> dict[str, Any]:
+        """:meth:`evaluate` before training, every ``eval_every`` steps and at the end."""
+        config = self.config
+        due = step in (0, config.steps) or (config.eval_every and step % config.eval_every == 0)
+        return self.evaluate() if config.eval_tasks and due else {}
 
     def evaluate(self, tasks: int | None = None) -> dict[str, float]:
         """Held-out accuracy (env seeds 0..tasks-1, never used for training; the ``"test"``
@@ -346,6 +503,7 @@ class GRPOTrainer(Trainer):
                 temperature=temperature,
                 top_p=config.top_p,
                 seed=config.seed + 7919,
+                max_episode_tokens=config.max_episode_tokens,
             )
             with self._generation_context():
                 trajectories = rollout(
@@ -395,6 +553,7 @@ class GRPOTrainer(Trainer):
                 temperature=config.temperature,
                 top_p=config.top_p,
                 seed=first_seed,
+                max_episode_tokens=config.max_episode_tokens,
             )
             trajectories = rollout(
                 timed,
@@ -428,110 +587,6 @@ class GRPOTrainer(Trainer):
             info["dynamic_dropped_fraction"] = dropped / max(1, seen)
             info["dynamic_groups_sampled"] = seen
         return [t for group in kept for t in group], info
-
-    def _update(self, batch: TrainBatch) -> dict[str, Any]:
-        config = self.config
-        model = self.model
-        model.train()
-        batch = batch.to(self.device)
-        # The normalisers count the whole batch, rows left out below included.
-        total_tokens = int(batch.mask.sum())
-        total_sequences = int((batch.mask.sum(-1) > 0).sum())
-        rows = batch.mask.sum(-1) > 0
-        if config.beta == 0 and config.skip_zero_advantage:
-            # A row with advantage 0 has loss 0 and gradient 0 at any ratio (and no KL term
-            # when beta = 0): forwarding it would change nothing but the clock.
-            rows &= batch.advantages != 0
-        trained = batch.select(rows.nonzero().flatten().tolist())
-        parts = list(trained.split(config.micro_batch_size)) if len(trained) else []
-        trained_tokens = int(trained.mask.sum()) if len(trained) else 0
-        forward = self._autocast_context
-        old: list[torch.Tensor] | None = None
-        if config.updates_per_batch > 1:  # the old policy's log-probs, fixed for all updates
-            with torch.no_grad(), forward():
-                old = [self._logprobs(part)[0].detach() for part in parts]
-        references: list[torch.Tensor] | None = None
-        if config.beta > 0:
-            with torch.no_grad(), forward():
-                references = [self._reference_logprobs(part) for part in parts]
-
-        sums: dict[str, float] = {
-            "loss": 0.0, "entropy": 0.0, "kl": 0.0, "clip_low": 0.0, "clip_high": 0.0,
-            "logprob_mismatch": 0.0,
-        }  # fmt: skip
-        grad_norms, skipped = [], []
-        for update in range(config.updates_per_batch):
-            self.optimizer.zero_grad(set_to_none=True)
-            finite = True
-            for index, part in enumerate(parts):
-                with forward():
-                    logprobs, entropy = self._logprobs(part, entropy=update == 0)
-                previous = old[index] if old is not None else logprobs.detach()
-                per_token, clip = clipped_surrogate(
-                    logprobs,
-                    previous,
-                    part.advantages,
-                    part.mask,
-                    epsilon_low=config.epsilon_low,
-                    epsilon_high=config.epsilon_high,
-                )
-                if references is not None:
-                    kl = kl_k3(logprobs, references[index]) * part.mask
-                    per_token = per_token + config.beta * kl
-                    sums["kl"] += kl.sum().item() / max(1, total_tokens) / config.updates_per_batch
-                loss = aggregate(
-                    per_token,
-                    part.mask,
-                    config.loss_aggregation,
-                    total_tokens=total_tokens,
-                    total_sequences=total_sequences,
-                    max_tokens=config.max_new_tokens,
-                )
-                if not torch.isfinite(loss):
-                    finite = False
-                    break
-                loss.backward()
-                share = float(part.mask.sum()) / max(1, trained_tokens) / config.updates_per_batch
-                sums["loss"] += loss.item() / config.updates_per_batch
-                sums["clip_low"] += clip.low * share
-                sums["clip_high"] += clip.high * share
-                if update == 0:  # over the rows trained on
-                    masked = part.mask
-                    sums["entropy"] += float((entropy * masked).sum()) / max(1, trained_tokens)
-                    sums["logprob_mismatch"] += float(
-                        ((logprobs.detach() - part.sampler_logprobs).abs() * masked).sum()
-                    ) / max(1, trained_tokens)
-            if not finite:
-                self.optimizer.zero_grad(set_to_none=True)
-                skipped.append(f"update {update}: non-finite loss")
-                continue
-            for parameter in model.parameters():  # rows left out: a zero gradient, as computed
-                if parameter.requires_grad and parameter.grad is None:
-                    parameter.grad = torch.zeros_like(parameter)
-            norm = torch.nn.utils.clip_grad_norm_(
-                [p for p in model.parameters() if p.requires_grad], config.max_grad_norm
-            )
-            if not torch.isfinite(norm):
-                self.optimizer.zero_grad(set_to_none=True)
-                skipped.append(f"update {update}: non-finite gradient norm")
-                continue
-            grad_norms.append(float(norm))
-            self.optimizer.step()
-        with warnings.catch_warnings():  # a step whose updates were all skipped still counts
-            warnings.simplefilter("ignore", UserWarning)
-            self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        metrics: dict[str, Any] = dict(sums)
-        metrics["grad_norm"] = _mean(grad_norms) if grad_norms else None
-        if not trained_tokens:  # nothing was forwarded: no entropy to report, not an entropy of 0
-            metrics["entropy"] = metrics["logprob_mismatch"] = None
-        metrics["trained_tokens"] = trained_tokens
-        metrics["trained_sequences"] = len(trained)
-        metrics["loss_tokens"] = total_tokens
-        metrics["skipped"] = "; ".join(skipped) or None
-        if references is None:
-            metrics["kl"] = None
-        return metrics
 
     def _logprobs(
         self, part: TrainBatch, entropy: bool = False, model: Any = None

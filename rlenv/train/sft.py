@@ -21,9 +21,7 @@ from __future__ import annotations
 import json
 import math
 import random
-import time
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -224,8 +222,21 @@ def build_batch(examples: Sequence[SFTExample], pad_id: int, max_length: int) ->
 # ------------------------------------------------------------------------------------ trainer
 
 
+@dataclass
+class _Part:
+    """A micro-batch of an SFT batch, with the batch's normaliser."""
+
+    rows: SFTBatch
+    tokens: int
+    """The whole batch's assistant tokens."""
+
+
 class SFTTrainer(Trainer):
     """Fine-tunes ``model`` on ``config.data`` (or ``examples``) with masked cross-entropy.
+
+    One step: :meth:`batch` (the step's examples, a fixed shuffle per epoch), then one optimizer
+    step on :meth:`loss` summed over the micro-batches; the loop around it is
+    :class:`~rlenv.train._runtime.Trainer`'s.
 
     Args:
         config: The run's settings.
@@ -261,29 +272,7 @@ class SFTTrainer(Trainer):
         self.total_steps = config.steps or max(1, round(config.epochs * self.steps_per_epoch))
         self._setup_optimizer()
 
-    # ------------------------------------------------------------------------ public API
-
-    def train(self) -> list[dict[str, Any]]:
-        """Run from the current step to the last; metrics to ``metrics.jsonl``, checkpoints,
-        ``curves.png``. Returns every step's metrics."""
-        config = self.config
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
-        history = []
-        bar = self._progress(self.total_steps)
-        while self.step < self.total_steps:
-            metrics = self.train_step()
-            history.append(metrics)
-            self._record(metrics)
-            if config.save_every and self.step % config.save_every == 0:
-                self.save_checkpoint()
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{metrics['loss']:.3f}", refresh=False)
-        if bar is not None:
-            bar.close()
-        self._finish()
-        return history
+    # ------------------------------------------------------------------------ one step
 
     def batch_examples(self, step: int) -> list[SFTExample]:
         """The examples of optimizer step ``step`` (0-based): a fixed shuffle per epoch, seeded
@@ -294,69 +283,45 @@ class SFTTrainer(Trainer):
         random.Random(self.config.seed * 1_000_003 + epoch).shuffle(order)
         return [self.examples[i] for i in order[index * size : (index + 1) * size]]
 
-    def train_step(self) -> dict[str, Any]:
-        """One optimizer step on the next batch. Returns its metrics."""
-        import torch
+    def batch(self, step: int) -> SFTBatch:
+        return build_batch(
+            self.batch_examples(step), self.tokenizer.pad_token_id, self.config.max_length
+        )
+
+    def microbatches(self, batch: SFTBatch) -> Iterator[_Part]:
+        # One normaliser for the whole batch, so accumulation gives its token-level mean.
+        tokens = int(batch.mask.sum())
+        size = self.config.micro_batch_size
+        for start in range(0, batch.input_ids.shape[0], size):
+            part = slice(start, start + size)
+            if not batch.mask[part].any():  # no assistant token: a zero gradient, not forwarded
+                continue
+            rows = SFTBatch(
+                input_ids=batch.input_ids[part].to(self.device),
+                attention_mask=batch.attention_mask[part].to(self.device),
+                mask=batch.mask[part].to(self.device),
+            )
+            yield _Part(rows, tokens)
+
+    def loss(self, part: _Part) -> tuple[Any, dict[str, float]]:
+        """``L = -sum_t m_t log p(x_t+1 | x_<=t) / sum m``: the cross-entropy of each next
+        token at the assistant tokens (``m`` = 1), the mean over the whole batch's."""
         import torch.nn.functional as F
 
-        config = self.config
-        started = time.perf_counter()
-        batch = build_batch(
-            self.batch_examples(self.step), self.tokenizer.pad_token_id, config.max_length
-        )
-        model = self.model
-        model.train()
-        # One normaliser for the whole batch: each micro-batch's summed loss over the batch's
-        # assistant tokens, so accumulation gives the token-level mean over the batch.
-        tokens = int(batch.mask.sum())
-        self.optimizer.zero_grad(set_to_none=True)
-        total, finite = 0.0, True
-        for start in range(0, batch.input_ids.shape[0], config.micro_batch_size):
-            part = slice(start, start + config.micro_batch_size)
-            ids = batch.input_ids[part].to(self.device)
-            mask = batch.mask[part].to(self.device)
-            if not mask.any():
-                continue
-            with self._autocast_context():
-                logits = model(
-                    input_ids=ids, attention_mask=batch.attention_mask[part].to(self.device)
-                ).logits[:, :-1]
-            # cross-entropy of token t + 1 at position t, on assistant tokens only
-            loss_per_token = F.cross_entropy(
-                logits.float().reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
-                reduction="none",
-            ).view_as(mask)  # fmt: skip
-            loss = (loss_per_token * mask).sum() / max(1, tokens)
-            if not torch.isfinite(loss):
-                finite = False
-                break
-            loss.backward()
-            total += loss.item()
-        grad_norm = None
-        skipped = None
-        if finite and tokens:
-            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            if torch.isfinite(norm):
-                grad_norm = float(norm)
-                self.optimizer.step()
-            else:
-                skipped = "non-finite gradient norm"
-        else:
-            skipped = "non-finite loss" if not finite else "no assistant tokens"
-        lr = self.scheduler.get_last_lr()[0]
-        with warnings.catch_warnings():  # a skipped step still counts
-            warnings.simplefilter("ignore", UserWarning)
-            self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.step += 1
+        rows = part.rows
+        with self._autocast_context():
+            logits = self.model(
+                input_ids=rows.input_ids, attention_mask=rows.attention_mask
+            ).logits[:, :-1]
+        per_token = F.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]), rows.input_ids[:, 1:].reshape(-1),
+            reduction="none",
+        ).view_as(rows.mask)  # fmt: skip
+        return (per_token * rows.mask).sum() / max(1, part.tokens), {}
+
+    def batch_metrics(self, batch: SFTBatch) -> dict[str, Any]:
         return {
-            "step": self.step,
             "epoch": self.step / self.steps_per_epoch,
-            "loss": total if finite else None,
-            "tokens": tokens,
+            "tokens": int(batch.mask.sum()),
             "sequences": int(batch.input_ids.shape[0]),
-            "lr": lr,
-            "grad_norm": grad_norm,
-            "time_step": time.perf_counter() - started,
-            "skipped": skipped,
         }

@@ -4,7 +4,9 @@ Every active episode's next turn goes into one ``policy.generate`` call. Episode
 different times (multi-turn ones take more turns), and the batch keeps filling from the queue,
 so the model always sees as many conversations as ``max_batch_size`` allows. Environment steps of
 a round run concurrently in a thread pool, so one slow verifier (a code sandbox, a tool) does not
-hold up the others. ``group_size`` samples of a task share its seed — what GRPO needs.
+hold up the others. ``group_size`` samples of a task share its seed — what GRPO needs. Each call
+samples with its own seed, derived from ``SamplingParams.seed``; an episode's total tokens can be
+capped with ``SamplingParams.max_episode_tokens``.
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ import contextlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rlenv.chat import copy_messages
 from rlenv.handles import TaskHandle, task_seeds
 from rlenv.pool import EnvPool
-from rlenv.rollout.policy import Completion, Policy, SamplingParams
-from rlenv.rollout.trajectory import Trajectory, TurnRecord
+from rlenv.rollout.policy import Completion, Policy, SamplingParams, call_seed
+from rlenv.rollout.trajectory import StopReason, Trajectory, TurnRecord
 
 __all__ = ["EpisodeSpec", "episodes", "rollout"]
 
@@ -85,6 +87,7 @@ class _Live:
     turns: list[TurnRecord] = field(default_factory=list)
     reward: float = 0.0
     token_prefix: list[int] | None = None  # exact ids so far (prompt + completion of last turn)
+    generated: int = 0  # tokens the model generated so far (counted under max_episode_tokens)
 
 
 def rollout(
@@ -104,7 +107,14 @@ def rollout(
             each call also gets every conversation's exact token ids so far (``prefixes=``),
             so multi-turn episodes stay token-faithful.
         specs: The episodes (see :func:`episodes`).
-        params: Sampling settings for every call.
+        params: Sampling settings. Each ``generate`` call gets its own seed, derived from
+            ``params.seed`` and the call's number (:func:`~rlenv.rollout.policy.call_seed`):
+            the turns and waves of a rollout never repeat their noise, and the same seed
+            reproduces the whole rollout. With ``params.max_episode_tokens``, each turn gets
+            ``min(max_new_tokens, tokens left)`` (episodes with different limits go in
+            separate calls) and an episode whose budget runs out is truncated, with
+            ``stop_reason="max_episode_tokens"``; the budget counts each completion's token
+            ids (or its ``usage.completion_tokens``).
         max_batch_size: The most conversations in one ``generate`` call.
         env_workers: Threads stepping environments concurrently.
         on_episode: Called with each trajectory as soon as its episode ends (progress bars).
@@ -115,6 +125,10 @@ def rollout(
     params = params or SamplingParams()
     if max_batch_size < 1:
         raise ValueError("max_batch_size must be positive")
+    budget = params.max_episode_tokens
+    if budget is not None and budget < 1:
+        raise ValueError(f"max_episode_tokens must be positive or None, got {budget}")
+    calls = 0  # generate calls so far: each gets its own seed
     prefixes_wanted = _checked(policy).supports_prefixes
     own_pool = pool is None
     envs = EnvPool() if pool is None else pool
@@ -137,18 +151,20 @@ def rollout(
             while pending or active:
                 while pending and len(active) < max_batch_size:
                     active.append(start(*pending.popleft()))
-                conversations = [live.observation for live in active]
-                tools = [live.info["tools"] for live in active]
-                if prefixes_wanted:  # token in, token out
-                    prefixes = [live.token_prefix for live in active]
-                    completions = policy.generate(conversations, tools, params, prefixes=prefixes)
-                else:
-                    completions = policy.generate(conversations, tools, params)
-                if len(completions) != len(active):
-                    raise RuntimeError(
-                        f"{policy.name} returned {len(completions)} completions for "
-                        f"{len(active)} conversations"
+                # one call per turn limit (one call unless max_episode_tokens binds)
+                limits = [_turn_limit(params, live) for live in active]
+                completions: list[Completion] = [None] * len(active)  # type: ignore[list-item]
+                for limit in sorted(set(limits), reverse=True):
+                    rows = [i for i, row_limit in enumerate(limits) if row_limit == limit]
+                    call_params = replace(
+                        params, max_new_tokens=limit, seed=call_seed(params.seed, calls)
                     )
+                    calls += 1
+                    batch = [active[i] for i in rows]
+                    for i, completion in zip(
+                        rows, _generate(policy, batch, call_params, prefixes_wanted), strict=True
+                    ):
+                        completions[i] = completion
                 outcomes = list(threads.map(_step, active, completions))
                 still_active = []
                 for live, (completion, result) in zip(active, outcomes, strict=True):
@@ -170,8 +186,13 @@ def rollout(
                         live.token_prefix = (
                             completion.prompt_token_ids + completion.completion_token_ids
                         )
-                    if terminated or truncated:
-                        trajectory = _finish(live, policy, terminated, truncated)
+                    stop_reason = "terminated" if terminated else "truncated" if truncated else None
+                    if budget is not None:
+                        live.generated += _generated_tokens(completion, policy)
+                        if stop_reason is None and live.generated >= budget:
+                            truncated, stop_reason = True, "max_episode_tokens"
+                    if stop_reason is not None:
+                        trajectory = _finish(live, policy, terminated, truncated, stop_reason)
                         results[live.index] = trajectory
                         envs.release(live.env)
                         if on_episode is not None:
@@ -202,11 +223,53 @@ def _checked(policy: Policy) -> Policy:
     return policy
 
 
+def _turn_limit(params: SamplingParams, live: _Live) -> int:
+    """``max_new_tokens``, or fewer when the episode's ``max_episode_tokens`` is nearly spent."""
+    if params.max_episode_tokens is None:
+        return params.max_new_tokens
+    return min(params.max_new_tokens, params.max_episode_tokens - live.generated)
+
+
+def _generate(
+    policy: Policy, batch: list[_Live], params: SamplingParams, prefixes_wanted: bool
+) -> list[Completion]:
+    """One ``generate`` call for ``batch``'s next turns."""
+    conversations = [live.observation for live in batch]
+    tools = [live.info["tools"] for live in batch]
+    if prefixes_wanted:  # token in, token out
+        prefixes = [live.token_prefix for live in batch]
+        completions = policy.generate(conversations, tools, params, prefixes=prefixes)
+    else:
+        completions = policy.generate(conversations, tools, params)
+    if len(completions) != len(batch):
+        raise RuntimeError(
+            f"{policy.name} returned {len(completions)} completions for {len(batch)} conversations"
+        )
+    return completions
+
+
+def _generated_tokens(completion: Completion, policy: Policy) -> int:
+    """How many tokens ``completion`` holds: its token ids, else the server's usage count."""
+    if completion.completion_token_ids is not None:
+        return len(completion.completion_token_ids)
+    usage = completion.extra.get("usage") or {}
+    if isinstance(usage.get("completion_tokens"), int):
+        return usage["completion_tokens"]
+    raise ValueError(
+        f"max_episode_tokens needs each turn's token count, but {policy.name} returned a "
+        "completion with neither completion_token_ids nor usage.completion_tokens: use a "
+        "policy that reports them (TransformersPolicy, an OpenAI-compatible server) or leave "
+        "max_episode_tokens unset"
+    )
+
+
 def _step(live: _Live, completion: Completion) -> tuple[Completion, tuple]:
     return completion, live.env.step(completion.action)
 
 
-def _finish(live: _Live, policy: Policy, terminated: bool, truncated: bool) -> Trajectory:
+def _finish(
+    live: _Live, policy: Policy, terminated: bool, truncated: bool, stop_reason: StopReason
+) -> Trajectory:
     return Trajectory(
         env_id=live.spec.env_id,
         task_id=live.info.get("task_id"),
@@ -218,5 +281,6 @@ def _finish(live: _Live, policy: Policy, terminated: bool, truncated: bool) -> T
         reward=live.reward,
         terminated=terminated,
         truncated=truncated,
+        stop_reason=stop_reason,
         policy=policy.name,
     )

@@ -7,13 +7,14 @@ treat them alike.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from rlenv.chat import Message
 
-__all__ = ["Completion", "Policy", "SamplingParams", "ScriptedPolicy"]
+__all__ = ["Completion", "Policy", "SamplingParams", "ScriptedPolicy", "call_seed"]
 
 
 @dataclass(frozen=True)
@@ -21,9 +22,36 @@ class SamplingParams:
     """How to sample. Backends ignore what they cannot honour and say so in their docs."""
 
     max_new_tokens: int = 512
+    """The most tokens of one model turn."""
     temperature: float = 1.0
     top_p: float = 1.0
+    """Sample from the smallest set of tokens whose probability reaches ``top_p`` (the
+    nucleus). The log-probs a backend records stay those of the *full* distribution at the
+    temperature, which is what a trainer recomputes — so sampling with ``top_p < 1`` is
+    off-policy for a trainer, and the bundled GRPO trainer refuses it (evaluation may use it)."""
     seed: int | None = None
+    """Seeds one ``generate`` call: the same seed and inputs give the same completions. The
+    rollout engine (:func:`~rlenv.rollout.rollout`) gives each of its calls its own seed,
+    derived from this one and the call's number (:func:`call_seed`), so the turns of an episode
+    and the waves of a rollout never share their sampling noise, while the same seed reproduces
+    the whole rollout. None: fresh noise from torch's global generator."""
+    max_episode_tokens: int | None = None
+    """The most tokens the model may generate over a whole episode, all its turns together
+    (``max_new_tokens`` limits one turn). The rollout engine gives each turn
+    ``min(max_new_tokens, what the episode has left)`` and truncates the episode when nothing
+    is left (``Trajectory.stop_reason == "max_episode_tokens"``). None: no episode budget."""
+
+
+def call_seed(seed: int | None, call: int) -> int | None:
+    """The seed of call number ``call`` (0-based) of a run seeded with ``seed``.
+
+    Call 0 uses ``seed`` itself (a one-call rollout samples as ``generate`` with ``seed``
+    does); later calls a 31-bit hash of ``(seed, call)`` (31 bits: what every server's seed
+    field accepts), so no two calls of a run share their noise. None stays None."""
+    if seed is None or call == 0:
+        return seed
+    digest = hashlib.blake2b(f"{seed}:{call}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % 2**31
 
 
 @dataclass
@@ -36,6 +64,8 @@ class Completion:
     prompt_token_ids: list[int] | None = None
     completion_token_ids: list[int] | None = None
     logprobs: list[float] | None = None
+    """Each generated token's log-probability under the full distribution at the sampling
+    temperature (not renormalised over ``top_p``'s nucleus)."""
     finish_reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 

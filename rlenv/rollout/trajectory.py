@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +26,10 @@ __all__ = [
     "read_trajectories",
     "write_trajectories",
 ]
+
+
+StopReason = Literal["terminated", "truncated", "max_episode_tokens"]
+"""Why an episode ended (:attr:`Trajectory.stop_reason`)."""
 
 
 class NotTokenFaithful(ValueError):
@@ -79,12 +83,28 @@ class Trajectory(BaseModel):
     reward: float = Field(description="The episode's total reward.")
     terminated: bool
     truncated: bool
+    stop_reason: StopReason | None = Field(
+        default=None,
+        description="Why the episode ended: 'terminated' (the environment ended it), "
+        "'truncated' (the environment's own limit, such as max_turns) or "
+        "'max_episode_tokens' (the rollout's token budget for the episode ran out; truncated "
+        "is then True). None in records that do not say.",
+    )
     policy: str = Field(default="", description="Which policy produced it.")
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def final_verdict(self) -> Verdict | None:
         return self.turns[-1].verdict if self.turns else None
+
+    @property
+    def hit_token_limit(self) -> bool:
+        """True when a token limit cut the model off: a turn stopped at ``max_new_tokens``
+        (``finish_reason == "length"``) or the episode ran out of ``max_episode_tokens``.
+        These are the episodes a trainer's overlong filtering leaves out, or penalises."""
+        return self.stop_reason == "max_episode_tokens" or any(
+            turn.finish_reason == "length" for turn in self.turns
+        )
 
     @property
     def scored(self) -> bool:

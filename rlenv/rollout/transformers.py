@@ -104,10 +104,13 @@ class TransformersPolicy(Policy):
         *extends* them with only the tokens of the messages added since (token in, token out),
         instead of re-tokenising the transcript — see :meth:`continued_prompt_ids`."""
         torch = self.torch
-        if params.seed is not None:
-            torch.manual_seed(params.seed)
+        # A generator of the call's own, so that seeding leaves torch's global one alone; the
+        # rollout engine gives every call its own seed (SamplingParams.seed).
+        seed = params.seed
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (1,)).item())
         generator = torch.Generator(device=self.device)
-        generator.manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
+        generator.manual_seed(seed)
         prefixes = prefixes or [None] * len(conversations)
         prompts = [
             self.prompt_ids(c, t) if prefix is None else self.continued_prompt_ids(c, t, prefix)
@@ -119,7 +122,7 @@ class TransformersPolicy(Policy):
             if self.decoder == "loop":
                 completions.extend(self._decode(chunk, params, generator))
             else:
-                completions.extend(self._batch(chunk, params))
+                completions.extend(self._batch(chunk, params, generator))
         return completions
 
     def continued_prompt_ids(
@@ -215,7 +218,11 @@ class TransformersPolicy(Policy):
             )
         return completions
 
-    def _batch(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+    def _batch(
+        self, prompts: list[list[int]], params: SamplingParams, generator: Any
+    ) -> list[Completion]:
+        """Sample completions with ``model.generate``, which draws from torch's global
+        generator: it runs seeded from ``generator`` inside a fork of the global state."""
         torch = self.torch
         pad = self.tokenizer.pad_token_id
         width = max(len(p) for p in prompts)
@@ -226,7 +233,10 @@ class TransformersPolicy(Policy):
             [[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device
         )
         sample = params.temperature > 0
-        with torch.no_grad():
+        forked = [self.device] if self.device.startswith("cuda") else []
+        with torch.no_grad(), torch.random.fork_rng(devices=forked):
+            draw = torch.randint(0, 2**62, (1,), generator=generator, device=generator.device)
+            torch.manual_seed(int(draw.item()))
             output = self.model.generate(
                 input_ids=input_ids,
                 attention_mask=attention,

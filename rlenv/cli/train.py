@@ -80,6 +80,11 @@ def _add_training_arguments(
     parser.add_argument("--out", help=f"output directory ({out_default})")
     if resume:
         parser.add_argument("--resume", metavar="CHECKPOINT", help="a checkpoint.pt to resume from")
+        parser.add_argument(
+            "--force-resume", action="store_true",
+            help="resume even though settings other than steps, output, logging and batch "
+            "splitting changed (refused otherwise)",
+        )  # fmt: skip
 
 
 def _add_parse_error(parser: argparse.ArgumentParser) -> None:
@@ -113,7 +118,7 @@ def _run(trainer: Any, args: argparse.Namespace, *, saves_model: bool = False) -
     """Resume if asked, train, save the model (unless ``train()`` already does) and say where
     everything went."""
     if getattr(args, "resume", None):
-        trainer.load_checkpoint(args.resume)
+        trainer.load_checkpoint(args.resume, force=args.force_resume)
     trainer.train()
     model = trainer.out / "model" if saves_model else trainer.save_model()
     print(f"metrics: {trainer.out / 'metrics.jsonl'}\nmodel: {model}")

@@ -48,7 +48,17 @@ class TrainConfig(BaseModel):
     learning_rate: float = Field(2e-5, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     adam_betas: tuple[float, float] = (0.9, 0.99)
-    warmup_steps: int = Field(0, ge=0, description="Linear warm-up, then constant.")
+    warmup_steps: int = Field(
+        0, ge=0, description="Linear warm-up over this many steps, then lr_schedule."
+    )
+    lr_schedule: Literal["constant", "linear", "cosine"] = Field(
+        "constant",
+        description="After warm-up: 'constant', or a 'linear' or 'cosine' decay to "
+        "min_lr_ratio x learning_rate at the end of the run.",
+    )
+    min_lr_ratio: float = Field(
+        0.0, ge=0, le=1, description="Where 'linear' and 'cosine' end, as a share of the rate."
+    )
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping.")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto",
@@ -65,6 +75,9 @@ class TrainConfig(BaseModel):
         True,
         description="Write checkpoint.pt when training ends, for --resume. It holds the "
         "optimizer state too: about 12 bytes a parameter, 1.6 GB for a 135M model.",
+    )
+    final_model: bool = Field(
+        True, description="Save the model in Hugging Face format to out/model when training ends."
     )
     plots: bool = Field(True, description="Write PNG curves at the end (needs matplotlib).")
     progress: bool = Field(True, description="Show a progress bar.")
@@ -137,10 +150,24 @@ class GRPOConfig(TrainConfig):
     prompts_per_step: int = Field(2, ge=1, description="Tasks per step.")
     group_size: int = Field(8, ge=1, description="Completions per task, all with its seed.")
     max_new_tokens: int = Field(48, ge=1, description="Per model turn.")
+    max_episode_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="The most tokens generated over a whole multi-turn episode; each turn gets "
+        "min(max_new_tokens, what is left), and an episode that runs out is truncated and "
+        "treated as a cut completion (see truncation). None: no episode budget.",
+    )
     temperature: float = Field(
         1.0, gt=0, description="Sampling temperature, also used for the training log-probs."
     )
-    top_p: float = Field(1.0, gt=0, le=1, description="1.0 keeps log-probs comparable.")
+    top_p: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Must stay 1.0: the loss's log-probs are of the full distribution, so "
+        "nucleus sampling would be off-policy (lower temperature instead; evaluation "
+        "through rlenv.rollout may use top_p).",
+    )
     generation_batch_size: int = Field(64, ge=1, description="Most conversations per generate.")
 
     # ---- advantages
@@ -185,7 +212,7 @@ class GRPOConfig(TrainConfig):
     )
 
     # ---- optimisation
-    warmup_steps: int = Field(3, ge=0, description="Linear warm-up, then constant.")
+    warmup_steps: int = Field(3, ge=0, description="Linear warm-up, then lr_schedule.")
     micro_batch_size: int = Field(
         16, ge=1, description="Sequences per forward/backward (gradient accumulation)."
     )
@@ -217,6 +244,13 @@ class GRPOConfig(TrainConfig):
 
     @model_validator(mode="after")
     def _check(self) -> GRPOConfig:
+        if self.top_p < 1.0:
+            raise ValueError(
+                f"top_p={self.top_p}: GRPO's loss uses log-probs of the full distribution, so "
+                "sampling from the top-p nucleus would train off-policy (a biased gradient). "
+                "Set top_p=1.0 and lower temperature to sample more conservatively; evaluation "
+                "may still sample with top_p (SamplingParams(top_p=...) in rlenv.rollout)"
+            )
         if self.dynamic_sampling and self.group_size < 2:
             raise ValueError("dynamic_sampling needs group_size >= 2")
         if self.truncation == "penalty" and self.overlong_buffer > self.max_new_tokens:

@@ -43,8 +43,14 @@ def test_train_runs_from_a_toml_config_with_overrides(tmp_path, saved_model, cap
     assert "model:" in capsys.readouterr().out
 
     # resuming a finished run trains nothing more and keeps the step count
-    assert main(["train", "tests/CountA-v0", "--model", saved_model, "--config", str(config),
-                 "--steps", "2", "--out", str(out), "--resume", str(out / "checkpoint.pt")]) == 0  # fmt: skip
+    resume = ["train", "tests/CountA-v0", "--model", saved_model, "--config", str(config),
+              "--steps", "2", "--out", str(out), "--resume", str(out / "checkpoint.pt")]  # fmt: skip
+    assert main([*resume, "--set", "learning_rate=1e-3"]) == 0
+    # with another learning rate it is refused, naming the setting and the way out
+    assert main(resume) == 2
+    error = capsys.readouterr().err
+    assert "learning_rate (0.001 -> 2e-05)" in error and "--force-resume" in error
+    assert main([*resume, "--force-resume"]) == 0
 
 
 def test_train_refuses_bad_settings_and_unknown_envs(capsys, tmp_path):

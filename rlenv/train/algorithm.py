@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
+import weakref
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from rlenv.rollout.transformers import cache_argument
 from rlenv.train.config import ParseErrorPolicy
 
 __all__ = [
+    "LOGPROB_CHUNK_TOKENS",
     "ClipStats",
     "aggregate",
     "clipped_surrogate",
@@ -120,6 +124,17 @@ def overlong_penalty(length: int, max_tokens: int, buffer: int) -> float:
     return max(-1.0, (start - length) / buffer)
 
 
+LOGPROB_CHUNK_TOKENS = 1024
+"""How many target positions' vocabulary-sized logits :func:`token_logprobs` and
+:func:`shared_prefix_logprobs` hold at once (``chunk_tokens``). A chunk's peak, measured on the
+CPU (``tests/train/test_lean_logprobs.py``'s tensor-bytes meter), is 8 bytes a logit in fp32
+and 10 under bf16 autocast, 16 and 14 with the entropy: at a 152k vocabulary, 1.2 to 2.5 GB
+for 1,024 positions, where 16 x 1,024 unchunked positions held about 20 bytes x 2.5e9 logits,
+50 GB. A ``[1024, hidden] x [hidden, vocabulary]`` product is still large enough to run the
+output layer at full speed, and a micro-batch of at most 1,024 target tokens (the CPU demo's)
+runs as one chunk, with nothing recomputed."""
+
+
 def token_logprobs(
     model: Any,
     input_ids: torch.Tensor,
@@ -128,36 +143,58 @@ def token_logprobs(
     temperature: float = 1.0,
     first: int = 0,
     entropy: bool = False,
+    chunk_tokens: int = LOGPROB_CHUNK_TOKENS,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probabilities of each next token at ``temperature`` (logits / T, as sampled), shape
-    ``[batch, length - 1]``; positions before ``first`` (all prompt) are returned as 0.
+    ``[batch, length - 1]``; positions before ``first`` (all prompt) and positions whose next
+    token is padding (``attention_mask`` 0) are returned as 0.
 
-    Only the last ``length - first`` positions go through the output layer when the model
-    supports ``logits_to_keep`` (a vocabulary-sized projection skipped for every prompt token).
+    Memory: the output layer runs on the model's last hidden states ``chunk_tokens`` target
+    positions at a time (:func:`_head_logprobs`), and each chunk's logits are recomputed in the
+    backward pass rather than kept, so no ``[batch, length, vocabulary]`` tensor exists — values
+    and gradients equal the full-logits computation up to float rounding. Prompt positions
+    never go through the output layer. Models whose logits are not ``lm_head(base(...))``
+    (a logit cap or scale), and ``chunk_tokens=0``, take the full-logits path (only the last
+    ``length - first`` positions through the output layer when the model accepts
+    ``logits_to_keep``).
+
     With ``entropy=True`` also returns the entropy of each position's distribution (no grad).
     """
     batch, length = input_ids.shape
     first = max(0, min(first, length - 1))
-    keep = length - first  # logits for positions first .. length-1
-    if _accepts_logits_to_keep(model):
-        logits = model(
-            input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep
-        ).logits
+    # target t + 1 of position t must be a real token, and t >= first
+    targets = attention_mask[:, 1:] != 0
+    targets[:, :first] = False
+    rows, columns = targets.nonzero(as_tuple=True)
+    split = _split_output_layer(model, input_ids) if chunk_tokens > 0 else None
+    if split is not None:
+        base, head = split
+        output = base(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        hidden = _last_hidden_state(output)
+        picked, spread = _head_logprobs(
+            head,
+            hidden[rows, columns],
+            input_ids[rows, columns + 1],
+            temperature=temperature,
+            entropy=entropy,
+            chunk_tokens=chunk_tokens,
+        )
     else:
-        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, first:]
-    logits = logits[:, :-1].float() / temperature  # predicts tokens first+1 .. length-1
-    targets = input_ids[:, first + 1 :]
-    normaliser = torch.logsumexp(logits, dim=-1)
-    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - normaliser
-    pad = torch.zeros(batch, first, dtype=picked.dtype, device=picked.device)
-    result = torch.cat([pad, picked], dim=1)
-    if not entropy:
-        return result, None
-    with torch.no_grad():
-        probabilities = torch.softmax(logits, dim=-1)
-        per_position = normaliser - (probabilities * logits).sum(-1)
-        entropies = torch.cat([pad, per_position], dim=1)
-    return result, entropies
+        keep = length - first  # logits for positions first .. length-1
+        if _accepts_logits_to_keep(model):
+            logits = model(
+                input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep
+            ).logits
+        else:
+            logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, first:]
+        logits = logits[:, :-1]  # position first + j predicts token first + j + 1
+        picked, spread = _logits_logprobs(
+            logits[rows, columns - first],
+            input_ids[rows, columns + 1],
+            temperature=temperature,
+            entropy=entropy,
+        )
+    return _place(picked, spread, rows, columns, batch, length - 1)
 
 
 def shared_prefix_logprobs(
@@ -168,6 +205,7 @@ def shared_prefix_logprobs(
     *,
     temperature: float = 1.0,
     entropy: bool = False,
+    chunk_tokens: int = LOGPROB_CHUNK_TOKENS,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """:func:`token_logprobs` computed once per distinct prompt instead of once per sample.
 
@@ -177,7 +215,9 @@ def shared_prefix_logprobs(
     its key/value cache is indexed out to every row that shares it (indexing is
     differentiable: the prefix gets the sum of its rows' gradients, as in the plain pass),
     and only the rest of each row runs per sample. The result equals :func:`token_logprobs`
-    up to floating-point rounding; positions before ``min(prefix_lengths) - 1`` are 0.
+    up to floating-point rounding; positions before ``prefix_lengths[i] - 1`` and positions
+    whose next token is padding are 0. The output layer runs in chunks of ``chunk_tokens``
+    target positions, as in :func:`token_logprobs`.
 
     Needs a decoder-only model with a key/value cache and ``position_ids`` (Llama, Qwen,
     Mistral, ... in ``transformers``); rows are right-padded, as :func:`build_batch` makes them.
@@ -185,6 +225,8 @@ def shared_prefix_logprobs(
     batch, length = input_ids.shape
     if len(prefix_lengths) != batch or min(prefix_lengths) < 2:
         raise ValueError("need one prefix length >= 2 per row")
+    split = _split_output_layer(model, input_ids) if chunk_tokens > 0 else None
+    runner = split[0] if split is not None else model  # the decoder alone: no logits at all
     cached = [p - 1 for p in prefix_lengths]  # the prompt's last token runs with the suffix
     keys: dict[tuple[int, ...], int] = {}
     row_prefix = []
@@ -201,60 +243,200 @@ def shared_prefix_logprobs(
         prefix_ids[index, width - len(prefix) :] = torch.tensor(prefix, device=device)
         prefix_mask[index, width - len(prefix) :] = 1
     prefix_positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
-    cache_name = cache_argument(model)
-    out = model(
+    cache_name = cache_argument(runner)
+    out = runner(
         input_ids=prefix_ids,
         attention_mask=prefix_mask,
         position_ids=prefix_positions,
         use_cache=True,
-        logits_to_keep=1,
+        **({} if split is not None else {"logits_to_keep": 1}),
     )
     cache = getattr(out, "cache", None) or out.past_key_values
     selection = torch.tensor(row_prefix, device=device)
     cache.batch_select_indices(selection)
     # each row's suffix: from its prompt's last token to its end, right-padded
-    lengths = attention_mask.sum(-1).tolist()
-    suffix_width = max(int(n) - c for n, c in zip(lengths, cached, strict=True))
+    lengths = [int(n) for n in attention_mask.sum(-1).tolist()]
+    counts = [total - size for total, size in zip(lengths, cached, strict=True)]
+    suffix_width = max(counts)
     suffix_ids = torch.zeros(batch, suffix_width, dtype=torch.long, device=device)
     suffix_mask = torch.zeros(batch, suffix_width, dtype=torch.long, device=device)
-    for row, (total, size) in enumerate(zip(lengths, cached, strict=True)):
-        count = int(total) - size
-        suffix_ids[row, :count] = input_ids[row, size : int(total)]
+    for row, (size, count) in enumerate(zip(cached, counts, strict=True)):
+        suffix_ids[row, :count] = input_ids[row, size : size + count]
         suffix_mask[row, :count] = 1
     positions = torch.tensor(cached, device=device).unsqueeze(-1) + torch.arange(
         suffix_width, device=device
     )
-    out = model(
+    out = runner(
         input_ids=suffix_ids,
         attention_mask=torch.cat([prefix_mask[selection], suffix_mask], dim=-1),
         position_ids=positions,
         use_cache=True,
         **{cache_name: cache},
     )
-    logits = out.logits.float() / temperature  # suffix j predicts token cached[row] + j + 1
-    normaliser = torch.logsumexp(logits, dim=-1)
-    # targets: the next token of each suffix position (padding positions are masked later)
-    targets = torch.zeros_like(suffix_ids)
-    targets[:, :-1] = suffix_ids[:, 1:]
-    for row, size in enumerate(cached):
-        if size + suffix_width < length:
-            targets[row, -1] = input_ids[row, size + suffix_width]
-    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - normaliser
-    entropies = None
-    if entropy:
-        with torch.no_grad():
-            per_position = normaliser - (torch.softmax(logits, dim=-1) * logits).sum(-1)
-    # scatter back into the [batch, length - 1] layout of token_logprobs
-    result = torch.zeros(batch, length - 1, dtype=picked.dtype, device=device)
-    spread = torch.zeros(batch, length - 1, dtype=picked.dtype, device=device) if entropy else None
-    for row, size in enumerate(cached):
-        span = min(suffix_width, length - 1 - size)
-        result[row, size : size + span] = picked[row, :span]
-        if spread is not None:
-            spread[row, size : size + span] = per_position[row, :span]
-    if entropy:
-        entropies = spread
-    return result, entropies
+    # suffix position j of a row predicts its token j + 1: a real one for j < count - 1
+    targets = suffix_mask != 0
+    targets[:, :-1] &= suffix_mask[:, 1:] != 0
+    targets[:, -1] = False
+    rows, offsets = targets.nonzero(as_tuple=True)
+    next_ids = suffix_ids[rows, offsets + 1]
+    if split is not None:
+        picked, spread = _head_logprobs(
+            split[1],
+            _last_hidden_state(out)[rows, offsets],
+            next_ids,
+            temperature=temperature,
+            entropy=entropy,
+            chunk_tokens=chunk_tokens,
+        )
+    else:
+        picked, spread = _logits_logprobs(
+            out.logits[rows, offsets], next_ids, temperature=temperature, entropy=entropy
+        )
+    columns = torch.tensor(cached, device=device)[rows] + offsets
+    return _place(picked, spread, rows, columns, batch, length - 1)
+
+
+def _logits_logprobs(
+    logits: torch.Tensor, targets: torch.Tensor, *, temperature: float, entropy: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``log softmax(logits / T)[target]`` per row of ``[n, vocabulary]`` logits, in fp32, and
+    each row's entropy (no grad) when asked (:class:`_TemperedLogprobs`)."""
+    picked, spread = _TemperedLogprobs.apply(logits, targets, temperature, entropy)
+    return picked, spread if entropy else None
+
+
+class _TemperedLogprobs(torch.autograd.Function):
+    """``log softmax(logits / T)[target]`` with a hand-written backward,
+    ``d/d logits = g (onehot(target) - softmax(logits / T)) / T``, built in place in one fp32
+    buffer: autograd's own (log-sum-exp, gather, division) keeps about twice as many
+    vocabulary-sized tensors alive. Saves only the logits it was given and the normaliser."""
+
+    @staticmethod
+    def forward(ctx, logits, targets, temperature, entropy):
+        scaled = logits.float() / temperature
+        normaliser = torch.logsumexp(scaled, dim=-1)
+        picked = scaled.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - normaliser
+        spread = torch.zeros_like(normaliser)
+        if entropy:  # H = -sum p log p = log Z - sum p x, with x = logits / T
+            spread = normaliser - (torch.softmax(scaled, dim=-1) * scaled).sum(-1)
+        ctx.mark_non_differentiable(spread)
+        ctx.save_for_backward(logits, normaliser, targets)
+        ctx.temperature = temperature
+        return picked, spread
+
+    @staticmethod
+    def backward(ctx, grad, _):
+        logits, normaliser, targets = ctx.saved_tensors
+        grad = grad.unsqueeze(-1)
+        gradient = logits.float() / ctx.temperature
+        gradient.sub_(normaliser.unsqueeze(-1)).exp_().mul_(-grad)  # -g softmax
+        gradient.scatter_add_(-1, targets.unsqueeze(-1), grad)  # + g onehot
+        gradient.div_(ctx.temperature)
+        return gradient.to(logits.dtype), None, None, None
+
+
+def _head_logprobs(
+    head: Any,
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    temperature: float,
+    entropy: bool,
+    chunk_tokens: int,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`_logits_logprobs` of ``head(hidden)`` for ``[n, hidden]`` states, ``chunk_tokens``
+    rows at a time. With more than one chunk and autograd on, each chunk runs under
+    :func:`torch.utils.checkpoint.checkpoint`: its forward keeps only its inputs (a view of the
+    hidden states), and its backward recomputes its logits, so at most one chunk's
+    vocabulary-sized tensors are alive in either pass (the price: the output layer's forward
+    runs twice). A single chunk runs plainly: it is already within the bound."""
+    recompute = torch.is_grad_enabled() and hidden.shape[0] > chunk_tokens
+
+    def chunk(states: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return _logits_logprobs(head(states), ids, temperature=temperature, entropy=entropy)
+
+    picked, spreads = [], []
+    for start in range(0, max(1, hidden.shape[0]), chunk_tokens):
+        part = slice(start, start + chunk_tokens)
+        if recompute:
+            values, spread = checkpoint(chunk, hidden[part], targets[part], use_reentrant=False)
+        else:
+            values, spread = chunk(hidden[part], targets[part])
+        picked.append(values)
+        spreads.append(spread)
+    if len(picked) == 1:
+        return picked[0], spreads[0]
+    return torch.cat(picked), torch.cat(spreads) if entropy else None
+
+
+def _place(
+    picked: torch.Tensor,
+    spread: torch.Tensor | None,
+    rows: torch.Tensor,
+    columns: torch.Tensor,
+    batch: int,
+    width: int,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-target values back into the ``[batch, length - 1]`` layout, 0 elsewhere."""
+    index = (rows, columns)
+    result = picked.new_zeros(batch, width).index_put(index, picked)
+    if spread is None:
+        return result, None
+    return result, spread.new_zeros(batch, width).index_put(index, spread)
+
+
+def _last_hidden_state(output: Any) -> torch.Tensor:
+    hidden = getattr(output, "last_hidden_state", None)
+    return hidden if hidden is not None else output[0]
+
+
+_SPLIT_CHECKED: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+def _split_output_layer(model: Any, input_ids: torch.Tensor) -> tuple[Any, Any] | None:
+    """``(decoder, output layer)`` of a ``transformers`` causal LM (under a ``peft`` wrapper
+    too) whose logits are exactly ``output_layer(decoder(...).last_hidden_state)``, else None.
+
+    Some architectures change the logits after the output layer (Gemma 2's soft cap, Cohere's
+    and Granite's scales), so the split is checked once per model on a few of its tokens,
+    against its own forward, before it is trusted; a model that fails runs the full-logits
+    path, with a warning.
+    """
+    language_model = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = getattr(language_model, "base_model", None)
+    output = getattr(language_model, "get_output_embeddings", None)
+    head = output() if callable(output) else None
+    if base is None or base is language_model or not isinstance(head, torch.nn.Module):
+        return None
+    trusted = _SPLIT_CHECKED.get(language_model)
+    if trusted is None:
+        trusted = _SPLIT_CHECKED[language_model] = _split_matches(model, base, head, input_ids)
+        if not trusted:
+            warnings.warn(
+                f"{type(language_model).__name__}'s logits are not its output layer applied to "
+                "its decoder's last hidden states (a logit cap or scale, or a wrapper the "
+                "decoder cannot run without): its training log-probs use full-vocabulary "
+                "logits, which take memory in batch x length x vocabulary",
+                stacklevel=3,
+            )
+    return (base, head) if trusted else None
+
+
+def _split_matches(model: Any, base: Any, head: Any, input_ids: torch.Tensor) -> bool:
+    ids = input_ids[:1, :8]
+    mask = torch.ones_like(ids)
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()  # no dropout, so the two passes see the same function
+    try:
+        with torch.enable_grad():  # as in training: forward hooks may need it (8 tokens)
+            full = model(input_ids=ids, attention_mask=mask).logits.float()
+            split = head(_last_hidden_state(base(input_ids=ids, attention_mask=mask))).float()
+    except Exception:  # an unusual model: keep to the path it is known to support
+        return False
+    finally:
+        for module, training in modes:
+            module.training = training
+    return full.shape == split.shape and torch.allclose(full, split, rtol=1e-4, atol=1e-4)
 
 
 def _accepts_logits_to_keep(model: Any) -> bool:
@@ -322,7 +504,7 @@ def aggregate(
     *,
     total_tokens: int,
     total_sequences: int,
-    max_tokens: int,
+    constant: int,
 ) -> torch.Tensor:
     """Sum a micro-batch's per-token losses into its share of the batch loss.
 
@@ -333,7 +515,15 @@ def aggregate(
     - ``"token"`` (DAPO): ``sum(loss) / total_tokens`` — every model token weighs the same;
     - ``"sequence"`` (original GRPO): each sequence's mean over its tokens, summed, divided by
       ``total_sequences`` — a long answer's tokens weigh less (the length bias);
-    - ``"constant"`` (Dr. GRPO): ``sum(loss) / (total_sequences * max_tokens)``.
+    - ``"constant"`` (Dr. GRPO): ``sum(loss) / constant``, with ``constant`` fixed by the
+      configuration, never counted from the batch: the configured sequences per step times a
+      fixed token budget (``prompts_per_step x group_size x max_episode_tokens``, or
+      ``max_new_tokens`` without an episode budget). Liu et al. 2025, "Understanding
+      R1-Zero-Like Training: A Critical Perspective", replace GRPO's ``1 / |o_i|`` by one
+      constant (their code divides each sequence's summed loss by the generation budget
+      ``MAX_TOKENS``, then averages over the batch's sequences), so a token's gradient is
+      ``-A_i grad log pi / constant`` whatever the lengths, and whatever other sequences are
+      masked out (truncated, unscored): no count of them enters.
     """
     mask = mask.to(per_token.dtype)
     if kind == "token":
@@ -343,5 +533,7 @@ def aggregate(
         means = (per_token * mask).sum(-1) / lengths.clamp(min=1.0)
         return means.sum() / max(1, total_sequences)
     if kind == "constant":
-        return (per_token * mask).sum() / max(1, total_sequences * max_tokens)
+        if constant < 1:
+            raise ValueError(f"the Dr. GRPO constant must be >= 1, got {constant}")
+        return (per_token * mask).sum() / constant
     raise ValueError(f"unknown aggregation {kind!r}")

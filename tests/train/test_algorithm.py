@@ -126,26 +126,107 @@ MASK = torch.tensor([[1.0, 1.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
 
 
 def test_token_level_aggregation_divides_by_all_model_tokens():
-    value = aggregate(PER_TOKEN, MASK, "token", total_tokens=4, total_sequences=2, max_tokens=4)
+    value = aggregate(PER_TOKEN, MASK, "token", total_tokens=4, total_sequences=2, constant=8)
     assert value.item() == pytest.approx((1 + 2 + 3 + 4) / 4)
 
 
 def test_sequence_level_aggregation_averages_per_sequence_first():
-    value = aggregate(PER_TOKEN, MASK, "sequence", total_tokens=4, total_sequences=2, max_tokens=4)
+    value = aggregate(PER_TOKEN, MASK, "sequence", total_tokens=4, total_sequences=2, constant=8)
     assert value.item() == pytest.approx((2.0 + 4.0) / 2)
 
 
-def test_constant_aggregation_divides_by_sequences_times_max_tokens():
-    value = aggregate(PER_TOKEN, MASK, "constant", total_tokens=4, total_sequences=2, max_tokens=4)
+def test_constant_aggregation_divides_by_the_given_constant():
+    value = aggregate(PER_TOKEN, MASK, "constant", total_tokens=4, total_sequences=2, constant=8)
     assert value.item() == pytest.approx(10 / 8)
+
+
+def test_dr_grpo_token_gradient_is_minus_advantage_over_the_constant_whatever_is_masked():
+    """Dr. GRPO (Liu et al. 2025, "Understanding R1-Zero-Like Training: A Critical
+    Perspective"): with the std and 1/|o_i| removed, d L / d log pi(o_i,t) = -A_i / C at
+    ratio 1, with C = sequences per step x token budget: the same for every length, and
+    unchanged when another sequence is masked out (truncated, unscored)."""
+    advantages = torch.tensor([1.5, -0.5, -1.0])
+    mask = torch.tensor([[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0]])
+    constant = 3 * 4  # 3 sequences per step x a budget of 4 tokens
+    gradients = []
+    for masked_out in (None, 1):
+        rows_mask = mask.clone()
+        if masked_out is not None:
+            rows_mask[masked_out] = 0.0
+        logprobs = torch.full((3, 4), -1.0, requires_grad=True)
+        per_token, _ = clipped_surrogate(logprobs, logprobs.detach(), advantages, rows_mask)
+        loss = aggregate(
+            per_token,
+            rows_mask,
+            "constant",
+            total_tokens=int(rows_mask.sum()),
+            total_sequences=int((rows_mask.sum(-1) > 0).sum()),
+            constant=constant,
+        )
+        loss.backward()
+        expected = -advantages.unsqueeze(-1) * rows_mask / constant
+        assert torch.allclose(logprobs.grad, expected, atol=1e-7)
+        gradients.append(logprobs.grad)
+    # the rows still trained have exactly the gradient they had before row 1 was masked
+    assert torch.equal(gradients[0][[0, 2]], gradients[1][[0, 2]])
+
+
+def test_the_trainers_dr_grpo_normaliser_is_fixed_by_the_config_not_by_the_mask(tmp_path):
+    """Through GRPOTrainer: the 'constant' loss is sum(-A_i) over model tokens / (prompts_per_step
+    x group_size x budget), budget = max_episode_tokens or max_new_tokens; masking a sequence
+    out removes its tokens and nothing else (the normaliser used to count unmasked rows)."""
+    pytest.importorskip("transformers")
+    from conftest import tiny_model_and_tokenizer
+
+    from rlenv.train import GRPOConfig, GRPOTrainer
+    from rlenv.train.grpo import TrainBatch
+
+    rows, length, prompt = 8, 12, 4
+    generator = torch.Generator().manual_seed(0)
+    lengths = [8, 3, 5, 1, 7, 2, 6, 4]  # completion tokens per row
+    mask = torch.zeros(rows, length - 1)
+    attention = torch.zeros(rows, length, dtype=torch.long)
+    for row, count in enumerate(lengths):
+        mask[row, prompt - 1 : prompt - 1 + count] = 1.0
+        attention[row, : prompt + count] = 1
+    advantages = torch.tensor([1.0, -1.0, 0.5, -0.5, 2.0, -2.0, 0.25, -0.25])
+
+    def loss(budget: dict, masked_out: int | None) -> float:
+        model, tokenizer = tiny_model_and_tokenizer()
+        config = GRPOConfig(
+            env_id="tests/CountA-v0", out=str(tmp_path / "run"), prompts_per_step=2,
+            group_size=4, max_new_tokens=8, loss_aggregation="constant", eval_tasks=0,
+            progress=False, plots=False, precision="fp32", device="cpu", **budget,
+        )  # fmt: skip
+        rows_mask = mask.clone()
+        if masked_out is not None:
+            rows_mask[masked_out] = 0.0
+        batch = TrainBatch(
+            input_ids=torch.randint(3, len(tokenizer), (rows, length), generator=generator),
+            attention_mask=attention,
+            mask=rows_mask,
+            sampler_logprobs=torch.zeros(rows, length - 1),
+            advantages=advantages,
+            first=prompt - 1,
+            prefix_lengths=[prompt] * rows,
+        )
+        return GRPOTrainer(config, model, tokenizer)._update(batch)["loss"]
+
+    signed = [-a * n for a, n in zip(advantages.tolist(), lengths, strict=True)]
+    assert loss({}, None) == pytest.approx(sum(signed) / (8 * 8), abs=1e-6)
+    # row 4 (A = 2, 7 tokens) masked out: its term goes, the divisor stays 8 x 8 (was 7 x 8)
+    assert loss({}, 4) == pytest.approx((sum(signed) - signed[4]) / (8 * 8), abs=1e-6)
+    assert loss({"max_episode_tokens": 20}, 4) == pytest.approx(
+        (sum(signed) - signed[4]) / (8 * 20), abs=1e-6
+    )
 
 
 @pytest.mark.parametrize("kind", ["token", "sequence", "constant"])
 def test_micro_batches_sum_to_the_whole_batch(kind):
-    whole = aggregate(PER_TOKEN, MASK, kind, total_tokens=4, total_sequences=2, max_tokens=4)
+    whole = aggregate(PER_TOKEN, MASK, kind, total_tokens=4, total_sequences=2, constant=8)
     parts = sum(
         aggregate(PER_TOKEN[i : i + 1], MASK[i : i + 1], kind, total_tokens=4, total_sequences=2,
-                  max_tokens=4)
+                  constant=8)
         for i in range(2)
     )  # fmt: skip
     assert parts.item() == pytest.approx(whole.item())
@@ -153,7 +234,7 @@ def test_micro_batches_sum_to_the_whole_batch(kind):
 
 def test_unknown_aggregation_is_an_error():
     with pytest.raises(ValueError, match="unknown aggregation"):
-        aggregate(PER_TOKEN, MASK, "mean", total_tokens=4, total_sequences=2, max_tokens=4)
+        aggregate(PER_TOKEN, MASK, "mean", total_tokens=4, total_sequences=2, constant=8)
 
 
 # ------------------------------------------------------------------------------------- KL

@@ -192,7 +192,8 @@ class GRPOConfig(TrainConfig):
         "token",
         description="'token': sum over the batch's model tokens / their count (DAPO); "
         "'sequence': mean per sequence, then over sequences (original GRPO); 'constant': sum / "
-        "(sequences × max_new_tokens) (Dr. GRPO).",
+        "(prompts_per_step × group_size × (max_episode_tokens or max_new_tokens)), fixed by the "
+        "config, whatever is masked (Dr. GRPO).",
     )
     beta: float = Field(0.0, ge=0, description="KL coefficient to a frozen reference (k3).")
     truncation: Literal["mask", "penalty", "none"] = Field(

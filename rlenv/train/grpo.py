@@ -436,14 +436,16 @@ class GRPOTrainer(Trainer):
         # L = sum_{i,t} m_i,t L_t / N, N over the whole batch so accumulation changes nothing:
         #   "token": N = the batch's model tokens                                [DAPO]
         #   "sequence": each sequence's mean over its tokens, / the sequences    [GRPO]
-        #   "constant": N = sequences x max_new_tokens                           [Dr. GRPO]
+        #   "constant": N = configured sequences x token budget, fixed           [Dr. GRPO]
         loss = aggregate(
             per_token,
             mask,
             config.loss_aggregation,
             total_tokens=part.total_tokens,
             total_sequences=part.total_sequences,
-            max_tokens=config.max_new_tokens,
+            constant=config.prompts_per_step
+            * config.group_size
+            * (config.max_episode_tokens or config.max_new_tokens),
         )
         if part.diagnostics:
             normaliser = max(1, part.trained_tokens)

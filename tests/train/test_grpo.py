@@ -55,7 +55,8 @@ def test_the_batch_is_built_from_the_exact_sampled_ids_with_only_model_tokens_ma
 
 
 def test_env_inserted_tokens_get_zero_gradient(tiny, tmp_path):
-    """The logits at positions whose next token is a prompt/env token get no gradient."""
+    """The final hidden states (so the logits) at positions whose next token is a prompt/env
+    token get no gradient."""
     model, tokenizer = tiny
     trajectories = _multi_turn_trajectories(model, tokenizer)
     batch = build_batch(trajectories, [1.0, -1.0, 0.5, -0.5], [True] * 4, tokenizer.pad_token_id)
@@ -65,7 +66,9 @@ def test_env_inserted_tokens_get_zero_gradient(tiny, tmp_path):
         output.retain_grad()
         captured["logits"] = output
 
-    handle = model.lm_head.register_forward_hook(keep_logits)
+    # the final norm's output, [batch, length, hidden]: the output layer's input, one position
+    # at a time (the log-probs run the output layer over chunks of target positions)
+    handle = model.model.norm.register_forward_hook(keep_logits)
     config = _config(tmp_path, env_id="tests/SayMore-v0", share_prompt_prefix=False)
     trainer = GRPOTrainer(config, model, tokenizer)
     batch.first = 0  # keep every position so each one's gradient can be inspected

@@ -229,7 +229,8 @@ def test_layer_activations_equal_what_autograd_saves(dtype):
 @pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
 def test_logit_bytes_measured(dtype):
     """LOGIT_BYTES is the peak of live tensor bytes per logit over a forward and backward pass
-    of the trainer's log-probs, as torch.profiler records every allocation on the CPU."""
+    of the trainer's log-probs (fp32, the worst case; bf16 autocast takes 4 bytes less), as
+    torch.profiler records every allocation on the CPU."""
     torch = pytest.importorskip("torch")
     from torch.profiler import ProfilerActivity, profile
 
@@ -273,8 +274,10 @@ def test_logit_bytes_measured(dtype):
         live += change
         peak = max(peak, live)
     measured = peak / (tokens * vocab)
-    assert abs(measured - LOGIT_BYTES) < 0.1, (
-        f"the naive log-prob path now peaks at {measured:.2f} bytes a logit: update "
+    # fp32 is the worst case (20.0 measured; bf16 16.0): LOGIT_BYTES is that bound.
+    expected = LOGIT_BYTES if dtype == "float32" else LOGIT_BYTES - 4
+    assert abs(measured - expected) < 0.1, (
+        f"the naive log-prob path now peaks at {measured:.2f} bytes a logit in {dtype}: update "
         "LOGIT_BYTES and the docs' table (python -m rlenv.train.memory)"
     )
 

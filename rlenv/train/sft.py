@@ -12,8 +12,10 @@ Data, one JSON object per line, in any mix:
   assistant turns' tokens only, their end-of-turn token included.
 
 The loss is the mean cross-entropy over the batch's assistant tokens (token-level, one normaliser
-across micro-batches). Weights stay fp32; forward passes run under bf16 autocast where it is fast
-(``precision="auto"``), as in :mod:`rlenv.train.grpo`.
+across micro-batches), from the memory-lean chunked log-probs of
+:func:`~rlenv.train.algorithm.token_logprobs` (no full-vocabulary logits). Weights stay fp32;
+forward passes run under bf16 autocast where it is fast (``precision="auto"``), as in
+:mod:`rlenv.train.grpo`.
 """
 
 from __future__ import annotations
@@ -305,19 +307,22 @@ class SFTTrainer(Trainer):
 
     def loss(self, part: _Part) -> tuple[Any, dict[str, float]]:
         """``L = -sum_t m_t log p(x_t+1 | x_<=t) / sum m``: the cross-entropy of each next
-        token at the assistant tokens (``m`` = 1), the mean over the whole batch's."""
-        import torch.nn.functional as F
+        token at the assistant tokens (``m`` = 1), the mean over the whole batch's.
+
+        The log-probs are :func:`~rlenv.train.algorithm.token_logprobs`' (temperature 1): the
+        output layer runs on the decoder's hidden states in checkpointed chunks, so no
+        ``[batch, length, vocabulary]`` logits exist, and positions before the micro-batch's
+        first assistant target and padded ones never reach it."""
+        from rlenv.train.algorithm import token_logprobs
 
         rows = part.rows
+        # every column before the first assistant target of any row is prompt: skip it
+        first = int(rows.mask.any(0).int().argmax())
         with self._autocast_context():
-            logits = self.model(
-                input_ids=rows.input_ids, attention_mask=rows.attention_mask
-            ).logits[:, :-1]
-        per_token = F.cross_entropy(
-            logits.float().reshape(-1, logits.shape[-1]), rows.input_ids[:, 1:].reshape(-1),
-            reduction="none",
-        ).view_as(rows.mask)  # fmt: skip
-        return (per_token * rows.mask).sum() / max(1, part.tokens), {}
+            logprobs, _ = token_logprobs(
+                self.model, rows.input_ids, rows.attention_mask, first=first
+            )
+        return -(logprobs.float() * rows.mask).sum() / max(1, part.tokens), {}
 
     def batch_metrics(self, batch: SFTBatch) -> dict[str, Any]:
         return {

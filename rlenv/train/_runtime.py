@@ -32,6 +32,7 @@ __all__ = [
     "Trainer",
     "config_changes",
     "cpu_has_native_bf16",
+    "frozen_to_bf16",
     "lr_factor",
     "progress_bar",
     "seed_everything",
@@ -366,9 +367,14 @@ class Trainer:
     # ------------------------------------------------------------------------ set-up
 
     def _load(self, model: Any, tokenizer: Any) -> tuple[Any, Any]:
-        """``(model, tokenizer)`` as given, or ``load_model(config.model)``; the model in fp32
-        on the trainer's device (wrapped with LoRA adapters when ``lora_rank > 0``), the
-        tokenizer with a pad token."""
+        """``(model, tokenizer)`` as given, or ``load_model(config.model)``; the model on the
+        trainer's device with fp32 weights, wrapped with LoRA adapters when ``lora_rank > 0``;
+        the tokenizer with a pad token.
+
+        Under bf16 (:func:`use_bf16`) the frozen LoRA base is stored in bf16: autocast computes
+        in bf16 anyway, so this halves its memory and spares the per-step cast, while the
+        adapters (and so the gradients and AdamW state) stay fp32. Trained weights are fp32
+        master weights under every precision."""
         if model is None:
             from rlenv.models import load_model
 
@@ -380,6 +386,8 @@ class Trainer:
         model = model.to(self.device).float()
         if self.config.lora_rank > 0:
             model = with_lora(model, self.config.lora_rank, self.config.lora_alpha)
+            if self.autocast:
+                frozen_to_bf16(model)
         return model, tokenizer
 
     def _setup_optimizer(self) -> None:
@@ -485,15 +493,15 @@ class Trainer:
 
     def save_model(self, path: str | Path | None = None) -> Path:
         """The model and tokenizer in Hugging Face format (``rlenv eval --model PATH`` and
-        ``rlenv train ID --model PATH`` load it); LoRA adapters are merged first. Default:
+        ``rlenv train ID --model PATH`` load it); LoRA adapters are merged first, in fp32. Default:
         ``out/model``, which :meth:`train` writes at the end; asking again for it at the same
         step does not write it twice."""
         if path is None and self._model_saved_at == self.step:
             return self.out / "model"
         target = Path(path) if path is not None else self.out / "model"
         model = self.model
-        if hasattr(model, "merge_and_unload"):
-            model = copy.deepcopy(model).merge_and_unload()
+        if hasattr(model, "merge_and_unload"):  # merged in fp32: a bf16 base would round
+            model = copy.deepcopy(model).float().merge_and_unload()  # small deltas away
         model.save_pretrained(target)
         self.tokenizer.save_pretrained(target)
         if path is None:
@@ -551,6 +559,15 @@ class Trainer:
 
     def _progress(self, total: int) -> Any:
         return progress_bar(total, self.step, enabled=self.config.progress, desc=self.name)
+
+
+def frozen_to_bf16(model: Any) -> Any:
+    """Store ``model``'s frozen floating-point parameters in bf16, in place; trainable ones
+    and buffers (rotary frequencies) keep their dtype. Returns ``model``."""
+    for parameter in model.parameters():
+        if not parameter.requires_grad and parameter.is_floating_point():
+            parameter.data = parameter.data.to(torch.bfloat16)
+    return model
 
 
 def with_lora(model: Any, rank: int, alpha: int) -> Any:

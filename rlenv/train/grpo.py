@@ -15,8 +15,10 @@ tensors), :meth:`GRPOTrainer.update` (pi_old, pi_ref, the mu optimizer steps) an
 around a step (the guarded optimizer step, the schedule, checkpoints, metrics files, progress)
 is the shared :class:`~rlenv.train._runtime.Trainer`'s.
 
-Weights stay fp32; forward passes run under bf16 autocast on CUDA and on CPUs with native bf16
-(``precision="auto"``), else in fp32.
+Trained weights stay fp32; forward passes run under bf16 autocast on CUDA and on CPUs with native
+bf16 (``precision="auto"``), else in fp32. Under bf16 the frozen weights are stored in bf16: the
+reference model (``beta > 0``, full fine-tuning) and the LoRA base, which with its adapters
+disabled is the reference under LoRA (no copy).
 """
 
 from __future__ import annotations
@@ -292,7 +294,7 @@ class GRPOTrainer(Trainer):
         self.tokenizer = tokenizer
         self.reference = None
         if config.beta > 0 and config.lora_rank == 0:
-            self.reference = copy.deepcopy(model).eval().requires_grad_(False)
+            self.reference = frozen_copy(model, torch.bfloat16 if self.autocast else None)
         self.policy = TransformersPolicy(
             model,
             tokenizer,
@@ -625,6 +627,21 @@ class GRPOTrainer(Trainer):
 
 
 # ------------------------------------------------------------------------------------ helpers
+
+
+def frozen_copy(model: Any, dtype: torch.dtype | None = None) -> Any:
+    """A frozen copy of ``model`` in eval mode, its parameters in ``dtype`` (``None``: as
+    they are; buffers such as rotary frequencies keep theirs). Under bf16 the reference is
+    computed in bf16 by autocast anyway, so it is stored in bf16 (2 bytes a parameter, not
+    4), and each parameter is copied straight to bf16: no fp32 copy of the model is made."""
+    memo: dict[int, Any] = {}
+    if dtype is not None:
+        for parameter in model.parameters():  # tied parameters stay tied: one entry each
+            if parameter.is_floating_point():
+                memo[id(parameter)] = torch.nn.Parameter(
+                    parameter.detach().to(dtype, copy=True), requires_grad=False
+                )
+    return copy.deepcopy(model, memo).eval().requires_grad_(False)
 
 
 def _mean(values: Sequence[float]) -> float:

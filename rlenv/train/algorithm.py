@@ -436,7 +436,10 @@ def _split_matches(model: Any, base: Any, head: Any, input_ids: torch.Tensor) ->
     finally:
         for module, training in modes:
             module.training = training
-    return full.shape == split.shape and torch.allclose(full, split, rtol=1e-4, atol=1e-4)
+    # equal_nan: a model whose weights went non-finite (a diverged step, which the trainer skips)
+    # still computes its logits as head(decoder): NaN in the same places is a match.
+    same = torch.allclose(full, split, rtol=1e-4, atol=1e-4, equal_nan=True)
+    return full.shape == split.shape and same
 
 
 def _accepts_logits_to_keep(model: Any) -> bool:

@@ -167,6 +167,19 @@ def test_a_model_whose_logits_are_not_head_of_hidden_falls_back_with_a_warning()
     assert torch.allclose(logprobs, expected, atol=1e-6, rtol=1e-6)
 
 
+def test_non_finite_weights_do_not_make_the_split_look_wrong():
+    """A diverged step (NaN in the output layer, which the trainer then skips) once made the
+    split check fail, warn, and leave the model on the full-logits path for good."""
+    model = _tiny_lm(1_000)
+    with torch.no_grad():
+        model.lm_head.weight[0, 0] = float("nan")
+    ids, attention = _batch(1_000, 2, 16)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        token_logprobs(model, ids, attention, temperature=TEMPERATURE)
+    assert not any("logits are not" in str(w.message) for w in caught)
+
+
 # ------------------------------------------------------------------------------- memory
 
 

@@ -552,19 +552,28 @@ class _Parser:
 
     name = ""
     calls_in_reasoning = False
+    """Whether the family writes its real calls inside its reasoning block (Kimi-K2-Thinking):
+    then calls are read there too. Either way the reasoning text is never content."""
     reasoning_openers: tuple[str, ...] = REASONING_OPENERS
+    """The reasoning blocks set apart before parsing (``<think>``, ``[THINK]``, Gemma 4's
+    ``<|channel>thought``); ``()`` for a family whose reasoning is part of its own format."""
     template_arguments: Literal["object", "json"] = "object"
     """How the family's chat template wants ``function.arguments`` in an assistant message: a
     JSON object (most) or a JSON string (``"json"``: DeepSeek, InternLM2); ``ToolEnv`` writes
     its observations that way (:func:`as_assistant_message`)."""
-    """The reasoning blocks set apart before parsing (``<think>``, ``[THINK]``, Gemma 4's
-    ``<|channel>thought``); ``()`` for a family whose reasoning is part of its own format."""
-    """Whether the family writes its real calls inside its reasoning block (Kimi-K2-Thinking):
-    then calls are read there too. Either way the reasoning text is never content."""
+    reads_schemas = False
+    """Whether ``_parse`` takes the tools' parameter schemas (``_parse(text, schemas)``, as
+    :func:`_parameter_schemas` builds them): formats that write values as text only the schema
+    can type (Qwen3-Coder, GLM, MiniMax, Gemma 4), or that need the tool names (Mistral's
+    unmarked calls)."""
 
     def parse(self, text: str, tools: Sequence[Mapping[str, Any]] | None = None) -> ParsedTurn:
         """Split a model's text into content, calls and reasoning. With ``tools`` (OpenAI-format
-        schemas), a call to a tool not among them is a :class:`CallError`. Never raises."""
+        schemas), a call to a tool not among them is a :class:`CallError`, and values written as
+        text are typed by their schema (``reads_schemas``). Never raises."""
+        if self.reads_schemas:
+            schemas = _parameter_schemas(tools)
+            return self._guarded(text, lambda text: self._parse(text, schemas), tools)
         return self._guarded(text, self._parse, tools)
 
     def _guarded(

@@ -36,7 +36,6 @@ from rlenv.tools.parsers._base import (
     _check_name,
     _dumps,
     _line_col,
-    _parameter_schemas,
     _Parser,
     _Problem,
     _skip_space,
@@ -241,18 +240,14 @@ class GemmaParser(_Parser):
     it was cut off, never a partial call.
     """
 
+    reads_schemas = True
+
     def __init__(self, style: str = "gemma4") -> None:
         if style not in _STYLES:
             raise ValueError(f"style must be one of {sorted(_STYLES)}, got {style!r}")
         self.style = style
         self.name = style
         self._tokens = _STYLES[style]
-
-    def parse(self, text: str, tools: Sequence[Mapping[str, Any]] | None = None) -> ParsedTurn:
-        """Split a model's text into content and calls; with ``tools`` (OpenAI-format schemas)
-        quoted values of non-string parameters are typed. Never raises."""
-        schemas = _parameter_schemas(tools)
-        return self._guarded(text, lambda text: self._parse(text, schemas), tools)
 
     def _next_call(self, text: str, pos: int) -> tuple[int, int] | None:
         """``(where the call's text starts, where its header starts)``, or None."""

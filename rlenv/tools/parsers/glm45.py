@@ -13,7 +13,6 @@ from rlenv.tools.parsers._base import (
     _Calls,
     _check_name,
     _dumps,
-    _parameter_schemas,
     _Parser,
     _Problem,
     _skip_space,
@@ -63,13 +62,7 @@ class Glm45Parser(_Parser):
     """
 
     name = "glm45"
-
-    def parse(self, text: str, tools: Sequence[Mapping[str, Any]] | None = None) -> ParsedTurn:
-        """Split a model's text into content and calls, typing values by ``tools``' schemas
-        (OpenAI format) when given; a call to a tool not among them is an error. Never
-        raises."""
-        schemas = _parameter_schemas(tools)
-        return self._guarded(text, lambda text: self._parse(text, schemas), tools)
+    reads_schemas = True
 
     def _parse(
         self, text: str, schemas: Mapping[str, Mapping[str, Any]] | None = None

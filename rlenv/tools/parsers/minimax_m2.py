@@ -20,7 +20,6 @@ from rlenv.tools.parsers._base import (
     _check_name,
     _dumps,
     _json_cut_off,
-    _parameter_schemas,
     _Parser,
     _Problem,
     _read_call,
@@ -82,12 +81,7 @@ class MiniMaxM2Parser(_Parser):
     """
 
     name = "minimax_m2"
-
-    def parse(self, text: str, tools: Sequence[Mapping[str, Any]] | None = None) -> ParsedTurn:
-        """Split a model's text into content and calls, typing values by ``tools``' schemas
-        (OpenAI format) when given. Never raises."""
-        schemas = _parameter_schemas(tools)
-        return self._guarded(text, lambda text: self._parse(text, schemas), tools)
+    reads_schemas = True
 
     def _parse(
         self, text: str, schemas: Mapping[str, Mapping[str, Any]] | None = None

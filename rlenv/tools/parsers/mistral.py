@@ -18,7 +18,6 @@ from rlenv.tools.parsers._base import (
     _decode,
     _dumps,
     _json_cut_off,
-    _parameter_schemas,
     _Parser,
     _Problem,
     _read_call,
@@ -70,23 +69,18 @@ class MistralParser(_Parser):
     """
 
     name = "mistral"
+    reads_schemas = True
 
     def __init__(self, style: str = "args") -> None:
         if style not in ("args", "list"):
             raise ValueError(f"style must be 'args' or 'list', got {style!r}")
         self.style = style
 
-    def parse(self, text: str, tools: Sequence[Mapping[str, Any]] | None = None) -> ParsedTurn:
-        """Split a model's text into content and calls; ``tools`` (OpenAI format) name the
-        functions an unmarked call after content may call. Never raises."""
-        known = set(_parameter_schemas(tools))
-        return self._guarded(text, lambda text: self._parse(text, known), tools)
-
-    def _parse(self, text: str, known: set[str] | None = None) -> ParsedTurn:
+    def _parse(self, text: str, known: Mapping[str, Any] | None = None) -> ParsedTurn:
         calls = _Calls()
         first = text.find(_TOOL_CALLS)
         if first < 0:
-            return self._parse_unmarked(text, known or set())
+            return self._parse_unmarked(text, set(known or ()))
         content, start, segments = [text[:first]], first, 0
         while start >= 0:
             segments += 1  # each segment holds at least one call, unless it is empty: bound both

@@ -12,7 +12,6 @@ from rlenv.tools.parsers._base import (
     _Calls,
     _check_name,
     _dumps,
-    _parameter_schemas,
     _Parser,
     _Problem,
     _skip_space,
@@ -43,14 +42,9 @@ class Qwen3XmlParser(_Parser):
     """
 
     name = "qwen3_xml"
+    reads_schemas = True
     open_tag = "<tool_call>"
     close_tag = "</tool_call>"
-
-    def parse(self, text: str, tools: Sequence[Mapping[str, Any]] | None = None) -> ParsedTurn:
-        """Split a model's text into content and calls, typing values by ``tools``' schemas
-        (OpenAI format) when given. Never raises."""
-        schemas = _parameter_schemas(tools)
-        return self._guarded(text, lambda text: self._parse(text, schemas), tools)
 
     def _parse(
         self, text: str, schemas: Mapping[str, Mapping[str, Any]] | None = None

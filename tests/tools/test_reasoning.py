@@ -317,6 +317,10 @@ def test_parse_message_reads_a_servers_reasoning_field_and_think_blocks():
     }
     turn = parse_message(with_calls)
     assert turn.content == "Checking." and turn.reasoning == "plan"
+    # A block inside the text leaves the content as a parsed turn's does, not a run of blanks.
+    inside = {**with_calls, "content": "Checking <think>which city?</think> the weather."}
+    text_only = {"role": "assistant", "content": inside["content"]}
+    assert parse_message(inside).content == parse_message(text_only).content
 
 
 # --- Fuzzing -----------------------------------------------------------------------------------

@@ -56,6 +56,7 @@ from rlenv.tools.parsers._base import (
     _kind,
     _parse_with_tools,
     _Problem,
+    _tidied,
 )
 from rlenv.tools.parsers._registry import _PARSERS as _PARSERS  # tests unregister their parsers
 from rlenv.tools.parsers._registry import get_parser, list_parsers, register_parser
@@ -188,7 +189,8 @@ def parse_message(
     calls = _Calls()
     content = _text_of(message)
     spans = reasoning_spans(content)
-    thought, content = [span[2] for span in spans], _blanked(content, spans)
+    thought = [span[2] for span in spans]
+    content = _tidied(_blanked(content, spans), content, spans)  # as a parsed turn's content
     if not isinstance(tool_calls, list):
         calls.errors.append(
             CallError(f"'tool_calls' must be a list, got {_kind(tool_calls)}", repr(tool_calls))

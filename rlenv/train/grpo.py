@@ -101,11 +101,6 @@ def sample_rewards(trajectories: Sequence[Trajectory], config: GRPOConfig) -> li
     )
 
 
-def _cut(trajectory: Trajectory) -> bool:
-    """A turn stopped at max_new_tokens, or the episode at max_episode_tokens."""
-    return trajectory.hit_token_limit
-
-
 @dataclass
 class TrainBatch:
     """Right-padded training sequences. ``mask`` marks model-generated target tokens (shifted:
@@ -331,7 +326,7 @@ class GRPOTrainer(Trainer):
         )
         # 4. the exact sampled token ids; the loss mask m_i,t is 1 on the model's tokens only,
         #    and 0 on whole episodes that are unscored or cut under overlong filtering
-        cut = [_cut(t) for t in trajectories]
+        cut = [t.hit_token_limit for t in trajectories]  # max_new_tokens or max_episode_tokens
         trainable = [
             reward is not None and not (config.truncation == "mask" and was_cut)
             for reward, was_cut in zip(rewards, cut, strict=True)

@@ -1,6 +1,7 @@
 """The training loop every bundled trainer shares, and what it needs: device and precision,
 the optimiser and its learning-rate schedule, the guarded optimizer step, checkpoints with exact
-resume, metrics, plots, the progress bar and saving the model.
+resume, metrics, plots, the progress bar and saving the model; on one process or, launched
+by ``torchrun``, on several through FSDP2 (:mod:`rlenv.train.distributed`).
 
 GRPO, SFT and DPO each subclass :class:`Trainer` and supply their data (:meth:`Trainer.batch`)
 and their loss (:meth:`Trainer.loss`); :meth:`Trainer.train` does the rest.
@@ -25,6 +26,7 @@ import torch
 
 from rlenv.errors import RLEnvError
 from rlenv.train.config import TrainConfig
+from rlenv.train.distributed import Distributed, full_state_dict, shard_model
 
 __all__ = [
     "ConfigChangedOnResume",
@@ -232,7 +234,9 @@ class Trainer:
     ) -> None:
         self.config = config
         self.out = Path(config.out)
-        self.device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.dist = Distributed.from_environment(config.device)
+        """This process among the training processes (one, unless started by ``torchrun``)."""
+        self.device = self.dist.device(config.device)
         self.autocast = use_bf16(config.precision, self.device)
         seed_everything(config.seed)
         self.step = 0
@@ -260,10 +264,14 @@ class Trainer:
         raise NotImplementedError
 
     def update(self, batch: Any) -> dict[str, Any]:
-        """Train on ``batch``: one :meth:`optimizer_step` over its :meth:`microbatches`.
-        Returns the loss metrics, ``grad_norm`` and ``skipped``."""
+        """Train on ``batch``: one :meth:`optimizer_step` over its :meth:`microbatches` (on
+        several processes, each rank takes every ``world_size``-th of them). Returns the loss
+        metrics, ``grad_norm`` and ``skipped``."""
         self.model.train()
-        return self.optimizer_step(self.microbatches(batch), self.loss).metrics(self.loss_metrics)
+        parts = list(self.microbatches(batch))
+        filler = parts[0] if parts else None
+        step = self.optimizer_step(self.dist.share(parts), self.loss, filler=filler)
+        return step.metrics(self.loss_metrics)
 
     def batch_metrics(self, batch: Any) -> dict[str, Any]:
         """What ``batch`` says besides the loss (rewards, token counts); called once the step
@@ -283,8 +291,9 @@ class Trainer:
         every ``save_every`` steps; at the end the final checkpoint (``final_checkpoint``), the
         model in Hugging Face format in ``model/`` (``final_model``) and ``curves.png``
         (``plots``). Returns every step's metrics."""
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.json").write_text(self.config.model_dump_json(indent=2) + "\n")
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(self.config.model_dump_json(indent=2) + "\n")
         if self.step == 0:
             baseline = self.scheduled_evaluation(0)
             if baseline:
@@ -318,7 +327,7 @@ class Trainer:
             warnings.simplefilter("ignore", UserWarning)
             self.scheduler.step()
         self.step += 1
-        if update.get("skipped"):
+        if update.get("skipped") and self.dist.is_main:
             logger.warning("%s step %d: no update (%s)", self.name, self.step, update["skipped"])
         return {
             "step": self.step,
@@ -332,6 +341,8 @@ class Trainer:
         self,
         microbatches: Iterable[Any],
         loss: Callable[[Any], tuple[torch.Tensor, dict[str, float]]],
+        *,
+        filler: Any = None,
     ) -> OptimizerStep:
         """One guarded optimizer step with gradient accumulation.
 
@@ -342,21 +353,46 @@ class Trainer:
         as GRPO does with zero advantages, changes no update). The gradient is clipped to
         ``max_grad_norm`` and the optimizer steps, unless a loss or the gradient norm is not
         finite: then the gradients are dropped, no parameter or optimizer state moves, and
-        ``skipped`` says why."""
+        ``skipped`` says why.
+
+        On several processes ``microbatches`` are this rank's, and the losses are shares of the
+        whole batch's (normalisers counted over every rank). Every rank takes as many forward
+        and backward passes as the busiest one: the missing ones run ``filler`` (any part)
+        with its loss times 0, which moves nothing. Each backward is scaled by the number of
+        processes, since FSDP averages the ranks' gradients, and the metrics are summed over
+        the ranks. A non-finite loss on one rank skips the step on all of them."""
+        distributed = self.dist
         self.optimizer.zero_grad(set_to_none=True)
+        parts: list[tuple[Any, bool]] = [(part, True) for part in microbatches]
+        if distributed.enabled:
+            missing = distributed.max(len(parts)) - len(parts)
+            parts += [(filler, False)] * missing
         sums: dict[str, float] = {}
-        for part in microbatches:
+        finite = True
+        for part, real in parts:
             value, metrics = loss(part)
+            if not real:
+                value = value * 0.0
             if not torch.isfinite(value):
-                self.optimizer.zero_grad(set_to_none=True)
-                return OptimizerStep(skipped="non-finite loss")
-            value.backward()
-            for key, share in {"loss": value.item(), **metrics}.items():
-                sums[key] = sums.get(key, 0.0) + share
+                finite = False
+                if not distributed.enabled:  # alone: nothing else waits for this backward
+                    break
+            (value * distributed.world_size if distributed.enabled else value).backward()
+            if real:
+                for key, share in {"loss": value.item(), **metrics}.items():
+                    sums[key] = sums.get(key, 0.0) + share
+        if distributed.enabled:
+            finite = not distributed.any(not finite)
+            sums = _summed(distributed.gather(sums))
+        if not finite:
+            self.optimizer.zero_grad(set_to_none=True)
+            return OptimizerStep(skipped="non-finite loss")
         for parameter in self._trainable:
             if parameter.grad is None:
                 parameter.grad = torch.zeros_like(parameter)
         norm = torch.nn.utils.clip_grad_norm_(self._trainable, self.config.max_grad_norm)
+        if hasattr(norm, "full_tensor"):  # sharded gradients: the norm of the whole gradient
+            norm = norm.full_tensor()
         if not torch.isfinite(norm):
             self.optimizer.zero_grad(set_to_none=True)
             return OptimizerStep(skipped="non-finite gradient norm")
@@ -384,17 +420,46 @@ class Trainer:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         model = model.to(self.device).float()
+        if self.config.lora_rank > 0 and self.dist.enabled:
+            raise RLEnvError(
+                "LoRA is not supported on several processes yet: train LoRA on one process "
+                "(one GPU holds a 7B base in bf16), or set lora_rank=0 to fine-tune fully under "
+                "FSDP"
+            )
         if self.config.lora_rank > 0:
             model = with_lora(model, self.config.lora_rank, self.config.lora_alpha)
             if self.autocast:
                 frozen_to_bf16(model)
         return model, tokenizer
 
+    def _models_to_shard(self) -> list[Any]:
+        """The models FSDP shards on several processes: the trained one, and any frozen one a
+        subclass keeps (GRPO's reference)."""
+        return [self.model]
+
+    def _shard(self) -> None:
+        """On several processes, shard :meth:`_models_to_shard` with FSDP2
+        (:func:`~rlenv.train.distributed.shard_model`), bf16 mixed precision under bf16.
+
+        Whether a model's logits are its output layer on its decoder's hidden states (the
+        chunked log-probs' condition) is checked here, before sharding, on the whole model."""
+        if not self.dist.enabled:
+            return
+        from rlenv.train.algorithm import _split_output_layer
+
+        for model in self._models_to_shard():
+            vocabulary = model.get_output_embeddings().weight.shape[0]
+            sample = torch.arange(8, device=self.device).unsqueeze(0) % vocabulary
+            _split_output_layer(model, sample)
+            shard_model(model, bf16=self.autocast, device_type=self.device.split(":")[0])
+
     def _setup_optimizer(self) -> None:
         """Fused AdamW (several times faster than the per-tensor loop on the CPU) over the
         trainable parameters, with the learning-rate schedule of :func:`lr_factor` over
-        ``total_steps``."""
+        ``total_steps``. On several processes the models are sharded first (:meth:`_shard`),
+        so the optimizer holds this rank's shards only."""
         config = self.config
+        self._shard()
         self._trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             self._trainable,
@@ -431,25 +496,69 @@ class Trainer:
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
         """Everything needed to resume exactly: weights, optimizer, scheduler, step, RNGs, and
         the settings (a resumed run must have the same, :meth:`load_checkpoint`). Written to a
-        temporary file and renamed, so a crash never leaves half a checkpoint."""
+        temporary file and renamed, so a crash never leaves half a checkpoint.
+
+        One process: the file ``out/checkpoint.pt``. Several: the folder ``out/checkpoint/``
+        (:meth:`_save_sharded`), every rank writing its own shards."""
+        if self.dist.enabled:
+            return self._save_sharded(Path(path) if path is not None else self.out / "checkpoint")
         path = Path(path) if path is not None else self.out / "checkpoint.pt"
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {
-            "step": self.step,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "rng": {
-                "python": random.getstate(),
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            },
-            "config": self.config.model_dump(),
-            **self._extra_state(),
+            **self._trainer_state(),
+            "rng": _rng_state(),
         }
         temporary = path.with_suffix(".tmp")
         torch.save(state, temporary)
         temporary.replace(path)
+        return path
+
+    def _trainer_state(self) -> dict[str, Any]:
+        """What a checkpoint holds besides weights, optimizer and RNGs."""
+        return {
+            "step": self.step,
+            "scheduler": self.scheduler.state_dict(),
+            "config": self.config.model_dump(),
+            **self._extra_state(),
+        }
+
+    def _save_sharded(self, path: Path) -> Path:
+        """A checkpoint folder of a run on several processes: the model and optimizer as a
+        ``torch.distributed.checkpoint`` (DCP) in ``state/`` (each rank writes its shards, and
+        a run on another number of processes can read them), ``trainer.pt`` (step, schedule,
+        settings; rank 0) and ``rng_rank{R}.pt`` (each rank's random state). Written to
+        ``PATH.tmp`` and renamed once every rank is done."""
+        import shutil
+
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import (
+            get_model_state_dict,
+            get_optimizer_state_dict,
+        )
+
+        temporary = path.with_name(path.name + ".tmp")
+        if self.dist.is_main:
+            shutil.rmtree(temporary, ignore_errors=True)
+            temporary.mkdir(parents=True)
+        self.dist.barrier()
+        state = {
+            "model": get_model_state_dict(self.model),
+            "optimizer": get_optimizer_state_dict(self.model, self.optimizer),
+        }
+        dcp.save(state, checkpoint_id=str(temporary / "state"))
+        torch.save(_rng_state(), temporary / f"rng_rank{self.dist.rank}.pt")
+        if self.dist.is_main:
+            torch.save(
+                {**self._trainer_state(), "world_size": self.dist.world_size},
+                temporary / "trainer.pt",
+            )
+        self.dist.barrier()
+        if self.dist.is_main:
+            shutil.rmtree(path, ignore_errors=True)
+            temporary.replace(path)
+        self.dist.barrier()
         return path
 
     def load_checkpoint(self, path: str | Path, *, force: bool = False) -> None:
@@ -461,21 +570,55 @@ class Trainer:
         :class:`ConfigChangedOnResume` names the changed ones, and nothing is loaded.
         ``force=True`` resumes anyway, with this run's settings."""
         path = Path(path)
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        if path.is_dir() != self.dist.enabled:
+            raise RLEnvError(
+                f"{path} is a checkpoint of a run on "
+                + ("several processes (a folder)" if path.is_dir() else "one process (a file)")
+                + ": resume it "
+                + ("with torchrun --nproc_per_node=N" if path.is_dir() else "on one process")
+            )
+        if self.dist.enabled:
+            state = torch.load(path / "trainer.pt", map_location="cpu", weights_only=False)
+            rng = torch.load(path / f"rng_rank{self.dist.rank}.pt", weights_only=False)
+        else:
+            state = torch.load(path, map_location=self.device, weights_only=False)
+            rng = state["rng"]
         if not force and "config" in state:
             changed = config_changes(state["config"], self.config, allowed=self.resumable_settings)
             if changed:
                 raise ConfigChangedOnResume(path, changed)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.dist.enabled:
+            self._load_sharded(path)
+        else:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
         self._apply_optimizer_settings()
-        random.setstate(state["rng"]["python"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if state["rng"].get("cuda") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        random.setstate(rng["python"])
+        torch.set_rng_state(rng["torch"])
+        if rng.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
         self._load_extra_state(state)
+
+    def _load_sharded(self, path: Path) -> None:
+        """The model and optimizer shards of :meth:`_save_sharded`'s folder, resharded for this
+        run's processes."""
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import (
+            get_model_state_dict,
+            get_optimizer_state_dict,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
+
+        state = {
+            "model": get_model_state_dict(self.model),
+            "optimizer": get_optimizer_state_dict(self.model, self.optimizer),
+        }
+        dcp.load(state, checkpoint_id=str(path / "state"))
+        set_model_state_dict(self.model, state["model"])
+        set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"])
 
     def _apply_optimizer_settings(self) -> None:
         """This run's learning rate, schedule, betas and weight decay on a loaded optimizer (a
@@ -499,6 +642,11 @@ class Trainer:
         if path is None and self._model_saved_at == self.step:
             return self.out / "model"
         target = Path(path) if path is not None else self.out / "model"
+        if self.dist.enabled:
+            self._save_sharded_model(target)
+            if path is None:
+                self._model_saved_at = self.step
+            return target
         model = self.model
         if hasattr(model, "merge_and_unload"):  # merged in fp32: a bf16 base would round
             model = copy.deepcopy(model).float().merge_and_unload()  # small deltas away
@@ -508,6 +656,16 @@ class Trainer:
             self._model_saved_at = self.step
         return target
 
+    def _save_sharded_model(self, target: Path) -> None:
+        """:meth:`save_model` on several processes: the shards gathered on rank 0's CPU, which
+        writes them with the model's own ``save_pretrained``."""
+        weights = full_state_dict(self.model)  # every rank takes part
+        if self.dist.is_main:
+            self.model.save_pretrained(target, state_dict=weights)
+            self.tokenizer.save_pretrained(target)
+            _unwrapped_architectures(target)
+        self.dist.barrier()
+
     def _finish(self) -> None:
         """The end of a run: the final checkpoint (``final_checkpoint``), ``model/``
         (``final_model``) and the curves (``plots``)."""
@@ -515,7 +673,7 @@ class Trainer:
             self.save_checkpoint()
         if self.config.final_model:
             self.save_model()
-        if self.config.plots:
+        if self.config.plots and self.dist.is_main:
             self.plot()
 
     # ------------------------------------------------------------------------ logging
@@ -538,6 +696,8 @@ class Trainer:
         return self.name
 
     def _record(self, metrics: dict[str, Any]) -> None:
+        if not self.dist.is_main:  # every rank has the same metrics: rank 0 writes them
+            return
         self.out.mkdir(parents=True, exist_ok=True)
         with (self.out / "metrics.jsonl").open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(metrics) + "\n")
@@ -558,7 +718,35 @@ class Trainer:
         return shown
 
     def _progress(self, total: int) -> Any:
-        return progress_bar(total, self.step, enabled=self.config.progress, desc=self.name)
+        shown = self.config.progress and self.dist.is_main
+        return progress_bar(total, self.step, enabled=shown, desc=self.name)
+
+
+def _rng_state() -> dict[str, Any]:
+    return {
+        "python": random.getstate(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+
+
+def _unwrapped_architectures(folder: Path) -> None:
+    """``config.json`` names the model's class, which FSDP had renamed ``FSDP<Class>``: the
+    saved model names its own."""
+    path = folder / "config.json"
+    config = json.loads(path.read_text())
+    names = config.get("architectures") or []
+    config["architectures"] = [name.removeprefix("FSDP") for name in names]
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def _summed(shares: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Each key's sum over the ranks' metric shares."""
+    total: dict[str, float] = {}
+    for share in shares:
+        for key, value in share.items():
+            total[key] = total.get(key, 0.0) + value
+    return total
 
 
 def frozen_to_bf16(model: Any) -> Any:

@@ -27,6 +27,7 @@ from rlenv.rollout.trajectory import Trajectory, read_trajectories
 from rlenv.train._runtime import Trainer
 from rlenv.train.algorithm import parse_error_rewards, token_logprobs
 from rlenv.train.config import ParseErrorPolicy, TrainConfig
+from rlenv.train.distributed import run_sharded
 
 __all__ = [
     "DPOConfig",
@@ -530,8 +531,8 @@ class DPOTrainer(Trainer):
     def _sequence_logps(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed completion log-probs of each pair's chosen and rejected sequences."""
         batch = self._batch(indices)
-        logprobs, _ = token_logprobs(
-            self.model, batch.input_ids, batch.attention_mask, first=batch.first
+        logprobs, _ = run_sharded(  # on several processes, one pass of the root unit
+            self.model, token_logprobs, batch.input_ids, batch.attention_mask, first=batch.first
         )
         sums = (logprobs * batch.mask).sum(-1)
         return sums[0::2], sums[1::2]

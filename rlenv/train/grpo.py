@@ -19,6 +19,11 @@ Trained weights stay fp32; forward passes run under bf16 autocast on CUDA and on
 bf16 (``precision="auto"``), else in fp32. Under bf16 the frozen weights are stored in bf16: the
 reference model (``beta > 0``, full fine-tuning) and the LoRA base, which with its adapters
 disabled is the reference under LoRA (no copy).
+
+On several processes (``torchrun``, :mod:`rlenv.train.distributed`) each rank samples its own
+block of the step's groups with the full parameters gathered, computes their advantages (a group
+never straddles ranks) and trains on them; the loss's normalisers count every rank's tokens, so
+the sharded update is the one-process update of the whole batch.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from rlenv.train.algorithm import (
     token_logprobs,
 )
 from rlenv.train.config import GRPOConfig, held_out_env_kwargs
+from rlenv.train.distributed import gathered, run_sharded
 
 __all__ = [
     "GRPOTrainer",
@@ -203,7 +209,8 @@ class SampledBatch:
     """Per episode: its group's rewards were not all equal (a non-zero advantage)."""
     cut: list[bool]
     """Per episode: a turn stopped at ``max_new_tokens``."""
-    tensors: TrainBatch
+    tensors: TrainBatch | None
+    """None in the merged batch of several ranks (its metrics need no tensors)."""
     sampling: dict[str, Any]
     """Generation and rollout seconds, dynamic sampling's counts."""
 
@@ -278,6 +285,12 @@ class GRPOTrainer(Trainer):
     ) -> None:
         super().__init__(config, log=log)
         self.config: GRPOConfig = config
+        if config.prompts_per_step % self.dist.world_size:
+            raise ValueError(
+                f"prompts_per_step={config.prompts_per_step} does not split into "
+                f"{self.dist.world_size} processes' equal shares of whole groups: make it a "
+                f"multiple of {self.dist.world_size}"
+            )
         model, tokenizer = self._load(model, tokenizer)
         if config.gradient_checkpointing:
             # the new name in transformers 5.x, the old one before
@@ -303,6 +316,9 @@ class GRPOTrainer(Trainer):
         self.env_pool = EnvPool()
         self.total_steps = config.steps
         self._setup_optimizer()
+
+    def _models_to_shard(self) -> list[Any]:
+        return [self.model] + ([self.reference] if self.reference is not None else [])
 
     # ------------------------------------------------------------------------ one step
 
@@ -348,9 +364,6 @@ class GRPOTrainer(Trainer):
         config = self.config
         self.model.train()
         batch = batch.to(self.device)
-        # The normalisers count the whole batch, rows left out below included.
-        total_tokens = int(batch.mask.sum())
-        total_sequences = int((batch.mask.sum(-1) > 0).sum())
         rows = batch.mask.sum(-1) > 0
         if config.beta == 0 and config.skip_zero_advantage:
             # A row with advantage 0 has loss 0 and gradient 0 at any ratio (and no KL term
@@ -358,7 +371,20 @@ class GRPOTrainer(Trainer):
             rows &= batch.advantages != 0
         trained = batch.select(rows.nonzero().flatten().tolist())
         micro = list(trained.split(config.micro_batch_size)) if len(trained) else []
-        trained_tokens = int(trained.mask.sum()) if len(trained) else 0
+        # The normalisers count the whole batch, rows left out above included, on every rank.
+        total_tokens, total_sequences, trained_tokens, trained_rows = (
+            int(count)
+            for count in self.dist.sum(
+                [
+                    float(batch.mask.sum()),
+                    float((batch.mask.sum(-1) > 0).sum()),
+                    float(trained.mask.sum()) if len(trained) else 0.0,
+                    float(len(trained)),
+                ]
+            )
+        )
+        if self.dist.enabled:  # as many passes on every rank: placeholders train on nothing
+            micro += [_placeholder(batch)] * (self.dist.max(len(micro)) - len(micro))
         old = references = None
         with torch.no_grad(), self._autocast_context():
             if config.updates_per_batch > 1:  # pi_old: fixed for all mu updates
@@ -391,7 +417,7 @@ class GRPOTrainer(Trainer):
             metrics[key] = steps[0].sums.get(key) if steps[0].skipped is None else None
         metrics["grad_norm"] = _mean([step.grad_norm for step in taken]) if taken else None
         metrics["trained_tokens"] = trained_tokens
-        metrics["trained_sequences"] = len(trained)
+        metrics["trained_sequences"] = trained_rows
         metrics["loss_tokens"] = total_tokens
         if references is None:
             metrics["kl"] = None
@@ -455,7 +481,9 @@ class GRPOTrainer(Trainer):
     # ------------------------------------------------------------------------ metrics
 
     def batch_metrics(self, batch: SampledBatch) -> dict[str, Any]:
-        """Rewards, lengths and timings of the step's episodes."""
+        """Rewards, lengths and timings of the step's episodes (every rank's)."""
+        if self.dist.enabled:
+            batch = _merged(self.dist.gather(dataclasses.replace(batch, tensors=None)))
         trajectories, sampling = batch.trajectories, batch.sampling
         scored = [r for r in batch.rewards if r is not None]
         raw = [t.reward for t in trajectories if t.scored]
@@ -475,7 +503,7 @@ class GRPOTrainer(Trainer):
             "tokens_per_second": sum(lengths) / max(sampling["generate_seconds"], 1e-9),
             "time_generate": sampling["generate_seconds"],
             "time_score": sampling["rollout_seconds"] - sampling["generate_seconds"],
-            **{k: v for k, v in sampling.items() if k.startswith("dynamic")},
+            **_dynamic_sampling_metrics(sampling),
         }
 
     def scheduled_evaluation(self, step: int) -> dict[str, Any]:
@@ -491,6 +519,7 @@ class GRPOTrainer(Trainer):
         config = self.config
         n = tasks if tasks is not None else config.eval_tasks
         specs = episodes(config.env_id, n_tasks=n, seed=0, **held_out_env_kwargs(config.env_kwargs))
+        specs = self.dist.share(specs)  # on several processes, each rank plays its share
         modes = {"eval_sampled": config.temperature}
         if config.eval_greedy:
             modes["eval_greedy"] = 0.0
@@ -504,17 +533,21 @@ class GRPOTrainer(Trainer):
                 seed=config.seed + 7919,
                 max_episode_tokens=config.max_episode_tokens,
             )
-            with self._generation_context():
-                trajectories = rollout(
-                    self.policy,
-                    specs,
-                    params=params,
-                    max_batch_size=config.generation_batch_size,
-                    pool=self.env_pool,
+            with gathered(self.model), self._generation_context():
+                trajectories = (
+                    rollout(
+                        self.policy,
+                        specs,
+                        params=params,
+                        max_batch_size=config.generation_batch_size,
+                        pool=self.env_pool,
+                    )
+                    if specs
+                    else []
                 )
-            results[f"{name}_accuracy"] = _mean(
-                [float(t.scored and t.reward >= 1.0 - 1e-9) for t in trajectories]
-            )
+            solved = sum(float(t.scored and t.reward >= 1.0 - 1e-9) for t in trajectories)
+            solved, played = self.dist.sum([solved, float(len(trajectories))])
+            results[f"{name}_accuracy"] = solved / played if played else 0.0
         return results
 
     # ------------------------------------------------------------------------ internals
@@ -532,17 +565,45 @@ class GRPOTrainer(Trainer):
         timed = _TimedPolicy(self.policy, self._generation_context)
         started = time.perf_counter()
         kept: list[list[Trajectory]] = []
-        seen = dropped = 0
         self.model.eval()
+        # on several processes, this rank's block of each round's tasks
+        share = self.dist.block(config.prompts_per_step)
+        with gathered(self.model):
+            trajectories, seen, dropped = self._sampling_rounds(timed, share, kept)
+        if not kept:  # every group was uninformative: train on the last round (advantages 0)
+            kept = [
+                trajectories[s : s + config.group_size]
+                for s in range(0, len(trajectories), config.group_size)
+            ]
+        kept = kept[: len(share)]
+        info: dict[str, Any] = {
+            "generate_seconds": timed.seconds,
+            "rollout_seconds": time.perf_counter() - started,
+        }
+        if config.dynamic_sampling:
+            info["dynamic_groups_dropped"] = dropped
+            info["dynamic_groups_sampled"] = seen
+        return [t for group in kept for t in group], info
+
+    def _sampling_rounds(
+        self, timed: _TimedPolicy, share: range, kept: list[list[Trajectory]]
+    ) -> tuple[list[Trajectory], int, int]:
+        """Sample rounds of this rank's tasks into ``kept`` until it holds ``len(share)``
+        groups (one round without dynamic sampling). Returns the last round's episodes, and
+        how many groups were sampled and dropped."""
+        config = self.config
+        seen = dropped = 0
+        trajectories: list[Trajectory] = []
         for round_ in range(config.max_sampling_rounds if config.dynamic_sampling else 1):
             first_seed = (
                 TRAIN_SEED_BASE
                 + config.seed * 100_000_000
                 + (self.step * config.max_sampling_rounds + round_) * config.prompts_per_step
+                + share.start
             )
             specs = episodes(
                 config.env_id,
-                n_tasks=config.prompts_per_step,
+                n_tasks=len(share),
                 group_size=config.group_size,
                 seed=first_seed,
                 **config.env_kwargs,
@@ -570,22 +631,9 @@ class GRPOTrainer(Trainer):
                         dropped += 1
                         continue
                 kept.append(group)
-            if len(kept) >= config.prompts_per_step:
+            if len(kept) >= len(share):
                 break
-        if not kept:  # every group was uninformative: train on the last round (advantages 0)
-            kept = [
-                trajectories[s : s + config.group_size]
-                for s in range(0, len(trajectories), config.group_size)
-            ]
-        kept = kept[: config.prompts_per_step]
-        info: dict[str, Any] = {
-            "generate_seconds": timed.seconds,
-            "rollout_seconds": time.perf_counter() - started,
-        }
-        if config.dynamic_sampling:
-            info["dynamic_dropped_fraction"] = dropped / max(1, seen)
-            info["dynamic_groups_sampled"] = seen
-        return [t for group in kept for t in group], info
+        return trajectories, seen, dropped
 
     def _logprobs(
         self, part: TrainBatch, entropy: bool = False, model: Any = None
@@ -595,6 +643,7 @@ class GRPOTrainer(Trainer):
         if (
             config.share_prompt_prefix
             and not config.gradient_checkpointing  # no key/value cache under checkpointing
+            and not self.dist.enabled  # every rank must take the same passes
             and min(part.prefix_lengths) >= 2
         ):
             return shared_prefix_logprobs(
@@ -605,8 +654,9 @@ class GRPOTrainer(Trainer):
                 temperature=config.temperature,
                 entropy=entropy,
             )
-        return token_logprobs(
+        return run_sharded(  # on several processes, one pass of the root FSDP unit
             model,
+            token_logprobs,
             part.input_ids,
             part.attention_mask,
             temperature=self.config.temperature,
@@ -622,6 +672,42 @@ class GRPOTrainer(Trainer):
 
 
 # ------------------------------------------------------------------------------------ helpers
+
+
+def _dynamic_sampling_metrics(sampling: dict[str, Any]) -> dict[str, Any]:
+    if "dynamic_groups_sampled" not in sampling:
+        return {}
+    seen, dropped = sampling["dynamic_groups_sampled"], sampling["dynamic_groups_dropped"]
+    return {"dynamic_dropped_fraction": dropped / max(1, seen), "dynamic_groups_sampled": seen}
+
+
+def _placeholder(batch: TrainBatch) -> TrainBatch:
+    """A row of ``batch`` with nothing to learn (mask 0, advantage 0): a pass that moves no
+    parameter, for a rank with fewer micro-batches than the others."""
+    row = batch.select([0])
+    return dataclasses.replace(
+        row, mask=torch.zeros_like(row.mask), advantages=torch.zeros_like(row.advantages)
+    )
+
+
+def _merged(batches: Sequence[SampledBatch]) -> SampledBatch:
+    """The ranks' sampled batches as one (for the step's metrics): episodes in rank order, the
+    slowest rank's seconds, the summed counts of dynamic sampling."""
+    sampling: dict[str, Any] = {
+        key: max(b.sampling[key] for b in batches)
+        for key in ("generate_seconds", "rollout_seconds")
+    }
+    for key in ("dynamic_groups_sampled", "dynamic_groups_dropped"):
+        if key in batches[0].sampling:
+            sampling[key] = sum(b.sampling[key] for b in batches)
+    return SampledBatch(
+        trajectories=[t for b in batches for t in b.trajectories],
+        rewards=[r for b in batches for r in b.rewards],
+        informative=[i for b in batches for i in b.informative],
+        cut=[c for b in batches for c in b.cut],
+        tensors=None,
+        sampling=sampling,
+    )
 
 
 def frozen_copy(model: Any, dtype: torch.dtype | None = None) -> Any:

@@ -314,13 +314,14 @@ class SFTTrainer(Trainer):
         ``[batch, length, vocabulary]`` logits exist, and positions before the micro-batch's
         first assistant target and padded ones never reach it."""
         from rlenv.train.algorithm import token_logprobs
+        from rlenv.train.distributed import run_sharded
 
         rows = part.rows
         # every column before the first assistant target of any row is prompt: skip it
         first = int(rows.mask.any(0).int().argmax())
         with self._autocast_context():
-            logprobs, _ = token_logprobs(
-                self.model, rows.input_ids, rows.attention_mask, first=first
+            logprobs, _ = run_sharded(  # on several processes, one pass of the root unit
+                self.model, token_logprobs, rows.input_ids, rows.attention_mask, first=first
             )
         return -(logprobs.float() * rows.mask).sum() / max(1, part.tokens), {}
 

@@ -169,3 +169,84 @@ def test_rlenv_train_grpo_on_two_processes_resumes_exactly(model_path, tmp_path)
     evaluated = [row for row in metrics(unbroken) if "eval_sampled_accuracy" in row]
     assert [row["step"] for row in evaluated] == [0, 3]
     assert (resumed / "model" / "model.safetensors").is_file()
+
+
+def test_rlenv_train_dpo_on_two_processes_equals_one_process(model_path, tmp_path):
+    """`rlenv train-dpo` under torchrun: every rank computes the reference log-probs of every
+    pair (as many passes on each), then trains on its share of each batch's pairs; the
+    metrics equal the one-process run's."""
+    pairs = [
+        {"prompt": [{"role": "user", "content": f"Say a or b. {i}"}],
+         "chosen": "aaaa" * (1 + i % 2), "rejected": "bbbb", "chosen_reward": 1.0}
+        for i in range(5)
+    ]  # fmt: skip
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(pair) + "\n" for pair in pairs))
+    common = [
+        "cli", "train-dpo", str(data), "--model", str(model_path), "--steps", "2",
+        "--set", "batch_size=5", "--set", "micro_batch_size=2", "--set", "precision=fp32",
+        "--set", "learning_rate=0.01", "--set", "progress=false",
+    ]  # fmt: skip
+    run_worker(*common, "--out", str(tmp_path / "one"), processes=1, cwd=tmp_path)
+    run_worker(*common, "--out", str(tmp_path / "two"), processes=2, cwd=tmp_path)
+    single, sharded = metrics(tmp_path / "one"), metrics(tmp_path / "two")
+    assert len(single) == len(sharded) == 2
+    assert single[1]["loss"] < single[0]["loss"]  # it learnt
+    for a, b in zip(single, sharded, strict=True):
+        for key in ("loss", "grad_norm", "reward_accuracy", "margin"):
+            assert close(b[key], a[key], atol=1e-6), (key, a, b)
+
+
+# ------------------------------------------------------------------ refusals, in this process
+
+
+@pytest.fixture
+def three_processes(monkeypatch):
+    """This process believes it is rank 0 of 3 (only what runs before any collective)."""
+    from rlenv.train import _runtime
+    from rlenv.train.distributed import Distributed
+
+    monkeypatch.setattr(
+        _runtime.Distributed,
+        "from_environment",
+        classmethod(lambda cls, device=None: Distributed(0, 3)),
+    )
+
+
+def test_groups_that_do_not_split_evenly_over_the_processes_are_refused(
+    three_processes, tiny, tmp_path
+):
+    from rlenv.train import GRPOConfig
+    from rlenv.train.grpo import GRPOTrainer
+
+    model, tokenizer = tiny
+    config = GRPOConfig(env_id="tests/CountA-v0", out=str(tmp_path), prompts_per_step=4)
+    with pytest.raises(ValueError, match="make it a multiple of 3"):
+        GRPOTrainer(config, model, tokenizer)
+
+
+def test_lora_on_several_processes_is_refused_with_what_to_do(three_processes, tiny, tmp_path):
+    pytest.importorskip("peft")
+    from rlenv.errors import RLEnvError
+    from rlenv.train import GRPOConfig
+    from rlenv.train.grpo import GRPOTrainer
+
+    model, tokenizer = tiny
+    config = GRPOConfig(
+        env_id="tests/CountA-v0", out=str(tmp_path), prompts_per_step=3, lora_rank=4
+    )
+    with pytest.raises(RLEnvError, match=r"train LoRA on one process.*lora_rank=0"):
+        GRPOTrainer(config, model, tokenizer)
+
+
+def test_a_checkpoint_folder_resumed_on_one_process_says_to_use_torchrun(tiny, tmp_path):
+    from rlenv.errors import RLEnvError
+    from rlenv.train import GRPOConfig
+    from rlenv.train.grpo import GRPOTrainer
+
+    model, tokenizer = tiny
+    trainer = GRPOTrainer(GRPOConfig(env_id="tests/CountA-v0", out=str(tmp_path)), model, tokenizer)
+    folder = tmp_path / "checkpoint"
+    folder.mkdir()
+    with pytest.raises(RLEnvError, match=r"several processes.*torchrun --nproc_per_node"):
+        trainer.load_checkpoint(folder)

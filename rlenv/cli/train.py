@@ -79,7 +79,10 @@ def _add_training_arguments(
         length.add_argument("--epochs", type=epochs, help="passes over the data (1)")
     parser.add_argument("--out", help=f"output directory ({out_default})")
     if resume:
-        parser.add_argument("--resume", metavar="CHECKPOINT", help="a checkpoint.pt to resume from")
+        parser.add_argument(
+            "--resume", metavar="CHECKPOINT",
+            help="a checkpoint.pt to resume from (a run under torchrun: its checkpoint folder)",
+        )  # fmt: skip
         parser.add_argument(
             "--force-resume", action="store_true",
             help="resume even though settings other than steps, output, logging and batch "
@@ -121,7 +124,9 @@ def _run(trainer: Any, args: argparse.Namespace, *, saves_model: bool = False) -
         trainer.load_checkpoint(args.resume, force=args.force_resume)
     trainer.train()
     model = trainer.out / "model" if saves_model else trainer.save_model()
-    print(f"metrics: {trainer.out / 'metrics.jsonl'}\nmodel: {model}")
+    if trainer.dist.is_main:  # under torchrun, every rank gets here
+        print(f"metrics: {trainer.out / 'metrics.jsonl'}\nmodel: {model}")
+    trainer.dist.close()
     return EXIT_OK
 
 

@@ -570,6 +570,8 @@ class Trainer:
         :class:`ConfigChangedOnResume` names the changed ones, and nothing is loaded.
         ``force=True`` resumes anyway, with this run's settings."""
         path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no checkpoint at {path}")
         if path.is_dir() != self.dist.enabled:
             raise RLEnvError(
                 f"{path} is a checkpoint of a run on "

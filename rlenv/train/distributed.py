@@ -93,9 +93,10 @@ class Distributed:
 
     def device(self, configured: str | None) -> str:
         """The device this rank computes on: ``cuda:LOCAL_RANK`` when the run is on CUDA and has
-        several processes (each process drives one GPU), else ``configured``."""
+        several processes (each process drives one GPU, whatever index ``configured``
+        names), else ``configured`` (default: CUDA if available)."""
         device = configured or ("cuda" if torch.cuda.is_available() else "cpu")
-        if self.enabled and device == "cuda":
+        if self.enabled and device.startswith("cuda"):
             torch.cuda.set_device(self.local_rank)
             return f"cuda:{self.local_rank}"
         return device
@@ -161,6 +162,17 @@ class Distributed:
             import torch.distributed as dist
 
             dist.barrier()
+
+    def close(self) -> None:
+        """Leave the process group once every rank is done (a process that exits while
+        another still talks to it can abort the other)."""
+        if not self.enabled:
+            return
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
 
     def _collective_device(self) -> str:
         import torch.distributed as dist

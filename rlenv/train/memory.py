@@ -18,7 +18,9 @@ decoder-only transformer (Llama and Qwen2 layouts):
   softmax of the backward pass, the gradients): :data:`LOGIT_BYTES` a logit, measured; a
   chunked path holds one chunk of them;
 - **generation's key/value cache**, in a separate phase (rollouts do not overlap the
-  backward pass): the peak is the larger of the two phases.
+  backward pass): the peak is the larger of the two phases. Under FSDP the trainer gathers
+  the whole trained model in the compute dtype for generation
+  (:func:`rlenv.train.distributed.gathered`), which that phase holds besides the shards.
 
 Every term is a product of counts from :class:`ModelShape`. The parameter counts are exact
 (tested against the model ``transformers`` builds on the ``meta`` device) and the per-layer
@@ -278,7 +280,8 @@ class MemoryEstimate:
     plus its adapters), ``compute_copy`` (bf16 copy of the trainable weights, mixed precision
     on one GPU), ``optimizer`` and ``reference``. ``gradients`` exist from the backward pass to
     the optimizer step. ``in_flight_parameters`` / ``in_flight_gradients`` are FSDP's unsharded
-    units. ``activations`` and ``logits`` belong to the training phase, ``kv_cache`` to
+    units. ``activations`` and ``logits`` belong to the training phase, ``kv_cache`` and
+    ``gathered_for_generation`` (FSDP: the whole model unsharded in the compute dtype) to
     generation.
     """
 
@@ -295,6 +298,7 @@ class MemoryEstimate:
     activations: int
     logits: int
     kv_cache: int
+    gathered_for_generation: int = 0
     gpu_bytes: int = field(default=GPU_BYTES)
 
     @property
@@ -322,8 +326,12 @@ class MemoryEstimate:
 
     @property
     def generation_peak(self) -> int:
-        """Rollouts: the persistent state (no gradients) and the key/value cache."""
-        return self.model_state - self.gradients - self.in_flight_gradients + self.kv_cache
+        """Rollouts: the persistent state (no gradients; under FSDP the whole model gathered
+        instead of the units in flight) and the key/value cache."""
+        persistent = self.model_state - self.gradients - self.in_flight_gradients
+        if self.gathered_for_generation:
+            persistent += self.gathered_for_generation - self.in_flight_parameters
+        return persistent + self.kv_cache
 
     @property
     def peak(self) -> int:
@@ -402,7 +410,7 @@ def estimate_memory(
     optimizer = 2 * trainable * _FP32 // gpus  # AdamW: exp_avg and exp_avg_sq
     reference_bytes = total * compute // gpus if reference == "copy" else 0
     compute_copy = 0
-    in_flight_parameters = in_flight_gradients = 0
+    in_flight_parameters = in_flight_gradients = gathered_for_generation = 0
     if gpus == 1:
         if precision == "bf16":
             compute_copy = trainable * _BF16
@@ -413,6 +421,7 @@ def estimate_memory(
         in_flight_parameters = units * compute
         if not lora_rank:  # unsharded gradients before the fp32 reduce-scatter
             in_flight_gradients = (shape.root_parameters + shape.layer_parameters) * _FP32
+        gathered_for_generation = total * compute  # every unit unsharded while sampling
 
     per_layer = layer_activation_bytes(shape, compute)
     if gradient_checkpointing:
@@ -438,6 +447,7 @@ def estimate_memory(
         reference=reference_bytes,
         in_flight_parameters=in_flight_parameters,
         in_flight_gradients=in_flight_gradients,
+        gathered_for_generation=gathered_for_generation,
         activations=activations,
         logits=logits,
         kv_cache=kv_cache,

@@ -142,6 +142,11 @@ def test_fsdp_divides_the_state_and_adds_the_units_in_flight():
     # root unit + the layer computing + one prefetched, in bf16; root and one layer's fp32 grads
     assert eight.in_flight_parameters == (SMALL_ROOT + 2 * SMALL_LAYER) * 2
     assert eight.in_flight_gradients == (SMALL_ROOT + SMALL_LAYER) * 4
+    # generation holds the whole model gathered in bf16 (not the units), and no gradients
+    assert eight.gathered_for_generation == SMALL.parameters * 2
+    assert eight.generation_peak == (
+        eight.weights + eight.optimizer + eight.reference + SMALL.parameters * 2 + eight.kv_cache
+    )
     big = MODEL_SHAPES["Qwen2.5-7B"]
     sharded = estimate_memory(big, fsdp_world_size=8)
     assert sharded.weights + sharded.gradients + sharded.optimizer == 16 * big.parameters // 8

@@ -32,7 +32,12 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 def run_worker(*args: str, processes: int, cwd: Path) -> subprocess.CompletedProcess:
     """The worker on ``processes`` processes (torchrun when more than one); fails the test
     with the processes' output when it fails."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPOSITORY), "PYTHONFAULTHANDLER": "1"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(REPOSITORY),
+        "PYTHONFAULTHANDLER": "1",
+    }
     for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
     launcher = [sys.executable]

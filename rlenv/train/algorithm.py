@@ -35,6 +35,7 @@ __all__ = [
     "parse_error_rewards",
     "shared_prefix_logprobs",
     "token_logprobs",
+    "truncated_importance_weights",
 ]
 
 Aggregation = Literal["token", "sequence", "constant"]
@@ -122,6 +123,31 @@ def overlong_penalty(length: int, max_tokens: int, buffer: int) -> float:
     if length <= start:
         return 0.0
     return max(-1.0, (start - length) / buffer)
+
+
+def truncated_importance_weights(
+    trainer_logprobs: torch.Tensor,
+    sampler_logprobs: torch.Tensor,
+    mask: torch.Tensor,
+    cap: float,
+) -> tuple[torch.Tensor, float]:
+    """Truncated importance sampling (TIS) weights for tokens drawn by a sampler that is not the
+    trainer's forward pass (vLLM, paged bf16 kernels): ``w_t = min(pi_trainer(o_t) /
+    pi_sampler(o_t), cap)``, no gradient; 1 where ``mask`` is 0.
+
+    The policy gradient is an expectation over the trainer's policy, but the tokens were drawn
+    from the sampler's, which differs by its kernels and precision; weighting each token by the
+    ratio corrects the expectation, and capping it at ``cap`` bounds the variance a rare token
+    would bring. Yao et al. 2025, "Your Efficient RL Framework Secretly Brings You Off-Policy RL
+    Training" (https://fengyao.notion.site/off-policy-rl), use ``cap`` = 2 by default.
+
+    Returns the weights and the share of masked tokens whose ratio was capped.
+    """
+    ratio = torch.exp((trainer_logprobs.detach() - sampler_logprobs).clamp(max=math.log(cap) + 1))
+    capped = (ratio > cap) & (mask > 0)
+    weights = torch.where(mask > 0, ratio.clamp(max=cap), torch.ones_like(ratio))
+    tokens = float(mask.sum())
+    return weights, (float(capped.sum()) / tokens if tokens else 0.0)
 
 
 LOGPROB_CHUNK_TOKENS = 1024

@@ -169,6 +169,22 @@ class GRPOConfig(TrainConfig):
         "through rlenv.rollout may use top_p).",
     )
     generation_batch_size: int = Field(64, ge=1, description="Most conversations per generate.")
+    generation_backend: Literal["loop", "hf", "hf-batch", "vllm"] = Field(
+        "loop",
+        description="What samples the rollouts: 'loop' (rlenv's decoding loop, the CPU "
+        "default), 'hf' (model.generate), 'hf-batch' (transformers' continuous batching, "
+        "paged KV cache), 'vllm' (a colocated vLLM engine; GPU machines).",
+    )
+    sampler_correction: Literal["auto", "tis", "off"] = Field(
+        "auto",
+        description="Truncated importance sampling (TIS) by the sampler's log-probs: each "
+        "token's loss is weighted by min(pi_old / pi_sampler, tis_cap). 'auto': on when the "
+        "sampler is not the trainer's own forward pass ('hf-batch', 'vllm'), off for 'loop' and "
+        "'hf'; 'tis': always; 'off': never.",
+    )
+    tis_cap: float = Field(
+        2.0, ge=1.0, description="The largest importance weight TIS gives a token (C)."
+    )
 
     # ---- advantages
     scale_rewards: bool = Field(

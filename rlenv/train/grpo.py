@@ -51,6 +51,7 @@ from rlenv.train.algorithm import (
     parse_error_rewards,
     shared_prefix_logprobs,
     token_logprobs,
+    truncated_importance_weights,
 )
 from rlenv.train.config import GRPOConfig, held_out_env_kwargs
 from rlenv.train.distributed import gathered, run_sharded
@@ -303,6 +304,8 @@ class GRPOTrainer(Trainer):
         self.reference = None
         if config.beta > 0 and config.lora_rank == 0:
             self.reference = frozen_copy(model, torch.bfloat16 if self.autocast else None)
+        if config.generation_backend == "vllm":
+            raise NotImplementedError("the vllm backend is wired in by issue 19's next commit")
         self.policy = TransformersPolicy(
             model,
             tokenizer,
@@ -310,7 +313,14 @@ class GRPOTrainer(Trainer):
             batch_size=config.generation_batch_size,
             name=config.model,
             cast_bf16=False,
+            decoder=config.generation_backend,
         )
+        own_forward = config.generation_backend in ("loop", "hf")
+        self.correct_sampler = config.sampler_correction == "tis" or (
+            config.sampler_correction == "auto" and not own_forward
+        )
+        """Whether the loss applies truncated importance sampling by the sampler's log-probs
+        (the sampler is not the trainer's own forward pass)."""
         self.pad_id = tokenizer.pad_token_id
         # Envs are made once and reused by every step's rollouts (and evaluation's).
         self.env_pool = EnvPool()
@@ -411,7 +421,7 @@ class GRPOTrainer(Trainer):
         taken = [step for step in steps if step.skipped is None]
         metrics: dict[str, Any] = {
             key: _mean([step.sums.get(key, 0.0) for step in taken]) if taken else None
-            for key in ("loss", "kl", "clip_low", "clip_high")
+            for key in ("loss", "kl", "clip_low", "clip_high", "tis_capped")
         }
         for key in ("entropy", "logprob_mismatch"):  # over the rows trained on, first update
             metrics[key] = steps[0].sums.get(key) if steps[0].skipped is None else None
@@ -421,6 +431,8 @@ class GRPOTrainer(Trainer):
         metrics["loss_tokens"] = total_tokens
         if references is None:
             metrics["kl"] = None
+        if not self.correct_sampler:
+            metrics["tis_capped"] = None
         metrics["skipped"] = (
             "; ".join(f"update {i}: {step.skipped}" for i, step in enumerate(steps) if step.skipped)
             or None
@@ -450,6 +462,15 @@ class GRPOTrainer(Trainer):
         )
         share = float(mask.sum()) / max(1, part.trained_tokens)
         metrics = {"clip_low": clip.low * share, "clip_high": clip.high * share}
+        if self.correct_sampler:
+            # L_t *= min(pi_old / pi_sampler, C): the tokens were drawn by another sampler
+            # (vLLM, paged kernels), so each is reweighted to the trainer's policy, capped
+            #   [TIS, Yao et al. 2025]
+            weights, capped = truncated_importance_weights(
+                old, rows.sampler_logprobs, mask, config.tis_cap
+            )
+            per_token = per_token * weights
+            metrics["tis_capped"] = capped * share
         if part.ref_logprobs is not None:
             # L_t += beta * KL_t, KL_t = pi_ref/pi_theta - log(pi_ref/pi_theta) - 1 (the k3
             # estimator: unbiased, >= 0)   [GRPO, Shao et al. 2024; Schulman 2020]

@@ -5,8 +5,9 @@ different times (multi-turn ones take more turns), and the batch keeps filling f
 so the model always sees as many conversations as ``max_batch_size`` allows. Environment steps of
 a round run concurrently in a thread pool, so one slow verifier (a code sandbox, a tool) does not
 hold up the others. ``group_size`` samples of a task share its seed — what GRPO needs. Each call
-samples with its own seed, derived from ``SamplingParams.seed``; an episode's total tokens can be
-capped with ``SamplingParams.max_episode_tokens``.
+samples with its own seed, derived from ``SamplingParams.seed``, and each conversation of a call
+carries its episode's own seed (``SamplingParams.seeds``) for backends that send one request per
+conversation; an episode's total tokens can be capped with ``SamplingParams.max_episode_tokens``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from rlenv.chat import copy_messages
 from rlenv.handles import TaskHandle, task_seeds
 from rlenv.pool import EnvPool
-from rlenv.rollout.policy import Completion, Policy, SamplingParams, call_seed
+from rlenv.rollout.policy import Completion, Policy, SamplingParams, call_seed, episode_seed
 from rlenv.rollout.trajectory import StopReason, Trajectory, TurnRecord
 
 __all__ = ["EpisodeSpec", "episodes", "rollout"]
@@ -110,11 +111,14 @@ def rollout(
         params: Sampling settings. Each ``generate`` call gets its own seed, derived from
             ``params.seed`` and the call's number (:func:`~rlenv.rollout.policy.call_seed`):
             the turns and waves of a rollout never repeat their noise, and the same seed
-            reproduces the whole rollout. With ``params.max_episode_tokens``, each turn gets
-            ``min(max_new_tokens, tokens left)`` (episodes with different limits go in
-            separate calls) and an episode whose budget runs out is truncated, with
-            ``stop_reason="max_episode_tokens"``; the budget counts each completion's token
-            ids (or its ``usage.completion_tokens``).
+            reproduces the whole rollout. Each conversation of a call also gets its episode's
+            seed for that turn (``SamplingParams.seeds``, see
+            :func:`~rlenv.rollout.policy.episode_seed`), which backends that send one request
+            per conversation use (OpenAIPolicy), so the samples of a group differ. With
+            ``params.max_episode_tokens``, each turn gets ``min(max_new_tokens, tokens left)``
+            (episodes with different limits go in separate calls) and an episode whose budget
+            runs out is truncated, with ``stop_reason="max_episode_tokens"``; the budget counts
+            each completion's token ids (or its ``usage.completion_tokens``).
         max_batch_size: The most conversations in one ``generate`` call.
         env_workers: Threads stepping environments concurrently.
         on_episode: Called with each trajectory as soon as its episode ends (progress bars).
@@ -156,11 +160,14 @@ def rollout(
                 completions: list[Completion] = [None] * len(active)  # type: ignore[list-item]
                 for limit in sorted(set(limits), reverse=True):
                     rows = [i for i, row_limit in enumerate(limits) if row_limit == limit]
+                    batch = [active[i] for i in rows]
                     call_params = replace(
-                        params, max_new_tokens=limit, seed=call_seed(params.seed, calls)
+                        params,
+                        max_new_tokens=limit,
+                        seed=call_seed(params.seed, calls),
+                        seeds=_episode_seeds(params.seed, batch),
                     )
                     calls += 1
-                    batch = [active[i] for i in rows]
                     for i, completion in zip(
                         rows, _generate(policy, batch, call_params, prefixes_wanted), strict=True
                     ):
@@ -221,6 +228,15 @@ def _checked(policy: Policy) -> Policy:
             "rlenv.rollout.Policy) and `generate`, or subclass rlenv.rollout.Policy"
         )
     return policy
+
+
+def _episode_seeds(seed: int | None, batch: list[_Live]) -> tuple[int, ...] | None:
+    """Each conversation's own seed (``SamplingParams.seeds``): its episode's position in the
+    specs and its turn number, so that the samples of a group, which send identical
+    conversations, never share a seed with a backend that seeds each request."""
+    if seed is None:
+        return None
+    return tuple(episode_seed(seed, live.index, len(live.turns)) for live in batch)
 
 
 def _turn_limit(params: SamplingParams, live: _Live) -> int:

@@ -14,7 +14,15 @@ from typing import Any, Protocol, runtime_checkable
 
 from rlenv.chat import Message
 
-__all__ = ["Completion", "Policy", "SamplingParams", "ScriptedPolicy", "call_seed"]
+__all__ = [
+    "Completion",
+    "Policy",
+    "SamplingParams",
+    "ScriptedPolicy",
+    "call_seed",
+    "episode_seed",
+    "row_seed",
+]
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,17 @@ class SamplingParams:
     (``max_new_tokens`` limits one turn). The rollout engine gives each turn
     ``min(max_new_tokens, what the episode has left)`` and truncates the episode when nothing
     is left (``Trajectory.stop_reason == "max_episode_tokens"``). None: no episode budget."""
+    seeds: tuple[int, ...] | None = None
+    """One seed per conversation of a ``generate`` call, for backends that seed each
+    conversation on its own: :class:`~rlenv.rollout.OpenAIPolicy` sends one request per
+    conversation, each with its own ``seed`` field, and a server such as vLLM gives identical
+    requests with equal seeds identical samples. The rollout engine sets it, when ``seed`` is
+    set: turn ``t`` of episode ``i`` (the ``i``-th of its specs: task ``i // group_size``,
+    sample ``i % group_size`` for :func:`~rlenv.rollout.episodes`) gets
+    :func:`episode_seed` ``(seed, i, t)``, so the samples of a group never share a seed and an
+    episode samples the same whatever else shares its batch. None: such a backend seeds
+    conversation ``i`` of the call with :func:`row_seed` ``(seed, i)``. Backends that draw a
+    whole batch from one generator (``TransformersPolicy``) use ``seed`` and ignore this."""
 
 
 def call_seed(seed: int | None, call: int) -> int | None:
@@ -50,7 +69,32 @@ def call_seed(seed: int | None, call: int) -> int | None:
     field accepts), so no two calls of a run share their noise. None stays None."""
     if seed is None or call == 0:
         return seed
-    digest = hashlib.blake2b(f"{seed}:{call}".encode(), digest_size=8).digest()
+    return _hashed(f"{seed}:{call}")
+
+
+def row_seed(seed: int | None, row: int) -> int | None:
+    """The seed of conversation ``row`` (0-based) of a ``generate`` call seeded with ``seed``,
+    for a backend that seeds each conversation on its own (one request per conversation).
+
+    Row 0 uses ``seed`` itself (one conversation samples as the call's seed says); later rows a
+    31-bit hash of ``(seed, row)``, so identical conversations in one call (the samples of a
+    GRPO group) never share their noise. None stays None."""
+    if seed is None or row == 0:
+        return seed
+    return _hashed(f"{seed}:row:{row}")
+
+
+def episode_seed(seed: int, episode: int, turn: int) -> int:
+    """The seed of turn ``turn`` of episode ``episode`` of a rollout seeded with ``seed`` (both
+    0-based; the episode is its position in the rollout's specs): a 31-bit hash of the three,
+    so it depends on neither the batch size nor which other episodes share a call. The rollout
+    engine puts these in :attr:`SamplingParams.seeds` (an unseeded rollout sets none)."""
+    return _hashed(f"{seed}:episode:{episode}:turn:{turn}")
+
+
+def _hashed(key: str) -> int:
+    """A 31-bit hash of ``key`` (31 bits: what every server's seed field accepts)."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") % 2**31
 
 
@@ -97,8 +141,9 @@ class Policy(Protocol):
     those ids with only the tokens of the messages added since, never by re-tokenising the
     transcript, so that a multi-turn episode is one token sequence
     (:meth:`~rlenv.rollout.Trajectory.token_sequence`) and a trainer learns on the tokens the
-    model really produced. ``TransformersPolicy`` does this; a policy that only sees text (an
-    OpenAI-compatible endpoint, a script) leaves it False and is never passed ``prefixes``.
+    model really produced. ``TransformersPolicy`` and ``OpenAIPolicy(..., tokenizer=...)`` do
+    this; a policy that only sees text (an OpenAI-compatible chat endpoint, a script) leaves it
+    False and is never passed ``prefixes``.
     """
 
     def generate(

@@ -2,7 +2,11 @@
 
 The server is a small in-test implementation of the chat-completions protocol (stdlib
 ``http.server``): enough to test requests, responses, tool calls, retries, timeouts and the
-concurrency limit. It is not vLLM; the protocol is the same.
+concurrency limit. It is not vLLM (which needs a GPU); the protocol is the same. The token-id
+tests answer in the JSON shapes of vLLM's and SGLang's servers, read from their source (the
+files and commits are named in ``rlenv/rollout/openai.py``'s docstring), and one serves a tiny
+real model over ``/completions`` as vLLM does: token ids in, token ids and log-probs out, each
+request sampled from a generator seeded with its own ``seed``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import pytest
 
 from rlenv.rollout import SamplingParams, episodes, rollout
 from rlenv.rollout.openai import OpenAIPolicy, PolicyError, to_openai_messages
+from rlenv.rollout.policy import row_seed
 
 
 class FakeServer:
@@ -28,6 +33,7 @@ class FakeServer:
         self.max_in_flight = 0
         self.lock = threading.Lock()
         self.reply = lambda body: {"content": "echo: " + body["messages"][-1]["content"]}
+        self.payload = None  # payload(path, body) -> the whole response, when set
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -54,11 +60,14 @@ class FakeServer:
                     self.end_headers()
                     self.wfile.write(b'{"error": "busy"}')
                     return
-                message = {"role": "assistant", **server.reply(body)}
-                payload = {
-                    "choices": [{"message": message, "finish_reason": "stop"}],
-                    "usage": {"completion_tokens": 3},
-                }
+                if server.payload is not None:
+                    payload = server.payload(self.path, body)
+                else:
+                    message = {"role": "assistant", **server.reply(body)}
+                    payload = {
+                        "choices": [{"message": message, "finish_reason": "stop"}],
+                        "usage": {"completion_tokens": 3},
+                    }
                 data = json.dumps(payload).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -180,3 +189,338 @@ def test_the_rollout_engine_runs_on_an_endpoint(server):
         OpenAIPolicy(server.url, "tiny"), episodes("rlenv/Arithmetic-v0", n_tasks=3)
     )
     assert len(trajectories) == 3 and all(t.policy == "openai:tiny" for t in trajectories)
+
+
+# --- seeds: each sample of a group its own (issue 19) ---------------------------------------
+
+
+def _seed_echo(body):
+    """What vLLM's per-request seeding amounts to: the sample is a function of the seed."""
+    return {"content": f"seed {body.get('seed')}"}
+
+
+def test_the_samples_of_a_group_get_their_own_seeds_and_the_run_reproduces(server):
+    """A group's samples send identical messages; with one seed for all of them a vLLM server
+    returns K identical samples (the bug). Each episode now has its own seed, which depends on
+    the run's seed, the episode and the turn only: not on how episodes were batched."""
+    server.reply = _seed_echo
+    specs = episodes("rlenv/Arithmetic-v0", n_tasks=3, group_size=4)
+    params = SamplingParams(max_new_tokens=8, seed=0)
+
+    def seeds(**kwargs):
+        trajectories = rollout(OpenAIPolicy(server.url, "tiny"), specs, params=params, **kwargs)
+        return [t.turns[0].completion for t in trajectories]
+
+    first = seeds()
+    groups = [first[i : i + 4] for i in range(0, 12, 4)]
+    assert all(len(set(group)) == 4 for group in groups), groups
+    assert len(set(first)) == 12
+    assert seeds() == first  # the same run reproduces
+    assert seeds(max_batch_size=5) == first  # whatever the batching
+    params = SamplingParams(max_new_tokens=8, seed=1)
+    assert not set(seeds()) & set(first)  # another run's seed, other samples
+
+
+def test_identical_conversations_in_one_call_get_their_own_seeds(server):
+    server.reply = _seed_echo
+    conversation = [{"role": "user", "content": "same"}]
+    completions = OpenAIPolicy(server.url, "tiny").generate(
+        [conversation] * 4, [[]] * 4, SamplingParams(seed=3)
+    )
+    assert [c.text for c in completions] == [f"seed {row_seed(3, i)}" for i in range(4)]
+    assert completions[0].text == "seed 3" and len({c.text for c in completions}) == 4
+    unseeded = OpenAIPolicy(server.url, "tiny").generate(
+        [conversation], [[]], SamplingParams(seed=None)
+    )
+    assert unseeded[0].text == "seed None"  # no seed field: the server's own noise
+    with pytest.raises(ValueError, match="one per conversation"):
+        OpenAIPolicy(server.url, "tiny").generate(
+            [conversation] * 2, [[]] * 2, SamplingParams(seeds=(1,))
+        )
+
+
+def test_collect_with_samples_against_an_endpoint_sends_each_sample_its_own_seed(server, tmp_path):
+    from rlenv.cli import main
+
+    server.reply = _seed_echo
+    out = tmp_path / "kept.jsonl"
+    assert main(["collect", "rlenv/Arithmetic-v0", "--model", "tiny", "--base-url", server.url,
+                 "-n", "2", "--samples", "3", "--keep", "all", "--out", str(out)]) == 0  # fmt: skip
+    sent = [request["body"]["seed"] for request in server.requests]
+    assert len(sent) == 6 and len(set(sent)) == 6
+
+
+# --- token ids and log-probs, in vLLM's and SGLang's shapes ----------------------------------
+
+
+def _vllm_chat(path, body):
+    """vLLM's ChatCompletionResponse (vllm/entrypoints/openai/chat_completion/protocol.py):
+    prompt_token_ids at the top level, token_ids in the choice (return_token_ids), log-prob
+    tokens as "token_id:N" (return_tokens_as_token_ids)."""
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": body["model"],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "ab", "reasoning": None},
+                "logprobs": {
+                    "content": [
+                        {"token": f"token_id:{i}", "logprob": lp, "bytes": None, "top_logprobs": []}
+                        for i, lp in [(7, -0.5), (8, -1.25), (2, -0.125)]
+                    ]
+                },
+                "finish_reason": "stop",
+                "stop_reason": None,
+                "token_ids": [7, 8, 2],
+            }
+        ],
+        "usage": {"prompt_tokens": 3, "total_tokens": 6, "completion_tokens": 3},
+        "prompt_logprobs": None,
+        "prompt_token_ids": [1, 5, 6],
+    }
+
+
+def _sglang_chat(path, body):
+    """SGLang's ChatCompletionResponse (python/sglang/srt/entrypoints/openai/protocol.py): both
+    id lists in the choice (return_prompt_token_ids, return_token_ids), log-prob tokens as
+    text with their bytes."""
+    content = [
+        {"token": token, "bytes": list(token.encode()), "logprob": lp, "top_logprobs": []}
+        for token, lp in [("a", -0.5), ("b", -1.25), ("<|im_end|>", -0.125)]
+    ]
+    return {
+        "id": "1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": body["model"],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "ab", "reasoning_content": None},
+                "logprobs": {"content": content},
+                "finish_reason": "stop",
+                "matched_stop": 2,
+                "prompt_token_ids": [1, 5, 6],
+                "token_ids": [7, 8, 2],
+            }
+        ],
+        "usage": {"prompt_tokens": 3, "total_tokens": 6, "completion_tokens": 3},
+    }
+
+
+@pytest.mark.parametrize("shape", [_vllm_chat, _sglang_chat], ids=["vllm", "sglang"])
+def test_token_ids_and_logprobs_from_a_chat_endpoint(server, shape):
+    server.payload = shape
+    completion = OpenAIPolicy(server.url, "tiny", token_ids=True).generate(
+        [[{"role": "user", "content": "hi"}]], [[]], SamplingParams(temperature=1.0, seed=5)
+    )[0]
+    assert completion.text == "ab" and completion.finish_reason == "stop"
+    assert completion.prompt_token_ids == [1, 5, 6]
+    assert completion.completion_token_ids == [7, 8, 2]
+    assert completion.logprobs == [-0.5, -1.25, -0.125]
+    body = server.requests[0]["body"]
+    assert body["logprobs"] is True and body["return_token_ids"] is True
+    assert body["return_tokens_as_token_ids"] is True and body["return_prompt_token_ids"] is True
+    # generation_config defaults would otherwise change the distribution sampled from
+    assert (body["top_k"], body["min_p"], body["repetition_penalty"]) == (-1, 0.0, 1.0)
+    assert body["seed"] == 5 and server.requests[0]["path"] == "/v1/chat/completions"
+
+
+def test_an_older_vllm_without_token_ids_still_gives_them_through_its_logprob_tokens(server):
+    def older(path, body):
+        payload = _vllm_chat(path, body)
+        del payload["choices"][0]["token_ids"]
+        return payload
+
+    server.payload = older
+    completion = OpenAIPolicy(server.url, "tiny", token_ids=True).generate(
+        [[{"role": "user", "content": "hi"}]], [[]], SamplingParams()
+    )[0]
+    assert completion.completion_token_ids == [7, 8, 2]
+
+
+def test_a_server_without_token_ids_is_a_clear_error(server):
+    # The plain OpenAI shape: no ids anywhere, log-prob tokens as text.
+    server.reply = lambda body: {"content": "ab"}
+    policy = OpenAIPolicy(server.url, "tiny", token_ids=True)
+    with pytest.raises(PolicyError, match=r"no prompt token ids.*tokenizer="):
+        policy.generate([[{"role": "user", "content": "hi"}]], [[]], SamplingParams())
+
+    def no_completion_ids(path, body):
+        payload = _sglang_chat(path, body)
+        del payload["choices"][0]["token_ids"]
+        return payload
+
+    server.payload = no_completion_ids
+    with pytest.raises(PolicyError, match="no completion token ids"):
+        policy.generate([[{"role": "user", "content": "hi"}]], [[]], SamplingParams())
+
+    def short_logprobs(path, body):
+        payload = _vllm_chat(path, body)
+        payload["choices"][0]["logprobs"]["content"].pop()
+        return payload
+
+    server.payload = short_logprobs
+    with pytest.raises(PolicyError, match="2 log-probs for 3 generated token ids"):
+        policy.generate([[{"role": "user", "content": "hi"}]], [[]], SamplingParams())
+    # without token_ids=True nothing of this is asked for, and None stays None
+    plain = OpenAIPolicy(server.url, "tiny").generate(
+        [[{"role": "user", "content": "hi"}]], [[]], SamplingParams()
+    )[0]
+    assert plain.completion_token_ids is None and plain.logprobs is None
+    assert "return_token_ids" not in server.requests[-1]["body"]
+    assert "top_k" not in server.requests[-1]["body"]  # a hosted API would refuse it
+
+
+# --- token in, token out: /completions with the policy's own prompt ids ----------------------
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    pytest.importorskip("torch")
+    from rlenv.rollout.transformers import TransformersPolicy
+    from rlenv.testing import tiny_chat_model
+
+    model, tokenizer = tiny_chat_model(0, corpus="Guess a number. Higher. Lower. user assistant")
+    return TransformersPolicy(model, tokenizer, device="cpu", name="tiny")
+
+
+def _serve_like_vllm(engine, lock):
+    """vLLM's /v1/completions for a token prompt (vllm/entrypoints/openai/completion/), backed by
+    a real tiny model: the request's ids are the prompt, generation stops at its
+    ``stop_token_ids``, its ``seed`` seeds the request's own sampler, and the choice carries
+    ``prompt_token_ids``, ``token_ids`` and one ``token_logprobs`` entry per id, with
+    ``"token_id:N"`` tokens."""
+    import torch
+
+    def payload(path, body):
+        assert path == "/v1/completions"
+        assert sorted(body["stop_token_ids"]) == sorted(engine.stop_ids)
+        prompt = body["prompt"]
+        params = SamplingParams(
+            max_new_tokens=body["max_tokens"], temperature=body["temperature"], top_p=body["top_p"]
+        )
+        generator = torch.Generator().manual_seed(body.get("seed") or 0)
+        with lock:
+            out = engine._decode([prompt], params, generator)[0]
+        ids = out.completion_token_ids
+        return {
+            "id": "cmpl-1",
+            "object": "text_completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "text": out.text,
+                    "logprobs": {
+                        "text_offset": list(range(len(ids))),
+                        "token_logprobs": out.logprobs,
+                        "tokens": [f"token_id:{i}" for i in ids],
+                        "top_logprobs": [
+                            {f"token_id:{i}": lp} for i, lp in zip(ids, out.logprobs, strict=True)
+                        ],
+                    },
+                    "finish_reason": out.finish_reason,
+                    "stop_reason": ids[-1] if out.finish_reason == "stop" else None,
+                    "token_ids": ids,
+                    "prompt_logprobs": None,
+                    "prompt_token_ids": prompt,
+                }
+            ],
+            "usage": {"prompt_tokens": len(prompt), "completion_tokens": len(ids)},
+        }
+
+    return payload
+
+
+def test_token_in_token_out_equals_the_local_policy_over_a_multi_turn_episode(server, tiny):
+    server.payload = _serve_like_vllm(tiny, threading.Lock())
+    remote = OpenAIPolicy(server.url, "tiny", tokenizer=tiny.tokenizer)
+    assert remote.supports_prefixes and remote.url.endswith("/v1/completions")
+    specs = episodes("rlenv/GuessNumber-v0", n_tasks=2, max_turns=3, high=8)
+    params = SamplingParams(max_new_tokens=5, temperature=0.0)
+    served = rollout(remote, specs, params=params)
+    local = rollout(tiny, specs, params=params)
+    assert sum(len(t.turns) for t in served) > 2  # multi-turn episodes
+    for ours, theirs in zip(served, local, strict=True):
+        assert [t.completion for t in ours.turns] == [t.completion for t in theirs.turns]
+        sequence = ours.token_sequence()  # one exact token sequence, as locally
+        assert sequence.token_ids == theirs.token_sequence().token_ids
+        assert sequence.logprobs == pytest.approx(theirs.token_sequence().logprobs, abs=1e-5)
+    body = server.requests[0]["body"]
+    assert body["logprobs"] == 0 and body["return_token_ids"] is True
+    assert body["skip_special_tokens"] is False and isinstance(body["prompt"][0], int)
+
+
+def test_token_in_token_out_samples_each_group_member_apart_and_reproduces(server, tiny):
+    server.payload = _serve_like_vllm(tiny, threading.Lock())
+    remote = OpenAIPolicy(server.url, "tiny", tokenizer=tiny.tokenizer)
+    specs = episodes("rlenv/GuessNumber-v0", n_tasks=1, group_size=4, max_turns=3, high=8)
+    params = SamplingParams(max_new_tokens=6, temperature=1.0, seed=11)
+
+    def sampled():
+        return [t.token_sequence().token_ids for t in rollout(remote, specs, params=params)]
+
+    first = sampled()
+    assert len({tuple(ids) for ids in first}) == 4
+    assert sampled() == first
+
+
+def test_sglang_completions_shape(server, tiny):
+    """SGLang's CompletionResponseChoice (python/sglang/srt/entrypoints/openai/protocol.py):
+    token_ids and prompt_token_ids with return_token_ids, log-prob tokens as text."""
+    tokenizer = tiny.tokenizer
+    conversation = [{"role": "user", "content": "Guess a number."}]
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    word = tokenizer("Higher", add_special_tokens=False)["input_ids"]
+
+    def sglang(path, body):
+        ids = [*word, end]
+        return {
+            "id": "1",
+            "object": "text_completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "text": "Higher",
+                    "logprobs": {
+                        "text_offset": [],
+                        "token_logprobs": [-0.25] * len(ids),
+                        "tokens": [tokenizer.decode([i]) for i in ids],
+                        "top_logprobs": [],
+                    },
+                    "finish_reason": "stop",
+                    "matched_stop": end,
+                    "token_ids": ids,
+                    "prompt_token_ids": body["prompt"],
+                }
+            ],
+            "usage": {"prompt_tokens": len(body["prompt"]), "completion_tokens": len(ids)},
+            "metadata": {"weight_version": "default"},
+        }
+
+    server.payload = sglang
+    completion = OpenAIPolicy(server.url, "tiny", tokenizer=tokenizer).generate(
+        [conversation], [[]], SamplingParams()
+    )[0]
+    assert completion.prompt_token_ids == tiny.prompt_ids(conversation, [])
+    assert completion.completion_token_ids == [*word, end]
+    assert completion.text == "Higher" and completion.finish_reason == "stop"
+    assert completion.logprobs == [-0.25] * (len(word) + 1)
+
+    def other_prompt(path, body):
+        payload = sglang(path, body)
+        payload["choices"][0]["prompt_token_ids"] = body["prompt"][1:]
+        return payload
+
+    server.payload = other_prompt
+    with pytest.raises(PolicyError, match="other prompt ids than were sent"):
+        OpenAIPolicy(server.url, "tiny", tokenizer=tokenizer).generate(
+            [conversation], [[]], SamplingParams()
+        )

@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint format bench bench-math bench-tools peers clean
+.PHONY: setup demo test lint format bench bench-math bench-tools peers vllm-src gpu-wheels clean
 
 setup: $(VENV)/.installed
 
@@ -66,5 +66,44 @@ bench-math: setup peers
 bench-tools: setup peers
 	$(BIN)/python benchmarks/tool_calls.py --peers-python $(PEERS_VENV)/bin/python $(ARGS)
 
+# vLLM's Python source, unpacked (never installed, never imported: vLLM needs CUDA and pins its
+# own torch) for tests/rollout/test_vllm_api.py, which checks with `ast` that every class, method
+# and keyword rlenv.rollout.vllm calls exists in it. The wheel (about 240 MB) is deleted once its
+# .py files (about 60 MB) are out. Bump VLLM_VERSION together with VLLM_CHECKED_VERSION there.
+VLLM_VERSION ?= 0.34.0
+VLLM_SRC ?= .vllm-src
+
+vllm-src: $(VLLM_SRC)/.unpacked-$(VLLM_VERSION)
+
+$(VLLM_SRC)/.unpacked-$(VLLM_VERSION):
+	rm -rf $(VLLM_SRC) && mkdir -p $(VLLM_SRC)/wheel
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: \
+		--platform manylinux_2_28_x86_64 --python-version 3.11 \
+		'vllm==$(VLLM_VERSION)' -d $(VLLM_SRC)/wheel
+	$(PYTHON) -c "import glob, sys, zipfile; \
+		wheel = zipfile.ZipFile(glob.glob(sys.argv[1] + '/wheel/*.whl')[0]); \
+		wheel.extractall(sys.argv[1], [n for n in wheel.namelist() if n.endswith(('.py', 'METADATA'))])" \
+		$(VLLM_SRC)
+	rm -rf $(VLLM_SRC)/wheel
+	touch $@
+
+# The wheels the prepared GPU check carries to a GPU machine (Python 3.12, x86-64, no internet;
+# it has torch, transformers, accelerate, pandas, pyarrow, numpy, jinja2, sympy, but not these):
+# rlenv itself, its core dependencies and TRL with datasets. Pinned to the versions tested here.
+# Then, with the device tool: run(command="bash benchmarks/gpu_check.sh", carry=[".whl"]).
+GPU_WHEELS := 'pydantic==2.14.4' 'pydantic-core==2.50.5' 'annotated-types==0.8.0' \
+	'typing-inspection==0.4.5' 'typing-extensions==4.16.0' 'gymnasium==1.4.0' \
+	'farama-notifications==0.0.6' 'jsonschema==4.26.0' 'jsonschema-specifications==2025.9.1' \
+	'referencing==0.37.0' 'rpds-py==2026.9.1' 'trl==1.16.0' 'datasets==5.2.0' 'dill==0.4.1' \
+	'multiprocess==0.70.19'
+
+gpu-wheels: setup
+	rm -rf .whl && mkdir -p .whl
+	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 -d .whl $(GPU_WHEELS)
+	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation -w .whl .
+	du -sh .whl
+
 clean:
-	rm -rf $(VENV) $(PEERS_VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS_VENV) $(VLLM_SRC) .whl build *.egg-info .pytest_cache .ruff_cache

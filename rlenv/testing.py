@@ -36,7 +36,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +57,7 @@ __all__ = [
     "conformance_test",
     "hostile_actions",
     "tiny_chat_model",
+    "word_level_chat_tokenizer",
 ]
 
 # A step slower than this is reported: a hostile input must not make an env hang.
@@ -519,3 +520,38 @@ def tiny_chat_model(
         pad_token_id=tokenizer.pad_token_id,
     )  # fmt: skip
     return transformers.LlamaForCausalLM(config), tokenizer
+
+
+def word_level_chat_tokenizer(vocab_size: int, words: Sequence[str] = ()) -> Any:
+    """A tokenizer of exactly ``vocab_size`` ids with a ChatML template, for models of a real
+    model's shape (Qwen2.5's 151,936) where the real tokenizer cannot be downloaded: ``<pad>``,
+    ``<|im_start|>``, ``<|im_end|>`` (end of turn), ``<unk>``, the role names, then ``words``
+    (so prompts made of them encode to themselves), then ``w0``, ``w1``, ... up to the size.
+    Text is split on whitespace; decoding joins the words with spaces, so every id decodes to a
+    word.
+
+    Needs ``transformers`` and ``tokenizers`` (``rlenv[train]``).
+    """
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    specials = ["<pad>", "<|im_start|>", "<|im_end|>", "<unk>"]
+    vocabulary: dict[str, int] = {}
+    for token in [*specials, "system", "user", "assistant", "tool", *words]:
+        vocabulary.setdefault(token, len(vocabulary))
+    filler = 0
+    while len(vocabulary) < vocab_size:
+        vocabulary.setdefault(f"w{filler}", len(vocabulary))
+        filler += 1
+    if len(vocabulary) > vocab_size:
+        raise ValueError(f"vocab_size {vocab_size} is smaller than the {len(vocabulary)} tokens")
+    raw = Tokenizer(models.WordLevel(vocab=vocabulary, unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    raw.add_special_tokens(specials)
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        eos_token="<|im_end|>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        chat_template=_CHATML,
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,15 +30,20 @@ WORKER = Path(__file__).resolve().parent / "distributed_worker.py"
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
+EXIT_ABORT = "terminate called without an active exception"
+"""What a gloo process sometimes prints as it aborts at exit, after its work is done and written
+(seen in 2 of about 100 launches on a loaded 2-core machine; torch's c10d has an open discussion of
+Gloo worker threads outliving the interpreter, pytorch/pytorch#179291). Such a launch is run
+again, once, from scratch; any other failure fails the test."""
+
+
 def run_worker(*args: str, processes: int, cwd: Path) -> subprocess.CompletedProcess:
     """The worker on ``processes`` processes (torchrun when more than one); fails the test
     with the processes' output when it fails."""
     env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": str(REPOSITORY),
+        **os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPOSITORY),
         "PYTHONFAULTHANDLER": "1",
-    }
+    }  # fmt: skip
     for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
     launcher = [sys.executable]
@@ -46,9 +52,14 @@ def run_worker(*args: str, processes: int, cwd: Path) -> subprocess.CompletedPro
             "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
         ]  # fmt: skip
     command = [*launcher, str(WORKER), *args]
-    result = subprocess.run(
-        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
-    )
+    for attempt in range(2):
+        result = subprocess.run(
+            command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+        if result.returncode == 0 or EXIT_ABORT not in result.stderr or attempt:
+            break
+        if "--out" in args:  # start again from nothing: metrics.jsonl is appended to
+            shutil.rmtree(args[args.index("--out") + 1], ignore_errors=True)
     if result.returncode != 0:
         pytest.fail(
             f"{' '.join(command)} exited {result.returncode}\n"

@@ -279,7 +279,12 @@ class VLLMPolicy(Policy):
         sleeps, only its weights wake (``LLM.wake_up(tags=["weights"])``) so that the KV cache
         stays released while they load; :meth:`wake` or the next :meth:`generate` wakes the
         rest. Calls the worker's ``reload_weights`` through ``LLM.collective_rpc``.
+
+        On an engine that was awake, the prefix cache is reset too (``LLM.reset_prefix_cache``):
+        its keys and values were computed with the old weights, and the next step's prompts
+        (the same tasks, the same system prompt) would hit them. ``sleep`` already dropped it.
         """
+        awake = not self._asleep
         if "weights" in self._asleep:
             self.llm.wake_up(tags=["weights"])
             self._asleep.discard("weights")
@@ -287,6 +292,8 @@ class VLLMPolicy(Policy):
             "reload_weights",
             kwargs={"weights_iterator": iter(weights), "is_checkpoint_format": True},
         )
+        if awake:
+            self.llm.reset_prefix_cache()
 
     def wake(self) -> None:
         """Wake whatever still sleeps (``LLM.wake_up``); the engine can generate again.

@@ -17,6 +17,7 @@ file it copies:
   ``enable_sleep_mode``, releases ``weights`` and ``kv_cache``; ``wake_up(tags)`` brings back
   those tags (None: all); the engine schedules nothing until fully awake (here: ``generate``
   raises rather than hanging), and weights cannot be loaded into released memory;
+- ``reset_prefix_cache`` is recorded (this fake has no KV cache to reset);
 - ``collective_rpc("reload_weights", kwargs=...)`` calls the worker's ``reload_weights``
   (``vllm/v1/worker/gpu_worker.py``), which loads checkpoint-named tensors into the model;
 - LoRA (``vllm/lora/request.py``): ``lora_request`` needs ``enable_lora``; adapters are cached
@@ -252,6 +253,12 @@ class LLM:
         if "weights" in self.sleeping_tags:
             raise RuntimeError("weights are released (asleep): wake_up(tags=['weights']) first")
         return [getattr(self.worker, method)(*args, **(kwargs or {}))]
+
+    def reset_prefix_cache(
+        self, reset_running_requests: bool = False, reset_connector: bool = False
+    ) -> bool:
+        self.calls.append(("reset_prefix_cache",))
+        return True
 
     # -- internals --
 

@@ -206,7 +206,7 @@ def test_every_call_the_module_makes_exists_with_those_keywords():
     methods = {
         name.split(".")[-1]: found for name, found in calls.items() if name.startswith("self.llm.")
     }
-    assert set(methods) == {"generate", "sleep", "wake_up", "collective_rpc"}
+    assert set(methods) == {"generate", "sleep", "wake_up", "collective_rpc", "reset_prefix_cache"}
     for name, found in methods.items():
         positional, keyword_only, required, _ = parameters(find_method(llm(), name))
         for call in found:
@@ -289,6 +289,7 @@ def assert_same_signature(fake, real: ast.FunctionDef, label: str) -> None:
         (fake_vllm.LLM.sleep, "vllm", "LLM", "sleep"),
         (fake_vllm.LLM.wake_up, "vllm", "LLM", "wake_up"),
         (fake_vllm.LLM.collective_rpc, "vllm", "LLM", "collective_rpc"),
+        (fake_vllm.LLM.reset_prefix_cache, "vllm", "LLM", "reset_prefix_cache"),
         (fake_vllm.Worker.reload_weights, "vllm.v1.worker.gpu_worker", "Worker", "reload_weights"),
         (fake_vllm.RequestOutput.__init__, "vllm.outputs", "RequestOutput", "__init__"),
     ],

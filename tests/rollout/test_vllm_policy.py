@@ -229,7 +229,11 @@ def test_sleep_and_wake_without_new_weights(policy):
 def test_weights_load_into_an_awake_engine_too(policy):
     trained, _ = tiny_chat_model(1)
     policy.load_weights(trained.state_dict().items())
-    assert [call[0:2] for call in policy.llm.calls] == [("collective_rpc", "reload_weights")]
+    # awake, the prefix cache still holds keys and values of the old weights: reset it
+    assert [call[0:2] for call in policy.llm.calls] == [
+        ("collective_rpc", "reload_weights"),
+        ("reset_prefix_cache",),
+    ]
     completion = policy.generate(CONVERSATIONS[:1], [[]], SamplingParams(max_new_tokens=4))[0]
     assert completion.logprobs == pytest.approx(
         forward_logprobs(trained, completion, 1.0), abs=1e-5

@@ -30,7 +30,9 @@ What it does, and the vLLM 0.34.0 code each part relies on:
   greedy (``T=0``) leaves the logits unscaled, as the other backends do. With ``top_p < 1`` the
   values are renormalised over the nucleus, unlike the other backends' full-distribution
   log-probs: fine for evaluation, and the bundled GRPO trainer refuses ``top_p < 1`` anyway.
-- **Seeds.** Every request gets its own seed (:func:`request_seed`), so the samples of a GRPO
+- **Seeds.** Every request gets its own seed (the rollout engine's per-episode
+  :attr:`SamplingParams.seeds <rlenv.rollout.SamplingParams.seeds>`, else
+  :func:`~rlenv.rollout.policy.row_seed`, as ``OpenAIPolicy``), so the samples of a GRPO
   group differ and a seeded run repeats (vLLM draws each request's noise from its seed and token
   position, ``vllm/v1/worker/gpu/sample/gumbel.py``; kernels are not batch-invariant, so a
   different batch can still change the last bits of the logits).
@@ -48,17 +50,16 @@ What it does, and the vLLM 0.34.0 code each part relies on:
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rlenv.chat import Message
 from rlenv.errors import RLEnvError
-from rlenv.rollout.policy import Completion, Policy, SamplingParams
+from rlenv.rollout.policy import Completion, Policy, SamplingParams, row_seed
 from rlenv.rollout.transformers import extend_prompt_ids, render_prompt_ids, stop_token_ids
 
-__all__ = ["VLLM_CHECKED_VERSION", "MissingVLLM", "VLLMPolicy", "request_seed"]
+__all__ = ["VLLM_CHECKED_VERSION", "MissingVLLM", "VLLMPolicy"]
 
 VLLM_CHECKED_VERSION = "0.34.0"
 """The vLLM release whose source ``tests/rollout/test_vllm_api.py`` checks this module against."""
@@ -70,19 +71,6 @@ _SLEEP_TAGS = ("weights", "kv_cache")
 class MissingVLLM(RLEnvError, ImportError):
     """vLLM is not installed. ``pip install vllm`` on a machine with a CUDA GPU (vLLM does not
     run on a CPU-only machine; use ``TransformersPolicy`` there)."""
-
-
-def request_seed(seed: int | None, index: int) -> int | None:
-    """The seed of request ``index`` (0-based) of a ``generate`` call seeded with ``seed``.
-
-    A 31-bit hash of ``(seed, index)``: vLLM seeds each request's sampling noise on its own, so
-    requests of one call (the samples of a GRPO group) need different seeds, and the rollout
-    engine already gives each call its own (:func:`~rlenv.rollout.policy.call_seed`). None stays
-    None (the engine's own random state: fresh noise, not reproducible)."""
-    if seed is None:
-        return None
-    digest = hashlib.blake2b(f"{seed}:request:{index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % 2**31
 
 
 def _import_vllm() -> tuple[Any, Any, Any, Any]:
@@ -203,7 +191,8 @@ class VLLMPolicy(Policy):
         prefixes: Sequence[Sequence[int] | None] | None = None,
     ) -> list[Completion]:
         """One ``LLM.generate`` call for the whole batch, one request per conversation, each
-        with its own seed (:func:`request_seed`). Wakes the engine first if it sleeps.
+        with its own seed (``params.seeds[i]``, else ``row_seed(params.seed, i)``). Wakes the
+        engine first if it sleeps.
         ``prefixes`` as in :class:`~rlenv.rollout.transformers.TransformersPolicy`."""
         self.wake()
         prefixes = prefixes or [None] * len(conversations)
@@ -226,7 +215,7 @@ class VLLMPolicy(Policy):
             temperature=params.temperature,
             top_p=params.top_p,
             max_tokens=params.max_new_tokens,
-            seed=request_seed(params.seed, index),
+            seed=params.seeds[index] if params.seeds else row_seed(params.seed, index),
             logprobs=0,  # the sampled token's log-prob only
             stop_token_ids=list(self.stop_ids),
             ignore_eos=True,  # stop on rlenv's stop ids only (module docstring)

@@ -16,12 +16,13 @@ pytest.importorskip("transformers")
 import fake_vllm  # noqa: E402
 
 from rlenv.rollout import SamplingParams, episodes, rollout  # noqa: E402
+from rlenv.rollout.policy import row_seed  # noqa: E402
 from rlenv.rollout.transformers import (  # noqa: E402
     TransformersPolicy,
     render_prompt_ids,
     stop_token_ids,
 )
-from rlenv.rollout.vllm import MissingVLLM, VLLMPolicy, request_seed  # noqa: E402
+from rlenv.rollout.vllm import MissingVLLM, VLLMPolicy  # noqa: E402
 from rlenv.testing import tiny_chat_model  # noqa: E402
 
 CONVERSATIONS = [
@@ -102,7 +103,7 @@ def test_completions_carry_exact_ids_and_the_models_logprobs_at_the_temperature(
     for index, request in enumerate(sampling):
         assert (request.n, request.logprobs, request.max_tokens) == (1, 0, 10)
         assert (request.temperature, request.top_p) == (temperature, top_p)
-        assert request.seed == request_seed(4, index)
+        assert request.seed == row_seed(4, index)
         assert request.stop_token_ids == stops and request.ignore_eos
 
 
@@ -140,8 +141,8 @@ def test_requests_of_one_call_get_their_own_seeds_and_a_seed_repeats_the_call(po
     assert first == again
     assert len({tuple(ids) for ids in first}) > 1  # the samples of a group differ
     assert moved != first
-    assert len({request_seed(7, i) for i in range(100)}) == 100
-    assert request_seed(None, 3) is None
+    assert len({row_seed(7, i) for i in range(100)}) == 100
+    assert row_seed(None, 3) is None
     unseeded = policy.generate(group[:2], [[]] * 2, SamplingParams(max_new_tokens=4))
     assert all(c.completion_token_ids for c in unseeded)
     assert [r.seed for r in policy.llm.calls[-1][2]] == [None, None]

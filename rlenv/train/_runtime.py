@@ -127,6 +127,7 @@ RESUMABLE_SETTINGS = frozenset(
         "final_model", "eval_every", "eval_tasks", "eval_greedy",
         # where and in how many pieces the same computation runs
         "device", "micro_batch_size", "generation_batch_size", "gradient_checkpointing",
+        "vllm_gpu_memory_utilization",
     }
 )  # fmt: skip
 """Settings a resumed run may change without ``force``: none changes what is learnt. ``steps``

@@ -175,6 +175,13 @@ class GRPOConfig(TrainConfig):
         "default), 'hf' (model.generate), 'hf-batch' (transformers' continuous batching, "
         "paged KV cache), 'vllm' (a colocated vLLM engine; GPU machines).",
     )
+    vllm_gpu_memory_utilization: float = Field(
+        0.3,
+        gt=0,
+        lt=1,
+        description="generation_backend='vllm': the share of GPU memory the engine takes for "
+        "its weights and KV cache (vLLM's gpu_memory_utilization); it sleeps while training.",
+    )
     sampler_correction: Literal["auto", "tis", "off"] = Field(
         "auto",
         description="Truncated importance sampling (TIS) by the sampler's log-probs: each "

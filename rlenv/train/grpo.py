@@ -28,6 +28,7 @@ the sharded update is the one-process update of the whole batch.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -38,6 +39,7 @@ from typing import Any
 
 import torch
 
+from rlenv.errors import RLEnvError
 from rlenv.pool import EnvPool
 from rlenv.rollout import SamplingParams, Trajectory, episodes, rollout
 from rlenv.rollout.transformers import TransformersPolicy
@@ -304,17 +306,7 @@ class GRPOTrainer(Trainer):
         self.reference = None
         if config.beta > 0 and config.lora_rank == 0:
             self.reference = frozen_copy(model, torch.bfloat16 if self.autocast else None)
-        if config.generation_backend == "vllm":
-            raise NotImplementedError("the vllm backend is wired in by issue 19's next commit")
-        self.policy = TransformersPolicy(
-            model,
-            tokenizer,
-            device=self.device,
-            batch_size=config.generation_batch_size,
-            name=config.model,
-            cast_bf16=False,
-            decoder=config.generation_backend,
-        )
+        self.policy = self._sampler(model, tokenizer)
         own_forward = config.generation_backend in ("loop", "hf")
         self.correct_sampler = config.sampler_correction == "tis" or (
             config.sampler_correction == "auto" and not own_forward
@@ -326,6 +318,64 @@ class GRPOTrainer(Trainer):
         self.env_pool = EnvPool()
         self.total_steps = config.steps
         self._setup_optimizer()
+
+    def _sampler(self, model: Any, tokenizer: Any) -> Any:
+        """The policy that samples the rollouts, by ``generation_backend``: the trained model
+        itself through :class:`~rlenv.rollout.transformers.TransformersPolicy` (``loop``,
+        ``hf``, ``hf-batch``), or a colocated vLLM engine loaded from ``config.model``
+        (:class:`~rlenv.rollout.vllm.VLLMPolicy`), which sleeps while the trainer trains and
+        gets the new weights after each step (:meth:`_sync_sampler`)."""
+        config = self.config
+        if config.generation_backend != "vllm":
+            return TransformersPolicy(
+                model,
+                tokenizer,
+                device=self.device,
+                batch_size=config.generation_batch_size,
+                name=config.model,
+                cast_bf16=False,
+                decoder=config.generation_backend,
+            )
+        if self.dist.enabled:
+            raise RLEnvError(
+                "generation_backend='vllm' is not supported on several processes yet: use "
+                "'hf-batch' under torchrun, or vllm on one GPU"
+            )
+        from rlenv.rollout.vllm import VLLMPolicy
+
+        return VLLMPolicy(
+            config.model,
+            tokenizer,
+            gpu_memory_utilization=config.vllm_gpu_memory_utilization,
+            enable_lora=config.lora_rank > 0,
+            max_lora_rank=max(config.lora_rank, 1),
+        )
+
+    def _sync_sampler(self) -> None:
+        """A sampler with its own copy of the weights (vLLM) gets the trained ones: the whole
+        state dict under full fine-tuning, the saved adapter under LoRA."""
+        load = getattr(self.policy, "load_weights", None)
+        if load is None:
+            return
+        if self.config.lora_rank > 0:
+            folder = self.out / "sampler-adapter"
+            self.model.save_pretrained(folder)
+            self.policy.use_lora(folder)
+        else:
+            load(self.model.state_dict().items())
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        self._sync_sampler()  # a resumed run samples with the checkpoint's weights
+
+    @contextlib.contextmanager
+    def _generating(self) -> Iterator[None]:
+        """A generation phase: on several processes the full weights are gathered for it; a
+        colocated vLLM engine is put to sleep after it, so that training has the GPU."""
+        with gathered(self.model):
+            yield
+        sleep = getattr(self.policy, "sleep", None)
+        if sleep is not None:
+            sleep()
 
     def _models_to_shard(self) -> list[Any]:
         return [self.model] + ([self.reference] if self.reference is not None else [])
@@ -364,6 +414,7 @@ class GRPOTrainer(Trainer):
         """Train on the step's tensors (:meth:`_update`); its metrics and seconds."""
         started = time.perf_counter()
         metrics = self._update(batch.tensors)
+        self._sync_sampler()
         metrics["time_train"] = time.perf_counter() - started
         return metrics
 
@@ -554,7 +605,7 @@ class GRPOTrainer(Trainer):
                 seed=config.seed + 7919,
                 max_episode_tokens=config.max_episode_tokens,
             )
-            with gathered(self.model), self._generation_context():
+            with self._generating(), self._generation_context():
                 trajectories = (
                     rollout(
                         self.policy,
@@ -589,7 +640,7 @@ class GRPOTrainer(Trainer):
         self.model.eval()
         # on several processes, this rank's block of each round's tasks
         share = self.dist.block(config.prompts_per_step)
-        with gathered(self.model):
+        with self._generating():
             trajectories, seen, dropped = self._sampling_rounds(timed, share, kept)
         if not kept:  # every group was uninformative: train on the last round (advantages 0)
             kept = [

@@ -19,7 +19,7 @@ from typing import Any
 
 from rlenv.errors import RLEnvError
 
-__all__ = ["MissingModelError", "cache_dir", "load_model", "smollm2_gguf"]
+__all__ = ["MissingModelError", "cache_dir", "load_model", "model_source", "smollm2_gguf"]
 
 # The cache folder's name carries a format version: bump it when the conversion changes.
 ALIASES = {"smollm2-135m": "SmolLM2-135M-Instruct.v2"}
@@ -64,16 +64,8 @@ def load_model(name: str = "smollm2-135m", *, device: str | None = None) -> tupl
     _require("torch", "transformers")
     import transformers
 
-    if name in ALIASES:
-        target = cache_dir() / "models" / ALIASES[name]
-        if not (target / "config.json").exists() or not any(target.glob("*.safetensors")):
-            _convert_gguf(smollm2_gguf(), target)
-        source: str = str(target)
-        local_only = True
-    elif Path(name).exists():
-        source, local_only = name, True
-    else:
-        source, local_only = name, True  # offline: only what is already cached
+    source = model_source(name)
+    local_only = True  # offline: an alias's folder, a local path, or what is already cached
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(source, local_files_only=local_only)
         model = transformers.AutoModelForCausalLM.from_pretrained(
@@ -88,6 +80,19 @@ def load_model(name: str = "smollm2-135m", *, device: str | None = None) -> tupl
     if device is not None:
         model.to(device)
     return model, tokenizer
+
+
+def model_source(name: str) -> str:
+    """What :func:`load_model` reads for ``name``: an alias's Hugging Face folder (converted
+    from its GGUF file the first time), else ``name`` itself (a local path or a Hugging Face id).
+    Engines that load a model themselves (vLLM) take this."""
+    if name not in ALIASES:
+        return name
+    target = cache_dir() / "models" / ALIASES[name]
+    if not (target / "config.json").exists() or not any(target.glob("*.safetensors")):
+        _require("torch", "transformers")
+        _convert_gguf(smollm2_gguf(), target)
+    return str(target)
 
 
 def _convert_gguf(gguf: Path, target: Path) -> None:

@@ -392,3 +392,18 @@ def test_view_compares_two_runs_and_refuses_a_metrics_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "is a metrics file (training metrics, one line per step), not trajectories" in err
     assert "Traceback" not in err
+
+
+def test_backend_choices_and_their_errors(capsys, monkeypatch):
+    """--backend picks what generates with a local model: it makes no sense with --base-url,
+    and vllm without vLLM installed says how to get it before anything loads."""
+    code = main(["eval", ARITHMETIC, "--model", "m", "--base-url", "http://127.0.0.1:1/v1",
+                 "--backend", "hf-batch"])  # fmt: skip
+    assert code == 2
+    assert "--backend picks what generates with a local model" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "vllm", None)  # vLLM is not installed here anyway
+    code = main(["eval", ARITHMETIC, "--model", "smollm2-135m", "--backend", "vllm", "-n", "1"])
+    assert code != 0
+    assert "pip install vllm" in capsys.readouterr().err
+    assert main(["eval", ARITHMETIC, "--model", "m", "--backend", "vLLM"]) == 2
+    assert "invalid choice: 'vLLM'" in capsys.readouterr().err

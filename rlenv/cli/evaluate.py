@@ -73,19 +73,39 @@ def _add_sampling_arguments(
         "--temperature", type=float, default=temperature, help=f"0 = greedy ({temperature:g})"
     )
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--backend", choices=["loop", "hf", "hf-batch", "vllm"], default="loop",
+        help="what generates with a local --model: rlenv's decoding loop (default), "
+        "model.generate, transformers' continuous batching, or a vLLM engine (GPU machines)",
+    )  # fmt: skip
 
 
 def _policy(args: argparse.Namespace) -> Any:
-    """``--model`` served at ``--base-url``, or loaded locally."""
+    """``--model`` served at ``--base-url``, or loaded locally by ``--backend``."""
     if args.base_url:
+        if args.backend != "loop":
+            raise CLIError("--backend picks what generates with a local model; --base-url's "
+                           "server does the generating: drop one of them")  # fmt: skip
         from rlenv.rollout import OpenAIPolicy
 
         return OpenAIPolicy(args.base_url, args.model)
+    if args.backend == "vllm":
+        import transformers
+
+        from rlenv.models import model_source
+        from rlenv.rollout.vllm import VLLMPolicy, import_vllm
+
+        import_vllm()  # before loading anything: without vLLM, say so at once
+        source = model_source(args.model)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source)
+        return VLLMPolicy(source, tokenizer, name=args.model)
     from rlenv.models import load_model
     from rlenv.rollout.transformers import TransformersPolicy
 
     model, tokenizer = load_model(args.model)
-    return TransformersPolicy(model, tokenizer, batch_size=args.batch_size, name=args.model)
+    return TransformersPolicy(
+        model, tokenizer, batch_size=args.batch_size, name=args.model, decoder=args.backend
+    )
 
 
 def _sampling_params(args: argparse.Namespace) -> Any:

@@ -59,7 +59,7 @@ from rlenv.errors import RLEnvError
 from rlenv.rollout.policy import Completion, Policy, SamplingParams, row_seed
 from rlenv.rollout.transformers import extend_prompt_ids, render_prompt_ids, stop_token_ids
 
-__all__ = ["VLLM_CHECKED_VERSION", "MissingVLLM", "VLLMPolicy"]
+__all__ = ["VLLM_CHECKED_VERSION", "MissingVLLM", "VLLMPolicy", "import_vllm"]
 
 VLLM_CHECKED_VERSION = "0.34.0"
 """The vLLM release whose source ``tests/rollout/test_vllm_api.py`` checks this module against."""
@@ -73,7 +73,7 @@ class MissingVLLM(RLEnvError, ImportError):
     run on a CPU-only machine; use ``TransformersPolicy`` there)."""
 
 
-def _import_vllm() -> tuple[Any, Any, Any, Any]:
+def import_vllm() -> tuple[Any, Any, Any, Any]:
     """``(LLM, SamplingParams, TokensPrompt, LoRARequest)`` from vLLM, or :class:`MissingVLLM`."""
     try:
         from vllm import LLM, SamplingParams, TokensPrompt
@@ -137,7 +137,7 @@ class VLLMPolicy(Policy):
         max_lora_rank: int = 64,
         **engine_kwargs: Any,
     ) -> None:
-        llm_class, self._sampling_params, self._tokens_prompt, self._lora_request = _import_vllm()
+        llm_class, self._sampling_params, self._tokens_prompt, self._lora_request = import_vllm()
         if isinstance(model, str):
             # Weights pass to the engine by reference only when it runs in this process.
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")

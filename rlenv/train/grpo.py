@@ -341,10 +341,11 @@ class GRPOTrainer(Trainer):
                 "generation_backend='vllm' is not supported on several processes yet: use "
                 "'hf-batch' under torchrun, or vllm on one GPU"
             )
+        from rlenv.models import model_source
         from rlenv.rollout.vllm import VLLMPolicy
 
         return VLLMPolicy(
-            config.model,
+            model_source(config.model),
             tokenizer,
             gpu_memory_utilization=config.vllm_gpu_memory_utilization,
             enable_lora=config.lora_rank > 0,

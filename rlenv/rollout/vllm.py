@@ -11,7 +11,8 @@ What it does, and the vLLM 0.34.0 code each part relies on:
 
 - **Token in, token out.** Prompts go to ``LLM.generate`` as ``TokensPrompt(prompt_token_ids=...)``
   (``vllm/inputs/llm.py``), rendered by the same functions as
-  :class:`~rlenv.rollout.transformers.TransformersPolicy` (``render_prompt_ids``; multi-turn
+  :class:`~rlenv.rollout.transformers.TransformersPolicy` (it is a
+  :class:`~rlenv.rollout.chat_tokens.ChatTokens`: ``render_prompt_ids``; multi-turn
   prompts extend the exact ids so far with ``extend_prompt_ids``), so the two backends feed the
   model identical ids. The engine's prefix cache (``enable_prefix_caching=True``) then reuses the
   keys and values of every earlier turn instead of re-running the conversation.
@@ -56,8 +57,8 @@ from typing import Any
 
 from rlenv.chat import Message
 from rlenv.errors import RLEnvError
+from rlenv.rollout.chat_tokens import ChatTokens
 from rlenv.rollout.policy import Completion, Policy, SamplingParams, row_seed
-from rlenv.rollout.transformers import extend_prompt_ids, render_prompt_ids, stop_token_ids
 
 __all__ = ["VLLM_CHECKED_VERSION", "MissingVLLM", "VLLMPolicy", "import_vllm"]
 
@@ -86,7 +87,7 @@ def import_vllm() -> tuple[Any, Any, Any, Any]:
     return LLM, SamplingParams, TokensPrompt, LoRARequest
 
 
-class VLLMPolicy(Policy):
+class VLLMPolicy(ChatTokens, Policy):
     """A vLLM engine in this process as a :class:`~rlenv.rollout.Policy`, for GPU trainers.
 
     **Not run on a GPU here**: tested against a fake engine that follows vLLM's API, checked
@@ -157,31 +158,12 @@ class VLLMPolicy(Policy):
             self.llm = model
             config = getattr(model, "model_config", None)
             self.name = name or getattr(config, "model", None) or "vllm"
-        self.tokenizer = tokenizer
-        self.stop_ids = stop_token_ids(tokenizer)
+        ChatTokens.__init__(self, tokenizer)  # prompt ids, multi-turn extension, stop ids
         self._asleep: set[str] = set()
         self._lora: Any = None
         self._lora_ids = 0
 
     # -- generation -------------------------------------------------------------------------
-
-    def prompt_ids(
-        self, conversation: Sequence[Message], tools: Sequence[dict[str, Any]]
-    ) -> list[int]:
-        """The token ids the model is fed for the next assistant turn."""
-        return render_prompt_ids(self.tokenizer, conversation, tools)
-
-    def continued_prompt_ids(
-        self,
-        conversation: Sequence[Message],
-        tools: Sequence[dict[str, Any]],
-        prefix: Sequence[int],
-    ) -> list[int]:
-        """``prefix`` (the exact ids up to and including the model's last turn) extended with the
-        tokens of the messages added since; see
-        :meth:`TransformersPolicy.continued_prompt_ids
-        <rlenv.rollout.transformers.TransformersPolicy.continued_prompt_ids>`."""
-        return extend_prompt_ids(self.tokenizer, self.stop_ids, conversation, tools, prefix)
 
     def generate(
         self,

@@ -238,20 +238,22 @@ class TransformersPolicy(Policy):
                 cache = getattr(out, "cache", None) or out.past_key_values
                 logits = out.logits[:, -1].float()
                 next_position = next_position + 1
-        completions = []
-        for prompt, kept, logprobs in zip(prompts, tokens, scores, strict=True):
-            stopped = bool(kept) and kept[-1] in self.stop_ids
-            text_ids = kept[:-1] if stopped else kept
-            completions.append(
-                Completion(
-                    text=self._text(text_ids),
-                    prompt_token_ids=list(prompt),
-                    completion_token_ids=kept,
-                    logprobs=logprobs,
-                    finish_reason="stop" if stopped else "length",
-                )
-            )
-        return completions
+        return [
+            self._completion(prompt, kept, logprobs)
+            for prompt, kept, logprobs in zip(prompts, tokens, scores, strict=True)
+        ]
+
+    def _completion(self, prompt: list[int], kept: list[int], logprobs: list[float]) -> Completion:
+        """A completion of ``prompt`` whose generated ids ``kept`` end at a stop id (finish
+        reason "stop", the stop id kept in the ids but not in the text) or at the length limit."""
+        stopped = bool(kept) and kept[-1] in self.stop_ids
+        return Completion(
+            text=self._text(kept[:-1] if stopped else kept),
+            prompt_token_ids=list(prompt),
+            completion_token_ids=kept,
+            logprobs=logprobs,
+            finish_reason="stop" if stopped else "length",
+        )
 
     def _batch(
         self, prompts: list[list[int]], params: SamplingParams, generator: Any
@@ -358,19 +360,10 @@ class TransformersPolicy(Policy):
             logprobs = self._forward_logprobs(prompts, generated, params.temperature)
         else:
             logprobs = [list(output.logprobs) for output in outputs]
-        completions = []
-        for prompt, kept, scores in zip(prompts, generated, logprobs, strict=True):
-            stopped = bool(kept) and kept[-1] in self.stop_ids
-            completions.append(
-                Completion(
-                    text=self._text(kept[:-1] if stopped else kept),
-                    prompt_token_ids=list(prompt),
-                    completion_token_ids=kept,
-                    logprobs=scores,
-                    finish_reason="stop" if stopped else "length",
-                )
-            )
-        return completions
+        return [
+            self._completion(prompt, kept, scores)
+            for prompt, kept, scores in zip(prompts, generated, logprobs, strict=True)
+        ]
 
     def _forward_logprobs(
         self, prompts: list[list[int]], completions: list[list[int]], temperature: float

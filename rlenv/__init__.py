@@ -12,6 +12,7 @@ in Gymnasium's registry: no torch, no threads, no logging configuration, no netw
 
 from __future__ import annotations
 
+from rlenv.datasets import DatasetEnv, register_dataset
 from rlenv.env import Action, Observation, TextEnv, Turn
 from rlenv.errors import (
     ConformanceError,
@@ -33,6 +34,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Action",
     "ConformanceError",
+    "DatasetEnv",
     "EnvPool",
     "EpisodeFinishedError",
     "GeneratedTasks",
@@ -55,6 +57,7 @@ __all__ = [
     "load_plugins",
     "make",
     "register",
+    "register_dataset",
     "score",
     "spec",
     "unregister",

@@ -193,8 +193,15 @@ def list_envs(namespace: str | None = None) -> list[str]:
 
 
 def spec(id: str) -> EnvSpec:
-    """The Gymnasium ``EnvSpec`` of a registered text environment."""
+    """The Gymnasium ``EnvSpec`` of a registered text environment.
+
+    ``dataset:SOURCE`` (a file, folder or hub name) names a dataset as an environment: it is
+    registered on first use (:func:`rlenv.datasets.resolve_dataset_id`)."""
     load_plugins()
+    if id.startswith("dataset:"):
+        from rlenv.datasets import resolve_dataset_id
+
+        id = resolve_dataset_id(id)
     if id not in _text_env_ids or id not in gym.registry:
         known = list_envs()
         close = difflib.get_close_matches(id, known, n=3)

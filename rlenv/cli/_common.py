@@ -42,6 +42,15 @@ def add_env_kwargs(parser: argparse.ArgumentParser) -> None:
         help="environment argument (repeatable); VALUE is JSON or a Python literal "
         "(3, true/True, false/False, none/None, [1, 2]), else text",
     )
+    parser.add_argument(  # sugar for -k verifier=NAME: ID dataset:FILE --verifier exact
+        "--verifier",
+        dest="kwargs",
+        action="append",
+        type=lambda name: f"verifier={name}",
+        metavar="NAME",
+        help="a dataset environment's verifier (math, code, exact, regex, choice); "
+        "the same as -k verifier=NAME",
+    )
 
 
 def env_kwargs(args: argparse.Namespace) -> dict[str, Any]:

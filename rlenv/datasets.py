@@ -596,8 +596,8 @@ def _named_verifier(env: DatasetEnv, name: str) -> Callable[[str, Task], Any]:
 
 def _code_verdict(completion: str, task: Task, timeout: float) -> Verdict:
     """The code verifier of ``envs/code``: the reply's code block against the row's tests."""
-    from rlenv.envs.code._common import no_code_verdict, verdict_from
     from rlenv.verifiers.code import extract_code, run_io, run_tests
+    from rlenv.verifiers.code.verdicts import no_code_verdict, verdict_from
 
     code = extract_code(completion)
     if code is None:

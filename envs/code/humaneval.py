@@ -16,8 +16,7 @@ from pathlib import Path
 from rlenv import Task, TaskList, TextEnv, Verdict
 from rlenv.errors import RLEnvError
 from rlenv.verifiers.code import extract_code, run_tests
-
-from ._common import INSTRUCTION, no_code_verdict, verdict_from
+from rlenv.verifiers.code.verdicts import INSTRUCTION, no_code_verdict, verdict_from
 
 
 class MissingDatasetError(RLEnvError, ImportError):

@@ -14,8 +14,7 @@ from rlenv import Task, TaskList, TextEnv, Turn, Verdict
 from rlenv.chat import AssistantMessage, message_text
 from rlenv.retry import Retry
 from rlenv.verifiers.code import CodeResult, extract_code, run_io, run_tests
-
-from ._common import INSTRUCTION, feedback, no_code_verdict, verdict_from
+from rlenv.verifiers.code.verdicts import INSTRUCTION, feedback, no_code_verdict, verdict_from
 
 DATA = Path(__file__).parent / "data" / "python_basics.jsonl"
 

@@ -1,9 +1,10 @@
-"""What the code environments share: extracting the code and turning a run into a verdict."""
+"""A sandbox run as a verdict, and the feedback a retrying environment gives: what the code
+environments (``rlenv.envs.code``) and ``DatasetEnv``'s ``code`` verifier share."""
 
 from __future__ import annotations
 
-from rlenv import Verdict
-from rlenv.verifiers.code import CodeResult
+from rlenv.verdict import Verdict
+from rlenv.verifiers.code.runner import CodeResult
 
 INSTRUCTION = "Reply with your complete solution in a single ```python code block."
 MAX_FEEDBACK_CHARS = 800

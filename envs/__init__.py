@@ -26,3 +26,14 @@ register(
     kwargs={"category": "parallel_multiple"},
 )
 register("rlenv/Bank-v0", "rlenv.envs.tools.bank:Bank")
+
+# reasoning_gym/<name>-v0 for each reasoning-gym dataset, when reasoning-gym is installed
+# (checked without importing it: rlenv.envs.reasoning_gym imports only rlenv's core).
+from rlenv.envs.reasoning_gym import register_all as _register_reasoning_gym  # noqa: E402
+
+_register_reasoning_gym()
+
+# TextArena's games (``pip install 'rlenv[textarena]'``): ids only, textarena is imported on make.
+from rlenv.envs.textarena import register_textarena  # noqa: E402
+
+register_textarena()

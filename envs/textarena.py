@@ -286,6 +286,7 @@ class TextArenaGame(TextEnv):
     """
 
     max_turns = 1000  # a safety net: every registered game ends by its own rules first
+    min_reward = -1.0  # TextArena's loss: an over-long action must not pay better than losing
 
     def __init__(
         self,

@@ -104,7 +104,8 @@ class TextEnv(gym.Env[Observation, Action]):
     **Actions** are the model's raw completion text (``str``), or an assistant message dict whose
     ``tool_calls`` were parsed elsewhere (e.g. by an OpenAI-compatible server). Any text is a
     valid action: junk gets reward 0 and an explanation, never an exception. Text longer than
-    ``max_action_chars`` is cut to that length and truncates the episode with reward 0.
+    ``max_action_chars`` is cut to that length and truncates the episode with ``min_reward``
+    (0 unless the env pays less for a loss), so that flooding never beats playing.
 
     **reset(seed=None, options=None) -> (observation, info)** poses a task. The same ``seed``
     always poses the same task; ``options={"task_id": id}`` poses a task by id and
@@ -138,6 +139,9 @@ class TextEnv(gym.Env[Observation, Action]):
     system_prompt: str | None = None
     max_action_chars: int = 200_000
     max_reward: float = 1.0
+    min_reward: float = 0.0
+    """The lowest reward a turn can pay (a game's loss: -1); an over-long action gets it, so a
+    policy cannot escape a loss by flooding the environment."""
     tools: Sequence[Mapping[str, Any]] = ()
     """OpenAI-format tool schemas offered to the model (``ToolEnv`` fills this in)."""
 
@@ -406,7 +410,7 @@ class TextEnv(gym.Env[Observation, Action]):
             if overlong:
                 turn = Turn(
                     verdict=Verdict(
-                        reward=0.0,
+                        reward=self.min_reward,
                         error=f"action too long: over {self.max_action_chars} characters; "
                         "it was cut and the episode truncated",
                     )

@@ -311,3 +311,28 @@ def test_a_broken_respond_truncates_unscored_and_names_the_fix(env_class, says, 
         env.step("4")
     env.reset(seed=0)  # and a reset recovers
     assert env.turn == 0 and "step failed" in caplog.text
+
+
+def test_an_over_long_action_pays_the_envs_lowest_reward():
+    """min_reward (0 by default) is what flooding an env pays: an env whose losses pay -1 sets
+    it, so truncating by a huge action is never better than losing."""
+    from rlenv import GeneratedTasks, Task, TextEnv, Verdict
+
+    class Losing(TextEnv):
+        min_reward = -1.0
+        max_action_chars = 10
+
+        def load_tasks(self):
+            return GeneratedTasks(lambda rng: Task(prompt="play", answer=""))
+
+        def verify(self, task, completion):
+            return Verdict(reward=-1.0)
+
+    env = Losing()
+    env.reset(seed=0)
+    _, reward, terminated, truncated, info = env.step("x" * 11)
+    assert (reward, terminated, truncated) == (-1.0, False, True)
+    plain = Losing(max_action_chars=10)
+    plain.min_reward = 0.0
+    plain.reset(seed=0)
+    assert plain.step("x" * 11)[1] == 0.0

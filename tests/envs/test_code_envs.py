@@ -43,7 +43,8 @@ def test_all_humaneval_canonical_solutions_pass_and_a_wrong_solution_fails():
 def test_humaneval_env_scores_the_gold_and_junk():
     env = rlenv.make("rlenv/HumanEval-v0")
     env.reset(options={"task_id": "HumanEval/0"})
-    assert env.step(env.gold_action())[1] == 1.0
+    _, reward, _, _, info = env.step(env.gold_action())
+    assert reward == 1.0, info["verdict"]  # the verdict says why, should it ever not pass
     env.reset(options={"task_id": "HumanEval/0"})
     _, reward, _, _, info = env.step("I think the answer is 42.")
     assert reward == 0.0 and "no ```python" in info["verdict"].error

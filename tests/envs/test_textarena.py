@@ -210,6 +210,16 @@ def test_hostile_moves_never_crash_nor_win(env_id, action):
     assert info["verdict"].scored
 
 
+def test_flooding_the_game_with_an_over_long_move_pays_a_loss_not_zero():
+    """Text over max_action_chars truncates the episode; it must not pay better than losing
+    (TextArena's -1), or a policy facing a loss would learn to flood."""
+    env = rlenv.make("textarena/TicTacToe-v0")
+    env.reset(seed=0)
+    _, reward, terminated, truncated, info = env.step("[4]" * 100_000)
+    assert (reward, terminated, truncated) == (-1.0, False, True)
+    assert "too long" in info["verdict"].error
+
+
 def test_a_move_that_makes_textarena_raise_is_a_lost_invalid_move():
     env = rlenv.make("textarena/GuessTheNumber-v0")
     env.reset(seed=1)

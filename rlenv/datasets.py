@@ -46,6 +46,7 @@ from rlenv.tasks import Task, TaskList
 from rlenv.verdict import Verdict
 
 __all__ = [
+    "BENCHMARK_SAMPLE_ENV_VAR",
     "DATASET_ID_PREFIX",
     "VERIFIERS",
     "DatasetEnv",
@@ -53,9 +54,11 @@ __all__ = [
     "DatasetFieldError",
     "DatasetUnavailableError",
     "MissingDependencyError",
+    "hub_reachable",
     "load_rows",
     "register_dataset",
     "resolve_dataset_id",
+    "sample_setting",
 ]
 
 DATASET_ID_PREFIX = "dataset:"
@@ -674,3 +677,44 @@ def resolve_dataset_id(env_id: str) -> str:
 
     register(registered, _ENTRY_POINT, kwargs={"source": source, **options})
     return registered
+
+
+# ------------------------------------------------------------------ benchmarks on the hub, offline
+
+BENCHMARK_SAMPLE_ENV_VAR = "RLENV_BENCHMARK_SAMPLE"
+"""The bundled benchmarks' switch (``rlenv.envs.math.benchmarks``, ``rlenv.envs.code.benchmarks``):
+1 poses only the bundled sample, 0 only the hub; unset, the hub with a loud fallback."""
+_reachable: dict[str, bool] = {}
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub's host takes a TCP connection (asked once per process): ``datasets``
+    retries an unreachable hub for about 25 s, this fails in milliseconds without a network."""
+    import socket
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    host = endpoint.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+    if host not in _reachable:
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            _reachable[host] = True
+        except OSError:
+            _reachable[host] = False
+    return _reachable[host]
+
+
+def sample_setting(sample: bool | None) -> bool | None:
+    """A benchmark's ``sample=`` argument, else :data:`BENCHMARK_SAMPLE_ENV_VAR`: True (the
+    sample only), False (the hub only) or None (the hub, falling back to the sample)."""
+    if sample is not None:
+        return bool(sample)
+    value = os.environ.get(BENCHMARK_SAMPLE_ENV_VAR, "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    if value:
+        raise RLEnvError(
+            f"{BENCHMARK_SAMPLE_ENV_VAR}={value!r}: use 1 (the sample only), 0 (the hub only)"
+        )
+    return None

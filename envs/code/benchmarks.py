@@ -27,18 +27,20 @@ from __future__ import annotations
 import ast
 import math
 import os
-import socket
 import warnings
 from pathlib import Path
 from typing import Any
 
 from rlenv import Task, TaskList, Verdict
+from rlenv.datasets import BENCHMARK_SAMPLE_ENV_VAR as SAMPLE_ENV_VAR
 from rlenv.datasets import (
     DatasetEnv,
     DatasetError,
     DatasetUnavailableError,
     MissingDependencyError,
 )
+from rlenv.datasets import hub_reachable as _hub_reachable
+from rlenv.datasets import sample_setting as _sample_setting
 from rlenv.envs.code.humaneval import program_for
 from rlenv.errors import RLEnvError
 from rlenv.verifiers.code import extract_code, run_tests
@@ -72,36 +74,7 @@ HUB: dict[str, dict[str, Any]] = {
 }
 
 
-SAMPLE_ENV_VAR = "RLENV_BENCHMARK_SAMPLE"  # the math benchmarks' switch, the same meaning
-_reachable: dict[str, bool] = {}
 _warned: set[str] = set()
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the hub's host takes a TCP connection (asked once per process): ``datasets``
-    retries an unreachable hub for about 25 s, this fails in milliseconds without a network."""
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    host = endpoint.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
-    if host not in _reachable:
-        try:
-            socket.create_connection((host, 443), timeout=timeout).close()
-            _reachable[host] = True
-        except OSError:
-            _reachable[host] = False
-    return _reachable[host]
-
-
-def _sample_setting(sample: bool | None) -> bool | None:
-    if sample is not None:
-        return bool(sample)
-    value = os.environ.get(SAMPLE_ENV_VAR, "").strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    if value:
-        raise RLEnvError(f"{SAMPLE_ENV_VAR}={value!r}: use 1 (the sample only), 0 (the hub only)")
-    return None
 
 
 class _Benchmark(DatasetEnv):

@@ -30,49 +30,21 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rlenv.datasets import BENCHMARK_SAMPLE_ENV_VAR as SAMPLE_ENV_VAR
 from rlenv.datasets import DatasetEnv, DatasetUnavailableError, MissingDependencyError, load_rows
+from rlenv.datasets import hub_reachable as _hub_reachable
+from rlenv.datasets import sample_setting as _sample_setting
 from rlenv.errors import RLEnvError
 from rlenv.tasks import TaskList
 
 __all__ = ["AIME24", "AIME25", "GSM8K", "MATH500", "SAMPLE_ENV_VAR", "MathBenchmark"]
 
-SAMPLE_ENV_VAR = "RLENV_BENCHMARK_SAMPLE"
 DATA_DIR = Path(__file__).resolve().parent / "data"
-_HUB_HOST = "huggingface.co"
-_reachable: dict[str, bool] = {}
 _warned: set[str] = set()
 _log = logging.getLogger("rlenv.benchmarks")
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the hub's host answers a TCP connection (once per process). ``datasets`` retries
-    an unreachable hub for about 25 s; this answers in milliseconds when there is no network."""
-    endpoint = os.environ.get("HF_ENDPOINT", f"https://{_HUB_HOST}")
-    host = endpoint.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
-    if host not in _reachable:
-        try:
-            socket.create_connection((host, 443), timeout=timeout).close()
-            _reachable[host] = True
-        except OSError:
-            _reachable[host] = False
-    return _reachable[host]
-
-
-def _sample_setting(sample: bool | None) -> bool | None:
-    if sample is not None:
-        return bool(sample)
-    value = os.environ.get(SAMPLE_ENV_VAR, "").strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    if value:
-        raise RLEnvError(f"{SAMPLE_ENV_VAR}={value!r}: use 1 (the sample only), 0 (the hub only)")
-    return None
 
 
 class MathBenchmark(DatasetEnv):
@@ -134,7 +106,7 @@ class MathBenchmark(DatasetEnv):
         if setting is not True:
             offline = os.environ.get("HF_DATASETS_OFFLINE") or os.environ.get("HF_HUB_OFFLINE")
             if setting is None and not offline and not _hub_reachable():
-                reason = f"the hub ({_HUB_HOST}) is unreachable from here"
+                reason = "the hub (huggingface.co) is unreachable from here"
             else:
                 try:
                     return self._hub_rows(hub)

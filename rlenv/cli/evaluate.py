@@ -127,11 +127,30 @@ def _episode_specs(args: argparse.Namespace, samples: int) -> list[Any]:
     return episodes(args.env_id, n_tasks=args.tasks, group_size=samples, seed=args.seed, **kwargs)
 
 
+def _print_provenance(args: argparse.Namespace) -> None:
+    """What data the environment poses (a dataset's source, revision, or a sample), when it
+    says: ``env.provenance`` after its tasks are loaded."""
+    import json
+
+    import rlenv
+
+    env = rlenv.make(args.env_id, **env_kwargs(args))
+    try:
+        provenance = getattr(env.unwrapped, "provenance", None)
+        if provenance:
+            print(f"provenance: {json.dumps(provenance, default=str)}")
+            if provenance.get("warning"):
+                print(f"WARNING: {provenance['warning']}", file=sys.stderr)
+    finally:
+        env.close()
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from rlenv.evaluation import html_report, render_table, summarize
     from rlenv.rollout import rollout, write_trajectories
 
     specs = _episode_specs(args, args.samples)
+    _print_provenance(args)
     policy = _policy(args)
     done: list[float] = []
 

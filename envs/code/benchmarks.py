@@ -41,10 +41,9 @@ from rlenv.datasets import (
 )
 from rlenv.datasets import hub_reachable as _hub_reachable
 from rlenv.datasets import sample_setting as _sample_setting
-from rlenv.envs.code.humaneval import program_for
+from rlenv.envs.code.humaneval import score_function
 from rlenv.errors import RLEnvError
-from rlenv.verifiers.code import extract_code, run_tests
-from rlenv.verifiers.code.verdicts import INSTRUCTION, no_code_verdict, verdict_from
+from rlenv.verifiers.code.verdicts import INSTRUCTION
 
 DATA = Path(__file__).parent / "data"
 
@@ -330,19 +329,11 @@ class HumanEvalPlus(_Benchmark):
         return Task(id=task.id, prompt=prompt, metadata={**meta, "tests": tests})
 
     def verify(self, task: Task, completion: str) -> Verdict:
-        code = extract_code(completion)
-        if code is None:
-            return no_code_verdict()
         meta = task.metadata
-        program = program_for(meta["prompt"], code, meta["entry_point"])
-        result = run_tests(
-            program,
-            meta["tests"],
-            entry_point=meta["entry_point"],
-            timeout=self.timeout,
-            partial=self.partial_reward,
-        )
-        return verdict_from(result, code)
+        return score_function(
+            completion, meta["prompt"], meta["tests"], meta["entry_point"],
+            timeout=self.timeout, partial=self.partial_reward,
+        )  # fmt: skip
 
     def gold_action(self) -> str:
         meta = self.task.metadata

@@ -73,6 +73,26 @@ def program_for(prompt: str, code: str, entry_point: str) -> str:
     return prompt + code
 
 
+def score_function(
+    completion: str,
+    prompt: str,
+    tests: str,
+    entry_point: str,
+    *,
+    timeout: float,
+    partial: bool = False,
+) -> Verdict:
+    """A HumanEval-style completion's verdict: its code block joined to the function's
+    ``prompt`` (:func:`program_for`), run in the sandbox against ``tests``; no code block is
+    reward 0 with the reason."""
+    code = extract_code(completion)
+    if code is None:
+        return no_code_verdict()
+    program = program_for(prompt, code, entry_point)
+    result = run_tests(program, tests, entry_point=entry_point, timeout=timeout, partial=partial)
+    return verdict_from(result, code)
+
+
 class HumanEval(TextEnv):
     """Write a Python function from its signature and docstring; HumanEval's hidden tests decide.
 
@@ -104,19 +124,11 @@ class HumanEval(TextEnv):
         )
 
     def verify(self, task: Task, completion: str) -> Verdict:
-        code = extract_code(completion)
-        if code is None:
-            return no_code_verdict()
         meta = task.metadata
-        program = program_for(meta["prompt_code"], code, meta["entry_point"])
-        result = run_tests(
-            program,
-            meta["tests"],
-            entry_point=meta["entry_point"],
-            timeout=self.timeout,
-            partial=self.partial_reward,
-        )
-        return verdict_from(result, code)
+        return score_function(
+            completion, meta["prompt_code"], meta["tests"], meta["entry_point"],
+            timeout=self.timeout, partial=self.partial_reward,
+        )  # fmt: skip
 
     def gold_action(self) -> str:
         meta = self.task.metadata

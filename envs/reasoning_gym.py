@@ -415,9 +415,12 @@ def __getattr__(name: str) -> _DatasetFactory:
 def register_all() -> int:
     """Register ``reasoning_gym/<name>-v0`` for every dataset in :data:`DATASETS`, if
     reasoning-gym is installed (checked without importing it); return how many."""
+    from rlenv.registry import missing_namespace, register
+
     if importlib.util.find_spec("reasoning_gym") is None:
+        missing_namespace("reasoning_gym", "reasoning-gym is not installed (pip install "
+                          "'rlenv[reasoning-gym]')")  # fmt: skip
         return 0
-    from rlenv.registry import register
 
     for dataset in DATASETS:
         register(env_id(dataset), f"{__name__}:{dataset}")

@@ -53,7 +53,7 @@ from typing import Any
 from rlenv import GeneratedTasks, Task, TextEnv, Turn, Verdict
 from rlenv.chat import AssistantMessage, Message, message_text
 from rlenv.errors import RLEnvError
-from rlenv.registry import register
+from rlenv.registry import missing_namespace, register
 
 __all__ = [
     "LEFT_OUT",
@@ -176,6 +176,9 @@ def register_textarena() -> None:
     it), and imports nothing from it: that is found with ``importlib.util.find_spec``.
     """
     if importlib.util.find_spec("textarena") is None:
+        missing_namespace(
+            "textarena", "textarena is not installed (pip install 'rlenv[textarena]')"
+        )
         return
     for game in SINGLE_PLAYER_GAMES:
         register(rlenv_id(game), "rlenv.envs.textarena:TextArenaGame", kwargs={"game": game})

@@ -45,6 +45,7 @@ __all__ = [
     "list_envs",
     "load_plugins",
     "make",
+    "missing_namespace",
     "register",
     "spec",
     "unregister",
@@ -59,6 +60,7 @@ _ID_PATTERN = re.compile(
 
 _text_env_ids: set[str] = set()
 _plugins_loaded = False
+_missing_namespaces: dict[str, str] = {}
 plugin_errors: dict[str, str] = {}
 """Entry points that failed to load, by name, with the error (they are also warned about)."""
 _plugin_modules: dict[str, str] = {}  # failed entry point name -> the top-level module it names
@@ -207,10 +209,23 @@ def spec(id: str) -> EnvSpec:
         close = difflib.get_close_matches(id, known, n=3)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise UnknownEnvError(
-            f"no text environment is registered as {id!r}.{hint}{_plugin_failure(id)} "
+            f"no text environment is registered as {id!r}.{hint}{_plugin_failure(id)}"
+            f"{_missing_namespace_hint(id)} "
             f"Run `rlenv list` to see the {len(known)} registered ids."
         )
     return gym.registry[id]
+
+
+def missing_namespace(namespace: str, reason: str) -> None:
+    """Say why ``namespace`` registers nothing here (a bridge whose package is not installed:
+    ``reason`` names what to install); an unknown id in it then says so, instead of only
+    "no text environment is registered"."""
+    _missing_namespaces[namespace] = reason
+
+
+def _missing_namespace_hint(id: str) -> str:
+    reason = _missing_namespaces.get(id.split("/", 1)[0])
+    return f" Its namespace registers nothing here: {reason}." if reason else ""
 
 
 def _plugin_failure(id: str) -> str:

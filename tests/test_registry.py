@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import gymnasium
 import pytest
 from sample_envs import EchoWord
@@ -230,3 +232,30 @@ def test_env_parameters_follow_kwargs_up_the_class_chain():
     parameters = registry.env_parameters("rlenv/GuessNumber-v0")
     assert {"low", "high", "max_turns", "system_prompt", "split"} <= set(parameters)
     assert registry.env_parameters.__module__ == "rlenv.registry"
+
+
+def test_an_id_in_a_bridge_namespace_whose_package_is_missing_says_what_to_install(monkeypatch):
+    """reasoning-gym and TextArena register nothing without their packages; an id in their
+    namespace then names the install, not only "no text environment is registered"."""
+    import importlib.util
+
+    from rlenv.envs import reasoning_gym, textarena
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("reasoning_gym", "textarena") else real(name, *a),
+    )
+    monkeypatch.setattr(registry, "_missing_namespaces", {})
+    assert reasoning_gym.register_all() == 0
+    textarena.register_textarena()
+    for env_id, extra in (
+        ("reasoning_gym/no_such_dataset-v0", "rlenv[reasoning-gym]"),
+        ("textarena/NoSuchGame-v0", "rlenv[textarena]"),
+    ):
+        with pytest.raises(UnknownEnvError, match=re.escape(extra)):
+            rlenv.spec(env_id)
+    with pytest.raises(UnknownEnvError) as error:
+        rlenv.spec("nobody/Nothing-v0")
+    assert "pip install" not in str(error.value)

@@ -147,16 +147,6 @@ class Distributed:
         dist.all_gather_object(values, value)
         return values
 
-    def broadcast(self, value: T) -> T:
-        """Rank 0's ``value`` on every rank."""
-        if not self.enabled:
-            return value
-        import torch.distributed as dist
-
-        box = [value]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-
     def barrier(self) -> None:
         if self.enabled:
             import torch.distributed as dist

@@ -293,16 +293,12 @@ class OpenAIPolicy(Policy):
         ids, scores = self._generated(
             choice, logprobs.get("tokens") or [], logprobs.get("token_logprobs")
         )
-        stopped = bool(ids) and ids[-1] in chat.stop_ids
-        text_ids = ids[:-1] if stopped else ids
-        return Completion(
-            text=chat.tokenizer.decode(text_ids, skip_special_tokens=False),
-            prompt_token_ids=prompt,
-            completion_token_ids=ids,
-            logprobs=scores,
-            finish_reason="stop" if stopped else choice.get("finish_reason"),
-            extra={"usage": response.get("usage", {})},
-        )
+        from rlenv.rollout.transformers import generated_completion
+
+        return generated_completion(
+            chat.tokenizer, chat.stop_ids, prompt, ids, scores,
+            finish_reason=choice.get("finish_reason"), extra={"usage": response.get("usage", {})},
+        )  # fmt: skip
 
     def _choice(self, response: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -244,16 +244,7 @@ class TransformersPolicy(Policy):
         ]
 
     def _completion(self, prompt: list[int], kept: list[int], logprobs: list[float]) -> Completion:
-        """A completion of ``prompt`` whose generated ids ``kept`` end at a stop id (finish
-        reason "stop", the stop id kept in the ids but not in the text) or at the length limit."""
-        stopped = bool(kept) and kept[-1] in self.stop_ids
-        return Completion(
-            text=self._text(kept[:-1] if stopped else kept),
-            prompt_token_ids=list(prompt),
-            completion_token_ids=kept,
-            logprobs=logprobs,
-            finish_reason="stop" if stopped else "length",
-        )
+        return generated_completion(self.tokenizer, self.stop_ids, prompt, kept, logprobs)
 
     def _batch(
         self, prompts: list[list[int]], params: SamplingParams, generator: Any
@@ -513,6 +504,33 @@ def _run_continuous_batching(
             "decoder='loop'"
         )
     return [results[i] for i in ids]
+
+
+def generated_completion(
+    tokenizer: Any,
+    stop_ids: Sequence[int],
+    prompt: Sequence[int],
+    ids: list[int],
+    logprobs: list[float] | None,
+    *,
+    finish_reason: str | None = "length",
+    extra: dict[str, Any] | None = None,
+) -> Completion:
+    """The :class:`Completion` of generated ``ids`` after ``prompt``, the rule every backend
+    follows: ids that end at a stop id finish with "stop", the stop id kept in the ids (a
+    trainer learns to emit it) but not in the text; others finish with ``finish_reason`` (the
+    length limit unless the engine said otherwise). The text keeps special tokens: the markup of
+    tool calls is special tokens in many families (GPT-OSS's ``<|channel|>``, Mistral's
+    ``[TOOL_CALLS]``), and the parser must see it."""
+    stopped = bool(ids) and ids[-1] in stop_ids
+    return Completion(
+        text=tokenizer.decode(ids[:-1] if stopped else ids, skip_special_tokens=False),
+        prompt_token_ids=list(prompt),
+        completion_token_ids=ids,
+        logprobs=logprobs,
+        finish_reason="stop" if stopped else finish_reason,
+        extra=dict(extra or {}),
+    )
 
 
 def render_prompt_ids(

@@ -59,6 +59,7 @@ from rlenv.chat import Message
 from rlenv.errors import RLEnvError
 from rlenv.rollout.chat_tokens import ChatTokens
 from rlenv.rollout.policy import Completion, Policy, SamplingParams, row_seed
+from rlenv.rollout.transformers import generated_completion
 
 __all__ = ["VLLM_CHECKED_VERSION", "MissingVLLM", "VLLMPolicy", "import_vllm"]
 
@@ -211,17 +212,10 @@ class VLLMPolicy(ChatTokens, Policy):
         logprobs = [
             position[token].logprob for token, position in zip(ids, sample.logprobs, strict=True)
         ]
-        stopped = bool(ids) and ids[-1] in self.stop_ids
-        # Special tokens kept, as TransformersPolicy does: tool-call markup is special tokens in
-        # many families, and the parser must see it. The stop token is not part of the text.
-        text = self.tokenizer.decode(ids[:-1] if stopped else ids, skip_special_tokens=False)
-        return Completion(
-            text=text,
-            prompt_token_ids=list(prompt),
-            completion_token_ids=ids,
-            logprobs=logprobs,
-            finish_reason="stop" if stopped else sample.finish_reason or "length",
-        )
+        return generated_completion(
+            self.tokenizer, self.stop_ids, prompt, ids, logprobs,
+            finish_reason=sample.finish_reason or "length",
+        )  # fmt: skip
 
     # -- colocation with a trainer ----------------------------------------------------------
 

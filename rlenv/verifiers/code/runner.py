@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast
 import builtins
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -300,10 +300,12 @@ def run_io(
     memory_mb: int = 512,
     partial: bool = False,
     sandbox: Sandbox | None = None,
+    match: Callable[[str, str], bool] | None = None,
 ) -> CodeResult:
     """Run ``code`` as a program once per case (a fresh sandboxed process each), feeding the
     case's input on stdin and comparing stdout with the expected output (after
-    :func:`normalize_output`). ``timeout`` is per case."""
+    :func:`normalize_output`; ``match(stdout, expected)`` instead, for a benchmark that
+    publishes its own rule). ``timeout`` is per case."""
     sandbox = sandbox or default_sandbox()
     parsed = [case if isinstance(case, IOCase) else IOCase.model_validate(case) for case in cases]
     limits = Limits(timeout=timeout, memory_mb=memory_mb, cpu_seconds=max(1, int(timeout) + 1))
@@ -321,7 +323,10 @@ def run_io(
             except (EOFError, OSError, _wire.WireError):
                 pass
         out = run.stdout.decode("utf-8", "replace")
-        ok = not timed_out and normalize_output(out) == normalize_output(case.output)
+        if match is None:
+            ok = not timed_out and normalize_output(out) == normalize_output(case.output)
+        else:
+            ok = not timed_out and match(out, case.output)
         message = "timed out" if timed_out else "" if ok else "wrong output"
         outcomes.append(
             TestOutcome(index=index, passed=ok, source=_short(case.input), message=message)

@@ -22,6 +22,7 @@ register("rlenv/PythonBasics-v0", "rlenv.envs.code.python_basics:PythonBasics")
 register("rlenv/MBPP-v0", "rlenv.envs.code.benchmarks:MBPP")
 register("rlenv/MBPP-sanitized-v0", "rlenv.envs.code.benchmarks:MBPPSanitized")
 register("rlenv/HumanEvalPlus-v0", "rlenv.envs.code.benchmarks:HumanEvalPlus")
+register("rlenv/LiveCodeBench-v0", "rlenv.envs.code.benchmarks:LiveCodeBench")
 register("rlenv/PythonBasicsFeedback-v0", "rlenv.envs.code.python_basics:PythonBasicsFeedback")
 register("rlenv/Calculator-v0", "rlenv.envs.tools.calculator:Calculator")
 register("rlenv/BFCL-Simple-v0", "rlenv.envs.tools.bfcl:BFCL", kwargs={"category": "simple"})
@@ -33,6 +34,7 @@ register(
     kwargs={"category": "parallel_multiple"},
 )
 register("rlenv/Bank-v0", "rlenv.envs.tools.bank:Bank")
+register("rlenv/Retail-v0", "rlenv.envs.tools.retail:Retail")
 
 # reasoning_gym/<name>-v0 for each reasoning-gym dataset, when reasoning-gym is installed
 # (checked without importing it: rlenv.envs.reasoning_gym imports only rlenv's core).

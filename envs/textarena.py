@@ -231,20 +231,15 @@ def _as_mover(opponent: OpponentLike) -> Callable[[list[Message]], str]:
     """A function ``conversation -> move text`` for an opponent given in any accepted form."""
     if opponent == "first-listed":
         return first_listed_move
-    if hasattr(opponent, "generate"):
-        from rlenv.rollout.policy import SamplingParams
+    from rlenv.rollout.policy import as_text_function
 
-        def move(conversation: list[Message]) -> str:
-            (completion,) = opponent.generate([conversation], [[]], SamplingParams())
-            return completion.text
-
-        return move
-    if callable(opponent):
-        return opponent
-    raise ValueError(
-        f"opponent must be a rlenv Policy, a function of the conversation, or 'first-listed'; "
-        f"got {opponent!r:.80}"
-    )
+    try:
+        return as_text_function(opponent)
+    except ValueError:
+        raise ValueError(
+            f"opponent must be a rlenv Policy, a function of the conversation, or "
+            f"'first-listed'; got {opponent!r:.80}"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------- the bridge

@@ -19,6 +19,7 @@ __all__ = [
     "Policy",
     "SamplingParams",
     "ScriptedPolicy",
+    "as_text_function",
     "call_seed",
     "episode_seed",
     "row_seed",
@@ -198,3 +199,31 @@ class ScriptedPolicy(Policy):
                 self._next += 1
             completions.append(Completion(text=text, finish_reason="stop"))
         return completions
+
+
+def as_text_function(responder: Any) -> Callable[..., str]:
+    """``conversation -> text`` for a responder given as a rlenv ``Policy`` or a function.
+
+    The function returned takes the conversation and the keywords ``seed``, ``max_new_tokens``
+    and ``temperature`` (a plain function given as the responder is called with the
+    conversation only)."""
+    if hasattr(responder, "generate"):
+
+        def generate(conversation: list[Message], **sampling: Any) -> str:
+            (completion,) = responder.generate([conversation], [[]], SamplingParams(**sampling))
+            return completion.text
+
+        return generate
+    if callable(responder):
+
+        def call(conversation: list[Message], **_: Any) -> str:
+            text = responder(conversation)
+            if not isinstance(text, str):
+                raise TypeError(f"the function must return a str, got {type(text).__name__}")
+            return text
+
+        return call
+    raise ValueError(
+        f"expected a rlenv Policy or a function of the conversation returning text; "
+        f"got {responder!r:.80}"
+    )

@@ -60,6 +60,18 @@ def run_cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
     )
 
 
+def test_python_dash_m_rlenv_is_the_rlenv_command():
+    """`torchrun ... -m rlenv train` (docs/training.md) needs ``python -m rlenv`` to work."""
+    result = subprocess.run(
+        [sys.executable, "-m", "rlenv", "info", "rlenv/Arithmetic-v0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "rlenv/Arithmetic-v0" in result.stdout
+
+
 def play_text(env: rlenv.TextEnv, text: str, *, seed: int = 0, color: bool | None = None) -> str:
     stdout = io.StringIO()
     assert play(env, seed=seed, stdin=io.StringIO(text), stdout=stdout, color=color) == 0

@@ -33,12 +33,14 @@ installed (``pip install 'rlenv[reasoning-gym]'``), so ``rlenv list`` and
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import difflib
 import functools
 import importlib.util
 import inspect
+import io
 import math
 import typing
 from typing import Any
@@ -53,6 +55,7 @@ from rlenv.verdict import Verdict
 __all__ = [
     "DATASETS",
     "EXCLUDED",
+    "HASH_DEPENDENT",
     "NAMESPACE",
     "ReasoningGymEnv",
     "env_id",
@@ -77,7 +80,7 @@ _BY_CATEGORY = {
     "arithmetic": "basic_arithmetic bitwise_arithmetic calendar_arithmetic chain_sum count_bits "
     "decimal_arithmetic decimal_chain_sum dice fraction_simplification gcd gsm_symbolic lcm "
     "leg_counting number_format power_function prime_factorization products time_intervals",
-    "code": "bf codeio",
+    "code": "bf",
     "cognition": "color_cube_rotation figlet_font modulo_grid needle_haystack number_sequence "
     "rectangle_count",
     "games": "countdown emoji_mystery futoshiki kakurasu knight_swap mahjong_puzzle maze "
@@ -98,6 +101,10 @@ DATASETS: dict[str, str] = {
 EXCLUDED: dict[str, str] = {
     "composite": "a mixture of other datasets configured by a list of DatasetSpec; make each "
     "part as its own environment instead",
+    "codeio": "each reset runs its data's code snippets in-process with exec "
+    "(reasoning_gym/code/codeio.py, _generate_io_pair; its docstring: 'executing arbitrary code "
+    "snippets ... transformed by an LLM'): some write files into the working directory "
+    "(simulation_data.txt, file_97.txt) while posing a task",
     "game_of_life_halting": "its score_answer pays 1.0 for any non-empty answer "
     '(bool(answer) == bool(entry["answer"]) compares two non-empty strings: '
     "reasoning_gym/algorithmic/game_of_life_halting.py), so the reward can be faked",
@@ -109,6 +116,21 @@ EXCLUDED: dict[str, str] = {
     "rush_hour": "no reference answer (answer is None): no gold action to check the scorer with",
 }
 """reasoning-gym 0.1.25 datasets that are not registered, with the reason."""
+
+HASH_DEPENDENT: dict[str, str] = {
+    "bf": "reasoning_gym/code/bf.py",
+    "isomorphic_strings": "reasoning_gym/algorithmic/isomorphic_strings.py (rng.choice(list(a "
+    "set of letters)))",
+    "polynomial_multiplication": "reasoning_gym/algebra/polynomial_multiplication.py",
+    "ransom_note": "reasoning_gym/algorithmic/ransom_note.py",
+    "word_ladder": "reasoning_gym/algorithmic/word_ladder.py (sets of words)",
+}
+"""Datasets whose generator draws from sets of strings, whose order depends on Python's hash
+seed: the same seed poses the same task within a process, and in another process only when
+``PYTHONHASHSEED`` is set to the same value. They are registered ``nondeterministic=True`` (so
+``rlenv check`` skips the determinism checks and says why); set ``PYTHONHASHSEED`` (e.g. 0) for
+reproducible tasks. Found by the cross-process check of ``rlenv check`` (a fresh process posed
+other tasks for the same seeds)."""
 
 _RESERVED_FIELDS = ("seed", "size")  # the task id gives the seed; one entry per task
 _TEXT_ENV_PARAMETERS = {
@@ -196,7 +218,9 @@ class _EntrySource(TaskSource):
     @functools.lru_cache(maxsize=64)  # noqa: B019 - one source per env; bounded
     def _entry(self, seed: int) -> dict[str, Any]:
         config = self.config_class(**copy.deepcopy(self.config), seed=seed, size=1)
-        return self.dataset_class(config=config)[0]
+        # Some generators print (bf's compiler writes a '.' per program): keep stdout clean.
+        with contextlib.redirect_stdout(io.StringIO()):
+            return self.dataset_class(config=config)[0]
 
     def build(self, seed: int) -> Task:
         entry = self._entry(seed)
@@ -423,5 +447,9 @@ def register_all() -> int:
         return 0
 
     for dataset in DATASETS:
-        register(env_id(dataset), f"{__name__}:{dataset}")
+        register(
+            env_id(dataset),
+            f"{__name__}:{dataset}",
+            nondeterministic=dataset in HASH_DEPENDENT,
+        )
     return len(DATASETS)

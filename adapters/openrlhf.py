@@ -2,18 +2,31 @@
 
 OpenRLHF's PPO/GRPO trainer (``openrlhf.cli.train_ppo_ray``) takes environments in two forms:
 
-- **single-turn**, a reward function: ``--remote_rm_url my_reward.py`` loads
+- **single-turn**, a reward function: ``--reward.remote_url my_reward.py`` loads
   ``reward_func(queries, prompts, labels)`` from a Python file. :func:`reward_func` is one
   (``from rlenv.adapters.openrlhf import reward_func`` is the whole file);
-- **multi-turn**, an agent: ``--agent_func_path my_agent.py`` loads the file's
+- **multi-turn**, an agent: ``--train.agent_func_path my_agent.py`` loads the file's
   ``AgentExecutor``. :class:`AgentExecutor` is one (``from rlenv.adapters.openrlhf import
   AgentExecutor``). It runs OpenRLHF's own ``MultiTurnAgentExecutor`` loop with one
   :class:`RLEnvAgentInstance` per episode, each driving one rlenv env with ``reset``/``step``.
 
+(OpenRLHF 0.11's grouped flags, ``openrlhf/cli/train_ppo_ray.py``; releases before 0.10 spelt
+them ``--remote_rm_url``, ``--agent_func_path``, ``--input_key``...)
+
 Both read the task from the row's label: :func:`export_jsonl` writes rows whose ``label`` is a
 task tag (:meth:`rlenv.TaskHandle.to_tag`, a JSON string with the env id, its kwargs and the task
-id) and whose ``prompt`` is the opening chat messages (``--input_key prompt --label_key label
---apply_chat_template``).
+id) and whose ``prompt`` is the opening chat messages (``--data.input_key prompt
+--data.label_key label --data.apply_chat_template``).
+
+**Length.** ``--data.max_len`` is OpenRLHF's budget for prompt and response together. Its
+multi-turn loop (``MultiTurnAgentExecutor.execute``, ``openrlhf/utils/agent.py``) cuts an
+opening prompt longer than ``max_len`` less the generation budget from the *left*, losing the
+system prompt and the tool schemas first, with only a log warning: :class:`RLEnvAgentInstance`
+refuses such a prompt instead, with the numbers (raise ``--data.max_len`` or lower
+``--rollout.max_new_tokens``). A decoded query that does not start with its prompt (a tokenizer
+whose decode does not give back the prompt's text, or a prompt cut by OpenRLHF) makes
+:func:`reward_func` raise :class:`PromptMismatchError`: the response cannot be found, and a 0
+there would look like a judgement.
 
 Token faithfulness: OpenRLHF's loop concatenates the prompt's tokens, each action's exact
 generated ids and the tokens of the text ``step`` returns as ``environment_feedback``. The agent
@@ -65,6 +78,7 @@ except ImportError:  # reward_func and export_jsonl still work; the agent needs 
 __all__ = [
     "USING_OPENRLHF",
     "AgentExecutor",
+    "PromptMismatchError",
     "RLEnvAgentInstance",
     "build_rows",
     "export_jsonl",
@@ -120,13 +134,15 @@ def reward_func(
     ``prompts[i]`` the prompt text; ``labels[i]`` the task tag of :func:`export_jsonl`. The
     response is the query after the prompt, less trailing end-of-sequence markers; the env
     scores it as the task's first turn (:func:`rlenv.score`). Never raises on a response; a
-    label that is not a task tag raises ``TaskTagError``, a ``ValueError`` (a data bug).
+    label that is not a task tag raises ``TaskTagError``, and a query that does not start with
+    its prompt :class:`PromptMismatchError` (both ``ValueError``: a data or tokenizer bug, not
+    the model's output).
 
     Returns ``{"rewards", "scores", "extra_logs"}`` as float tensors (OpenRLHF's form):
     ``rewards`` and ``scores`` are the env's rewards, 0.0 where a sample could not be scored;
     ``extra_logs["scored"]`` is 1.0 or 0.0. A sample is unscored when the verifier could not
-    judge it (``Verdict.scored`` False), when the query does not start with its prompt, or when
-    the env is multi-turn and one step did not end the episode (use :class:`AgentExecutor`).
+    judge it (``Verdict.scored`` False), or when the env is multi-turn and one step did not end
+    the episode (use :class:`AgentExecutor`).
     OpenRLHF takes one number per sample and cannot leave one out of the group baseline, so 0.0
     stands in and ``scored`` records that it is not a judgement.
     """
@@ -145,10 +161,30 @@ def reward_func(
     }
 
 
+class PromptMismatchError(ValueError):
+    """A decoded query does not start with its prompt, so its response cannot be found."""
+
+
 def _score(query: str, prompt: str, label: str) -> tuple[float, bool]:
     handle = TaskHandle.from_tag(label, field="label")
-    if not (isinstance(query, str) and isinstance(prompt, str) and query.startswith(prompt)):
-        return 0.0, False
+    if not (isinstance(query, str) and isinstance(prompt, str)):
+        raise PromptMismatchError(
+            f"reward_func needs the query and the prompt as text, got {type(query).__name__} "
+            f"and {type(prompt).__name__}"
+        )
+    if not query.startswith(prompt):
+        at = next(
+            (i for i, (a, b) in enumerate(zip(query, prompt, strict=False)) if a != b),
+            min(len(query), len(prompt)),
+        )
+        raise PromptMismatchError(
+            f"the decoded query does not start with its prompt (task {handle.task_id} of "
+            f"{handle.env_id}; they differ at character {at}: prompt {prompt[at : at + 40]!r}, "
+            f"query {query[at : at + 40]!r}). Either the tokenizer does not round-trip the "
+            "prompt (decode(encode(prompt)) != prompt: check its normalisation and special "
+            "tokens), or OpenRLHF cut the prompt to --data.max_len (raise it). The response "
+            "cannot be found, so no reward is given."
+        )
     response = query[len(prompt) :]
     stripped = True
     while stripped:
@@ -170,6 +206,8 @@ class _Episode:
 
     tokenizer: Any
     engine: _WatchedEngine
+    max_length: int
+    max_tokens: int | None
 
 
 _EPISODE: contextvars.ContextVar[_Episode] = contextvars.ContextVar("rlenv_openrlhf_episode")
@@ -241,7 +279,25 @@ class RLEnvAgentInstance(AgentInstanceBase):
             self.env.reset, options={"task_id": task.task_id}
         )
         self.tools = info["tools"]
-        return {"observation": self.chat_tokens.prompt_text(observation, self.tools)}
+        text = self.chat_tokens.prompt_text(observation, self.tools)
+        self._check_length(text, task)
+        return {"observation": text}
+
+    def _check_length(self, text: str, task: TaskHandle) -> None:
+        """Refuse a prompt OpenRLHF would cut from the left (``MultiTurnAgentExecutor.execute``
+        keeps its last ``max_length - max_tokens`` tokens, with only a warning)."""
+        episode = _EPISODE.get()
+        room = episode.max_length - (episode.max_tokens or 1)
+        length = len(episode.tokenizer(text=text, add_special_tokens=False)["input_ids"])
+        if length > room:
+            self._envs.release(self.env)
+            raise ValueError(
+                f"the opening prompt of task {task.task_id} of {task.env_id} is {length} tokens, "
+                f"more than the {room} OpenRLHF leaves it (--data.max_len {episode.max_length} "
+                f"less --rollout.max_new_tokens {episode.max_tokens or 1}); OpenRLHF would cut "
+                "it from the left, dropping the system prompt and tool schemas. Raise "
+                "--data.max_len or lower --rollout.max_new_tokens."
+            )
 
     async def step(self, states: dict, **kwargs: Any) -> dict:
         """Step the env with ``states["action_text"]``; see the class docstring."""
@@ -303,7 +359,8 @@ class AgentExecutor(MultiTurnAgentExecutor):
     ) -> dict:
         """Play one episode (OpenRLHF gathers one ``execute`` per sample, each in its task)."""
         engine = _WatchedEngine(llm_engine)
-        token = _EPISODE.set(_Episode(hf_tokenizer, engine))
+        max_tokens = getattr(sampling_params, "max_tokens", None)
+        token = _EPISODE.set(_Episode(hf_tokenizer, engine, max_length, max_tokens))
         try:
             return await super().execute(
                 prompt, label, sampling_params, max_length, hf_tokenizer, engine, images

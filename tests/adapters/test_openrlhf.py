@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -93,14 +95,30 @@ def test_reward_func_marks_what_it_cannot_score(tiny):
     cases = [
         (*_query(tokenizer, crash, "ok"), crash["label"]),  # scored: 1.0
         (*_query(tokenizer, crash, "boom"), crash["label"]),  # the verifier failed
-        ("not the prompt ok", "the prompt", crash["label"]),  # query without its prompt
         (*_query(tokenizer, twice, "ok"), twice["label"]),  # multi-turn: use the agent
     ]
     result = reward_func(*map(list, zip(*cases, strict=True)))
-    assert result["rewards"].tolist() == [1.0, 0.0, 0.0, 0.0]
-    assert result["extra_logs"]["scored"].tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert result["rewards"].tolist() == [1.0, 0.0, 0.0]
+    assert result["extra_logs"]["scored"].tolist() == [1.0, 0.0, 0.0]
     with pytest.raises(ValueError, match="task tag"):
         reward_func(["q"], ["q"], ["not a tag"])
+
+
+def test_a_query_that_does_not_start_with_its_prompt_fails_loudly(tiny):
+    """Was a silent, unscored 0 for every sample: a tokenizer that does not round-trip the
+    prompt, or a prompt cut by OpenRLHF, must be seen, not trained on."""
+    _, tokenizer = tiny
+    row = adapter.build_rows("adaptertest/Crashing-v0", 1)[0]
+    query, prompt = _query(tokenizer, row, "ok")
+    normalised = query.replace("\n", " ", 1)  # what a tokenizer that normalises whitespace gives
+    with pytest.raises(adapter.PromptMismatchError, match="round-trip") as caught:
+        reward_func([normalised], [prompt], [row["label"]])
+    assert "--data.max_len" in str(caught.value) and "differ at character" in str(caught.value)
+    cut = prompt[10:]  # a prompt cut from the left
+    with pytest.raises(adapter.PromptMismatchError):
+        reward_func([cut + "ok"], [prompt], [row["label"]])
+    with pytest.raises(adapter.PromptMismatchError, match="as text"):
+        reward_func([None], [prompt], [row["label"]])
 
 
 # ---------------------------------------------------------------------------------- agent
@@ -209,6 +227,21 @@ def test_the_agent_file_loads_the_way_openrlhf_loads_it(tmp_path):
     assert isinstance(executor, agent.MultiTurnAgentExecutor)
     assert issubclass(executor.agent_instance_cls, agent.AgentInstanceBase)
     assert adapter.USING_OPENRLHF
+
+
+@needs_openrlhf
+def test_a_prompt_openrlhf_would_cut_from_the_left_is_refused_with_the_numbers(tiny):
+    """OpenRLHF's loop keeps the last max_length - max_tokens tokens of a long opening prompt
+    (system prompt and tool schemas lost) with only a warning; the agent refuses it."""
+    model, tokenizer = tiny
+    row = adapter.build_rows("rlenv/GuessNumber-v0", 1, seed=2, high=8, max_turns=4)[0]
+    length = len(ChatTokens(tokenizer).prompt_ids(row["prompt"]))
+    engine = TinyModelEngine(model, tokenizer)
+    with pytest.raises(ValueError, match=r"--data\.max_len") as caught:
+        _execute(adapter.AgentExecutor(), engine, tokenizer, row, max_length=length)
+    assert f"is {length} tokens" in str(caught.value) and engine.calls == []
+    result = _execute(adapter.AgentExecutor(), engine, tokenizer, row, max_length=length + 64)
+    assert result["action_ranges"]  # just enough room: it plays
 
 
 @needs_openrlhf
@@ -339,3 +372,16 @@ def _assert_renders(tokenizer, ids, conversation):
     decoded = tokenizer.decode(ids)
     assert rendered.startswith(decoded)
     assert rendered[len(decoded) :] in ("\n", "<|im_end|>\n")  # last turn ended or cut off
+
+
+@needs_openrlhf
+def test_the_flags_the_docstring_names_are_openrlhfs_own():
+    """The docstring showed the old flat flags (--remote_rm_url...), which 0.11 rejects."""
+    import openrlhf  # its CLI module imports ray: read its source instead
+
+    source = (Path(openrlhf.__file__).parent / "cli" / "train_ppo_ray.py").read_text()
+    declared = set(re.findall(r'add_argument\(\s*"(--[\w.]+)"', source))
+    current = adapter.__doc__.split("releases before 0.10")[0]  # the old names, said as such
+    named = set(re.findall(r"(--[a-z][\w.-]+)", current + adapter.__doc__.split("...)")[-1]))
+    named.discard("--no-deps")  # pip's
+    assert named and named <= declared, named - declared

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rlenv import Task, TaskList, Verdict
+from rlenv.envs.tools._world import FIRST_NAMES, LAST_NAMES, usd
 from rlenv.tools import ParsedCall, Toolbox, ToolEnv, get_parser, tool
 from rlenv.verifiers.trace import ExpectedCall, TracePolicy, match_calls, state_diff
 
@@ -367,18 +368,9 @@ def snapshot(state: dict) -> dict[str, Any]:
 
 # --- Tasks -------------------------------------------------------------------------------------
 
-_FIRST = ["Ana", "Ben", "Chloe", "Dmitri", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas",
-          "Kemi", "Liam", "Maya", "Noor", "Omar", "Priya", "Quinn", "Rosa", "Sven",
-          "Tara"]  # fmt: skip
-_LAST = ["Silva", "Okafor", "Novak", "Larsen", "Haddad", "Moreau", "Tanaka", "Kowalski",
-         "Fischer", "Costa", "Reyes", "Nakamura", "Ibrahim", "Walsh", "Berg"]  # fmt: skip
 _MERCHANTS = ["Corner Coffee", "GreenGrocer", "CityRail", "BookNook", "FitClub",
               "PetPlace", "Cinema 9", "HomeHardware"]  # fmt: skip
 _MEMOS = ["rent share", "concert tickets", "dinner", "birthday gift", "car repair", "loan back"]
-
-
-def _usd(cents: int) -> str:
-    return f"${cents // 100:,}.{cents % 100:02d}"
 
 
 class _World:
@@ -394,7 +386,7 @@ class _World:
             "next_transaction": 5000,
         }
         self._ids = {"C": 100, "ACC": 2000, "CARD": 3000}
-        names = [f"{first} {last}" for first in _FIRST for last in _LAST]
+        names = [f"{first} {last}" for first in FIRST_NAMES for last in LAST_NAMES]
         chosen = rng.sample(names, 5)
         # a namesake: another customer who shares a first name with the first one
         first = chosen[0].split()[0]
@@ -509,7 +501,7 @@ def _half_savings(world: _World, n: int) -> tuple[str, list, list, str]:
         _call("transfer", from_account=savings, to_account=checking, amount_cents=half),
     ]
     required = [_need("transfer", from_account=savings, to_account=checking, amount_cents=half)]
-    return phrasing, plan, required, f"Moved {_usd(half)} from savings to checking."
+    return phrasing, plan, required, f"Moved {usd(half)} from savings to checking."
 
 
 def _stolen_card(world: _World, n: int) -> tuple[str, list, list, str]:
@@ -521,7 +513,7 @@ def _stolen_card(world: _World, n: int) -> tuple[str, list, list, str]:
     amount = world.rng.randint(20, 900) * 100 + world.rng.choice([0, 50, 99])
     request = (
         f"{name} reports that the card ending in {last4} was stolen. Freeze that card, and "
-        f"move {_usd(amount)} from {first}'s checking account into savings for safekeeping."
+        f"move {usd(amount)} from {first}'s checking account into savings for safekeeping."
     )
     plan = [
         _call("find_customer", name=name),
@@ -534,7 +526,7 @@ def _stolen_card(world: _World, n: int) -> tuple[str, list, list, str]:
         _need("freeze_card", card_id=card),
         _need("transfer", from_account=checking, to_account=savings, amount_cents=amount),
     ]
-    return request, plan, required, f"Froze card {last4}; moved {_usd(amount)} to savings."
+    return request, plan, required, f"Froze card {last4}; moved {usd(amount)} to savings."
 
 
 def _pay_customer(world: _World, n: int) -> tuple[str, list, list, str]:
@@ -545,7 +537,7 @@ def _pay_customer(world: _World, n: int) -> tuple[str, list, list, str]:
     amount = world.rng.randint(1_000, 90_000)
     memo = world.rng.choice(_MEMOS)
     request = (
-        f'{name} wants to send {_usd(amount)} to {other_name} for "{memo}": from {first}\'s '
+        f'{name} wants to send {usd(amount)} to {other_name} for "{memo}": from {first}\'s '
         f"checking account into {other_first}'s checking account."
     )
     plan = [
@@ -557,7 +549,7 @@ def _pay_customer(world: _World, n: int) -> tuple[str, list, list, str]:
         _call("transfer", from_account=source, to_account=target, amount_cents=amount, memo=memo),
     ]
     required = [_need("transfer", from_account=source, to_account=target, amount_cents=amount)]
-    return request, plan, required, f"Sent {_usd(amount)} to {other_name}."
+    return request, plan, required, f"Sent {usd(amount)} to {other_name}."
 
 
 def _conditional_transfer(world: _World, n: int) -> tuple[str, list, list, str]:
@@ -572,7 +564,7 @@ def _conditional_transfer(world: _World, n: int) -> tuple[str, list, list, str]:
         balance - world.rng.randint(1, 4_000) if enough else balance + world.rng.randint(1, 50_000)
     )
     request = (
-        f"{name} asks to transfer {_usd(amount)} from {first}'s checking account to "
+        f"{name} asks to transfer {usd(amount)} from {first}'s checking account to "
         f"{other_name}'s checking account. Only do it if the money is there; if it is not, "
         "move nothing and tell me."
     )
@@ -583,7 +575,7 @@ def _conditional_transfer(world: _World, n: int) -> tuple[str, list, list, str]:
     ]
     if not enough:
         required = [_need("get_balance", account_id=source)]
-        summary = f"Not done: checking holds {_usd(balance)}, less than {_usd(amount)}."
+        summary = f"Not done: checking holds {usd(balance)}, less than {usd(amount)}."
         return request, plan, required, summary
     plan += [
         _call("find_customer", name=other_name),
@@ -591,7 +583,7 @@ def _conditional_transfer(world: _World, n: int) -> tuple[str, list, list, str]:
         _call("transfer", from_account=source, to_account=target, amount_cents=amount),
     ]
     required = [_need("transfer", from_account=source, to_account=target, amount_cents=amount)]
-    return request, plan, required, f"Transferred {_usd(amount)} to {other_name}."
+    return request, plan, required, f"Transferred {usd(amount)} to {other_name}."
 
 
 def _cash_withdrawal(world: _World, n: int) -> tuple[str, list, list, str]:
@@ -603,7 +595,7 @@ def _cash_withdrawal(world: _World, n: int) -> tuple[str, list, list, str]:
     if frozen:
         world.set(account, status="frozen")
     amount = world.rng.randint(20, 500) * 100
-    request = f"{name} wants to withdraw {_usd(amount)} in cash from {first}'s {kind} account."
+    request = f"{name} wants to withdraw {usd(amount)} in cash from {first}'s {kind} account."
     plan = [_call("find_customer", name=name), _call("list_accounts", customer_id=cid)]
     if frozen:
         required = [_need("list_accounts", customer_id=cid)]
@@ -613,7 +605,7 @@ def _cash_withdrawal(world: _World, n: int) -> tuple[str, list, list, str]:
         _call("withdraw", account_id=account, amount_cents=amount),
     ]
     required = [_need("withdraw", account_id=account, amount_cents=amount)]
-    return request, plan, required, f"Withdrew {_usd(amount)} in cash."
+    return request, plan, required, f"Withdrew {usd(amount)} in cash."
 
 
 def _close_savings(world: _World, n: int) -> tuple[str, list, list, str]:
@@ -637,7 +629,7 @@ def _close_savings(world: _World, n: int) -> tuple[str, list, list, str]:
         _need("transfer", from_account=savings, to_account=checking, amount_cents=left),
         _need("close_account", account_id=savings),
     ]
-    return request, plan, required, f"Moved {_usd(left)} to checking and closed savings."
+    return request, plan, required, f"Moved {usd(left)} to checking and closed savings."
 
 
 def _refund_duplicate(world: _World, n: int) -> tuple[str, list, list, str]:
@@ -660,7 +652,7 @@ def _refund_duplicate(world: _World, n: int) -> tuple[str, list, list, str]:
         _call("deposit", account_id=checking, amount_cents=charge, memo=f"refund {merchant}"),
     ]
     required = [_need("deposit", account_id=checking, amount_cents=charge)]
-    return request, plan, required, f"Refunded {_usd(charge)} from {merchant}."
+    return request, plan, required, f"Refunded {usd(charge)} from {merchant}."
 
 
 def _lost_wallet(world: _World, n: int) -> tuple[str, list, list, str]:
@@ -693,7 +685,7 @@ def _top_up(world: _World, n: int) -> tuple[str, list, list, str]:
     checking = world.ensure(cid, "checking", has)
     savings = world.ensure(cid, "savings", world.rng.randint(100_000, 900_000))
     request = (
-        f"Top up {name}'s checking account to exactly {_usd(target)}, using money from "
+        f"Top up {name}'s checking account to exactly {usd(target)}, using money from "
         f"{first}'s savings. If checking already holds that much, leave everything as it is."
     )
     plan = [
@@ -703,7 +695,7 @@ def _top_up(world: _World, n: int) -> tuple[str, list, list, str]:
     ]
     if n == 4:
         required = [_need("get_balance", account_id=checking)]
-        return request, plan, required, f"Nothing to do: checking holds {_usd(has)}."
+        return request, plan, required, f"Nothing to do: checking holds {usd(has)}."
     plan += [
         _call("get_balance", account_id=savings),
         _call("transfer", from_account=savings, to_account=checking, amount_cents=target - has),
@@ -711,7 +703,7 @@ def _top_up(world: _World, n: int) -> tuple[str, list, list, str]:
     required = [
         _need("transfer", from_account=savings, to_account=checking, amount_cents=target - has)
     ]
-    return request, plan, required, f"Moved {_usd(target - has)} from savings."
+    return request, plan, required, f"Moved {usd(target - has)} from savings."
 
 
 def _split_cheque(world: _World, n: int) -> tuple[str, list, list, str]:
@@ -722,7 +714,7 @@ def _split_cheque(world: _World, n: int) -> tuple[str, list, list, str]:
     cheque = world.rng.randint(50, 5_000) * 100
     share = cheque * percent // 100
     request = (
-        f"{name} brought in a cheque for {_usd(cheque)}. Deposit it into {first}'s checking "
+        f"{name} brought in a cheque for {usd(cheque)}. Deposit it into {first}'s checking "
         f"account, then move {percent}% of the cheque's amount into {first}'s savings."
     )
     plan = [
@@ -735,7 +727,7 @@ def _split_cheque(world: _World, n: int) -> tuple[str, list, list, str]:
         _need("deposit", account_id=checking, amount_cents=cheque),
         _need("transfer", from_account=checking, to_account=savings, amount_cents=share),
     ]
-    return request, plan, required, f"Deposited {_usd(cheque)}; saved {_usd(share)}."
+    return request, plan, required, f"Deposited {usd(cheque)}; saved {usd(share)}."
 
 
 _KINDS: list[tuple[str, Callable[[_World, int], tuple[str, list, list, str]], int]] = [

@@ -41,6 +41,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rlenv import Task, TaskList, Verdict
+from rlenv.envs.tools._world import FIRST_NAMES, LAST_NAMES, usd
 from rlenv.tools import ParsedCall, Toolbox, get_parser, tool
 from rlenv.tools.dialogue import UserGoal, UserSimEnv, outputs_said
 from rlenv.verifiers.trace import state_diff
@@ -581,20 +582,11 @@ conversation."""
 
 # --- Tasks -------------------------------------------------------------------------------------
 
-_FIRST = ["Ana", "Ben", "Chloe", "Dmitri", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas",
-          "Kemi", "Liam", "Maya", "Noor", "Omar", "Priya", "Quinn", "Rosa", "Sven",
-          "Tara"]  # fmt: skip
-_LAST = ["Silva", "Okafor", "Novak", "Larsen", "Haddad", "Moreau", "Tanaka", "Kowalski",
-         "Fischer", "Costa", "Reyes", "Nakamura", "Ibrahim", "Walsh", "Berg"]  # fmt: skip
 _PLACES = [("Boston", "MA", "02139"), ("Austin", "TX", "78701"), ("Denver", "CO", "80202"),
            ("Seattle", "WA", "98101"), ("Chicago", "IL", "60601"), ("Portland", "OR", "97201"),
            ("Madison", "WI", "53703"), ("Raleigh", "NC", "27601")]  # fmt: skip
 _STREETS = ["Maple Street", "Oak Avenue", "Pine Road", "Cedar Lane", "Elm Court", "Birch Way",
             "Willow Drive", "Harbor Road"]  # fmt: skip
-
-
-def _usd(cents: int) -> str:
-    return f"${cents // 100:,}.{cents % 100:02d}"
 
 
 def _plain(cents: int) -> str:
@@ -619,7 +611,7 @@ class _World:
         for product in self.state["products"].values():
             for item in product["items"].values():
                 item["available"] = rng.random() < 0.75
-        names = rng.sample([(f, la) for f in _FIRST for la in _LAST], 5)
+        names = rng.sample([(f, la) for f in FIRST_NAMES for la in LAST_NAMES], 5)
         self.users = [self.user(first, last) for first, last in names]
 
     def _id(self, digits: int = 7) -> str:
@@ -815,11 +807,11 @@ def _cancel(s: _Script, n: int) -> tuple[str, str]:
     s.call("get_order_details", order_id=order_id)
     s.say(
         f"Order {order_id} ({_lines(order, [i['item_id'] for i in order['items']])}) is pending; "
-        f"I will cancel it as '{reason}', and {_usd(total)} will go back to your "
+        f"I will cancel it as '{reason}', and {usd(total)} will go back to your "
         f"{s.method_words(method)}. Shall I proceed (yes/no)?"
     )
     s.call("cancel_pending_order", order_id=order_id, reason=reason)
-    s.anything_else(f"Order {order_id} is cancelled; {_usd(total)} will be refunded.")
+    s.anything_else(f"Order {order_id} is cancelled; {usd(total)} will be refunded.")
     instruction = (
         f"{s.who()} You want to cancel your pending order {order_id} because it was "
         f"{'not needed any more' if reason == 'no longer needed' else 'ordered by mistake'} "
@@ -848,7 +840,7 @@ def _cancel_refused(s: _Script, n: int) -> tuple[str, str]:
         f"I'm sorry: order {order_id} is already {status}, and only pending orders can be "
         "cancelled."
     )
-    s.anything_else(f"Order {order_id} came to {_usd(total)} in total.")
+    s.anything_else(f"Order {order_id} came to {usd(total)} in total.")
     instruction = (
         f"{s.who()} You want to cancel order {order_id} (you no longer need it). If that is not "
         "possible, you want to know how much you paid for it in total."
@@ -939,7 +931,7 @@ def _return(s: _Script, n: int) -> tuple[str, str]:
     s.call("get_order_details", order_id=order_id)
     s.say(
         f"I will request the return of {_lines(order, returned)} from order {order_id}; "
-        f"{_usd(refund)} will be refunded to your {s.method_words(method)}. Shall I proceed "
+        f"{usd(refund)} will be refunded to your {s.method_words(method)}. Shall I proceed "
         "(yes/no)?"
     )
     s.call(
@@ -949,7 +941,7 @@ def _return(s: _Script, n: int) -> tuple[str, str]:
         payment_method_id=method,
     )
     s.anything_else(
-        f"The return is requested: you will receive {_usd(refund)} once the items arrive. "
+        f"The return is requested: you will receive {usd(refund)} once the items arrive. "
         "An email explains how to send them."
     )
     instruction = (
@@ -988,9 +980,9 @@ def _change_items(s: _Script, n: int, status: str) -> tuple[str, str]:
     s.call("get_order_details", order_id=order_id)
     s.call("get_product_details", product_id=line["product_id"])
     owed = (
-        f"you pay {_usd(difference)} more"
+        f"you pay {usd(difference)} more"
         if difference > 0
-        else f"you get {_usd(-difference)} back"
+        else f"you get {usd(-difference)} back"
         if difference < 0
         else "the price is the same"
     )
@@ -1048,7 +1040,7 @@ def _price(s: _Script, n: int) -> tuple[str, str]:
     s.call("get_product_details", product_id=product_id)
     s.anything_else(
         f"The cheapest {product['name']} in stock is the one with {_options(cheapest['options'])}, "
-        f"at {_usd(cheapest['price_cents'])}."
+        f"at {usd(cheapest['price_cents'])}."
     )
     instruction = (
         f"{s.who()} You want to know the price of the cheapest {product['name']} in stock, and "
@@ -1096,7 +1088,7 @@ def _other_user(s: _Script, n: int) -> tuple[str, str]:
         "your own orders. Your partner would need to contact us."
     )
     s.call("get_order_details", order_id=own)
-    s.anything_else(f"Your order {own} came to {_usd(total)} in total.")
+    s.anything_else(f"Your order {own} came to {usd(total)} in total.")
     instruction = (
         f"{s.who()} You want to cancel order {foreign}, which your partner "
         f"{other['first_name']} {other['last_name']} placed (they no longer need it). If the "

@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint format bench bench-math bench-tools peers vllm-src gpu-wheels clean
+.PHONY: setup demo test test-verl verl-env lint format bench bench-math bench-tools peers vllm-src \
+	gpu-wheels clean
 
 setup: $(VENV)/.installed
 
@@ -29,6 +30,7 @@ test: setup
 	-$(MAKE) --no-print-directory vllm-src
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+	$(MAKE) --no-print-directory test-verl
 
 lint: setup
 	$(BIN)/ruff check .
@@ -68,6 +70,35 @@ bench-math: setup peers
 # .venv-peers) next to it on the Hermes cases. Extra flags: make bench-tools ARGS='--json runs/tools.json'
 bench-tools: setup peers
 	$(BIN)/python benchmarks/tool_calls.py --peers-python $(PEERS_VENV)/bin/python $(ARGS)
+
+# The verl adapter's tests against the real verl (its AgentLoopBase, AgentLoopOutput, registry
+# and reward loop), in verl's own virtual environment (.venv-verl; never in rlenv's): verl 0.9.1
+# needs transformers <5.11, tensordict <=0.10, Ray, Hydra and OmegaConf. torch is the CPU build
+# these machines carry (verl's base requirements leave torch free; its [cpu] extra's 2.11 is not
+# used). rlenv goes in editable with only its core dependencies. First build: 80 s here with an
+# empty pip cache (1.9 GB); the tests then take about 15 s. The stamp is per verl version: after
+# changing other pins, rm -rf .venv-verl.
+VERL_VENV ?= .venv-verl
+VERL_VERSION := 0.9.1
+# cachetools, fastapi and uvicorn: verl's agent-loop module imports them, but only its
+# [verl-core] extra declares them (with GPU-only packages), so they are named here.
+VERL_PINS := 'verl==$(VERL_VERSION)' 'transformers==5.9.0' 'tensordict==0.10.0' \
+	'ray[default]==2.60.0' 'hydra-core==1.3.8' 'omegaconf==2.3.1' 'torch==2.13.0' \
+	'cachetools==8.0.2' 'fastapi==0.165.0' 'uvicorn==0.55.0' \
+	'gymnasium>=1.1,<2' 'pydantic>=2.6,<3' 'sympy>=1.12' 'jsonschema>=4.18' 'pytest>=8'
+
+verl-env: $(VERL_VENV)/.installed-$(VERL_VERSION)
+
+$(VERL_VENV)/.installed-$(VERL_VERSION):
+	rm -rf $(VERL_VENV)
+	$(PYTHON) -m venv $(VERL_VENV)
+	$(VERL_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VERL_VENV)/bin/python -m pip install --quiet $(VERL_PINS)
+	$(VERL_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+test-verl: verl-env
+	$(VERL_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/adapters/test_verl.py
 
 # vLLM's Python source, unpacked (never installed, never imported: vLLM needs CUDA and pins its
 # own torch) for tests/rollout/test_vllm_api.py, which checks with `ast` that every class, method
@@ -109,4 +140,4 @@ gpu-wheels: setup
 	du -sh .whl
 
 clean:
-	rm -rf $(VENV) $(PEERS_VENV) $(VLLM_SRC) .whl build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS_VENV) $(VERL_VENV) $(VLLM_SRC) .whl build *.egg-info .pytest_cache .ruff_cache

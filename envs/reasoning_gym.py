@@ -121,6 +121,8 @@ HASH_DEPENDENT: dict[str, str] = {
     "bf": "reasoning_gym/code/bf.py",
     "isomorphic_strings": "reasoning_gym/algorithmic/isomorphic_strings.py (rng.choice(list(a "
     "set of letters)))",
+    "knight_swap": "reasoning_gym/games/knight_swap.py (solve_swap's search iterates frozensets "
+    "of squares: another solution, sometimes another board)",
     "polynomial_multiplication": "reasoning_gym/algebra/polynomial_multiplication.py",
     "ransom_note": "reasoning_gym/algorithmic/ransom_note.py",
     "word_ladder": "reasoning_gym/algorithmic/word_ladder.py (sets of words)",

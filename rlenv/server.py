@@ -23,6 +23,14 @@ one at a time (a per-session lock), and it is closed after ``session_ttl`` idle 
 Sessions live in the server's memory, so one server is one process: to scale out, run several
 servers and spread the clients over them.
 
+Faults (``docs/server.md``, "Faults"): every env call has a deadline (``step_timeout``; a hung
+call's thread is abandoned and counted, and at ``max_abandoned`` of them the server answers 503
+until they return); a reset or step may carry a ``step_id``, and the session keeps its last id
+and answer, so a retried request is answered once (a replay, never a second step); every answer
+carries the header ``X-Rlenv-Instance``, new at each start, so a client tells a restarted server
+from its own; a full server answers 429 with ``Retry-After``; SIGTERM drains (requests in flight
+finish, new ones get 503) before shutting down.
+
 Run it with ``rlenv serve ENV_ID ...`` (needs ``pip install 'rlenv[server]'``). See
 ``docs/server.md``.
 """
@@ -35,6 +43,7 @@ import functools
 import json
 import logging
 import math
+import queue
 import secrets
 import socket
 import threading
@@ -127,9 +136,41 @@ class ServerLimits(BaseModel):
         description="Whether clients may pass constructor arguments (never those in "
         "DENIED_KWARGS). Off: every session gets the registered defaults.",
     )
+    step_timeout: float | None = Field(
+        default=120.0,
+        gt=0,
+        description="Seconds one env call (make, reset, step, close, verify) may run once it "
+        "has a thread. A step past it answers an unscored, truncated turn and the session must "
+        "be reset (its env is abandoned to the hung thread); None: no deadline.",
+    )
+    max_abandoned: int = Field(
+        default=8,
+        ge=1,
+        description="Hung env calls left running past their deadline (threads cannot be "
+        "killed); at this many, env calls get 503 until some return: restart the server.",
+    )
+    max_waiting: int = Field(
+        default=1024,
+        ge=0,
+        description="Env calls that may wait for a free thread; one more gives 429 ServerBusy "
+        "with Retry-After.",
+    )
+    drain_timeout: float = Field(
+        default=30.0,
+        ge=0,
+        description="On SIGTERM, seconds to let requests in flight finish (new ones get 503) "
+        "before shutting down.",
+    )
 
 
 # ------------------------------------------------------------------------------ the API's data
+
+
+_STEP_ID_DOC = (
+    "The session's request number, chosen by the client and larger at each reset and step of "
+    "the session. The same id again (a retry after a dropped connection) gets the first "
+    "answer back without stepping again; a smaller one is a late duplicate (409 StaleStep)."
+)
 
 
 class ErrorResponse(BaseModel):
@@ -172,6 +213,7 @@ class ResetRequest(BaseModel):
     options: dict[str, Any] | None = Field(
         default=None, description="{'task_id': id} or {'task': {...}}, as for TextEnv.reset."
     )
+    step_id: int | None = Field(default=None, ge=0, description=_STEP_ID_DOC)
 
 
 class ResetResponse(BaseModel):
@@ -187,6 +229,7 @@ class StepRequest(BaseModel):
     action: StrictStr | dict[str, Any] = Field(
         description="The model's completion text, or an assistant message dict."
     )
+    step_id: int | None = Field(default=None, ge=0, description=_STEP_ID_DOC)
 
 
 class StepResponse(BaseModel):
@@ -229,9 +272,22 @@ class VerifyResponse(BaseModel):
 
 
 class _ApiError(Exception):
-    def __init__(self, status: int, error: str, detail: str) -> None:
+    def __init__(self, status: int, error: str, detail: str, retry_after: int | None = None):
         super().__init__(detail)
         self.status, self.error, self.detail = status, error, detail
+        self.retry_after = retry_after
+
+
+class _DeadlineExceeded(Exception):
+    """An env call ran past ``step_timeout``; its thread was abandoned."""
+
+
+INSTANCE_HEADER = "x-rlenv-instance"
+"""Every answer's header naming the server instance (new at each start): a client that sees it
+change knows the server restarted and its session, and episode, are gone."""
+
+REPLAY_HEADER = "x-rlenv-replay"
+"""Set on the answer to a retried ``step_id``: the stored answer, sent again."""
 
 
 # Most specific first: EpisodeFinishedError is a ResetNeededError.
@@ -253,7 +309,8 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (413, "request body too large"),
         (415, "a body not labelled as JSON (send Content-Type: application/json)"),
         (422, "the body is not valid JSON of the documented shape"),
-        (429, "too many open sessions"),
+        (429, "too many open sessions, or env calls waiting (Retry-After says when to retry)"),
+        (503, "shutting down (draining), or too many hung env calls (Retry-After)"),
     )
 }
 
@@ -309,9 +366,148 @@ class _Session:
     env_id: str
     env: TextEnv
     last_used: float
+    kwargs: dict[str, Any] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     closed: bool = False
-    needs_reset: bool = False  # the env raised mid-step: its state is not to be trusted
+    needs_reset: str = ""  # why the env's state is not to be trusted (it raised, or hung)
+    abandoned: bool = False  # env left to a hung thread: the next reset makes a new one
+    # The last request's id, kind ("reset"/"step") and answer, sent again to a retry.
+    last_id: int = -1
+    last_kind: str = ""
+    last_answer: bytes = b""
+
+    def replay(self, step_id: int | None, kind: str) -> bytes | None:
+        """The stored answer when ``step_id`` was answered already; None when it is new."""
+        if step_id is None or step_id > self.last_id:
+            return None
+        if step_id == self.last_id and kind == self.last_kind:
+            return self.last_answer
+        raise _ApiError(
+            409,
+            "StaleStep",
+            f"step_id {step_id} ({kind}) is not after this session's last ({self.last_id}, "
+            f"{self.last_kind}): a late duplicate, ignored; send increasing ids",
+        )
+
+    def remember(self, step_id: int | None, kind: str, answer: bytes) -> None:
+        # The answer is stored as sent. An answer shaped by its request (only the new messages,
+        # say) stays right for a retry, which sends the same request again.
+        if step_id is not None:
+            self.last_id, self.last_kind, self.last_answer = step_id, kind, answer
+
+
+class _Call:
+    """One env call on a worker thread, which its caller may stop waiting for (a deadline).
+
+    Python cannot kill a thread: an abandoned call runs on, counted in ``_State.abandoned``
+    until it returns, when ``cleanup`` (closing the abandoned env) runs on its thread. The
+    caller awaits ``future``, settled from the thread (the answer) or by :meth:`expire` on the
+    event loop (the deadline), whichever comes first.
+    """
+
+    __slots__ = (
+        "abandoned",
+        "args",
+        "cleanup",
+        "done",
+        "function",
+        "future",
+        "lock",
+        "loop",
+        "state",
+    )
+
+    def __init__(
+        self,
+        state: _State,
+        loop: asyncio.AbstractEventLoop,
+        function: Callable[..., Any],
+        args: tuple,
+    ) -> None:
+        self.state, self.loop, self.function, self.args = state, loop, function, args
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.lock = threading.Lock()
+        self.done = self.abandoned = False
+        self.cleanup: Callable[[], None] | None = None
+
+    def __call__(self) -> None:  # on a worker thread
+        try:
+            result, error = self.function(*self.args), None
+        except BaseException as raised:
+            result, error = None, raised
+        with self.lock:
+            self.done = True
+            abandoned = self.abandoned
+        if abandoned:
+            self.state.count_abandoned(-1)
+            if self.cleanup is not None:
+                self.cleanup()
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the server stopped
+            self.loop.call_soon_threadsafe(_settle, self.future, result, error)
+
+    def expire(self, cleanup: Callable[[], None] | None, error: Exception) -> None:
+        """The deadline passed (on the event loop): abandon the thread, fail the future."""
+        with self.lock:
+            if self.done:  # it returned just as the deadline passed: its answer is on its way
+                return
+            self.abandoned, self.cleanup = True, cleanup
+        self.state.count_abandoned(+1)
+        if not self.future.done():
+            self.future.set_exception(error)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # the caller was cancelled
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
+class _Workers:
+    """Daemon threads that run env calls. A call never waits for a thread: when none is idle,
+    one more starts, so a hung call (abandoned at its deadline) is replaced at once. Their
+    number is bounded by the ``threads`` limiter plus the abandoned calls (``max_abandoned``).
+    Daemon threads, unlike ``concurrent.futures``' workers, do not hold up the process's exit.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._jobs: queue.SimpleQueue[_Call] = queue.SimpleQueue()
+
+    def submit(self, call: _Call) -> None:
+        with self._lock:
+            start = not self._idle
+            if not start:
+                self._idle -= 1  # that idle thread is this call's
+        self._jobs.put(call)
+        if start:
+            threading.Thread(target=self._work, name="rlenv-env", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            self._jobs.get()()
+            with self._lock:
+                self._idle += 1
+
+
+class _InFlight:
+    """Counts requests in flight in ``state.in_flight`` (a class, not a generator: it is on
+    every request's path)."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: _State) -> None:
+        self.state = state
+
+    def __enter__(self) -> None:
+        self.state.in_flight += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.state.in_flight -= 1
 
 
 class _State:
@@ -328,22 +524,103 @@ class _State:
         # /verify's envs. At most `threads` are in use at once (env code runs only in the
         # thread pool); twice that many idle keeps a busy id warm with room for a few others.
         self.pool = EnvPool(max_idle=2 * limits.threads, make=self.make)
-        self.limiter: anyio.CapacityLimiter | None = None
+        self.limiter: anyio.CapacityLimiter | None = None  # env calls at once (`threads`)
+        self.workers = _Workers()
         self.closing: set[asyncio.Task[None]] = set()
+        self.instance = secrets.token_hex(8)  # new at each start: see INSTANCE_HEADER
+        self.calls = 0  # env calls running or waiting for a thread
+        self.in_flight = 0  # session and verify requests being answered (drain waits for 0)
+        self.draining = False
+        self.abandoned = 0  # hung env calls still running past their deadline
+        self._abandoned_lock = threading.Lock()
+        self._in_flight = _InFlight(self)
 
-    async def run(self, function: Callable[..., _T], *args: Any) -> _T:
-        """``function(*args)`` in the environment thread pool.
+    def count_abandoned(self, change: int) -> None:
+        with self._abandoned_lock:  # changed from worker threads and the event loop
+            self.abandoned += change
 
-        An unexpected exception (an environment bug in make, reset or close) becomes a JSON
-        500 on a connection that stays open, and is logged with its traceback.
+    async def run(
+        self,
+        function: Callable[..., _T],
+        *args: Any,
+        on_abandon: Callable[[], None] | None = None,
+    ) -> _T:
+        """``function(*args)`` in the environment thread pool, within ``step_timeout``.
+
+        The deadline counts from when the call has a thread (waiting for one is not the env's
+        fault). Past it, the call is abandoned (its thread runs on, counted; ``on_abandon``
+        runs on that thread when it returns) and :class:`_DeadlineExceeded` is raised. An
+        unexpected exception (an environment bug in make, reset or close) becomes a JSON 500 on
+        a connection that stays open, and is logged with its traceback.
         """
+        limits = self.limits
+        if self.abandoned >= limits.max_abandoned:
+            raise _ApiError(
+                503,
+                "ServerDegraded",
+                f"{self.abandoned} env calls hung past the {limits.step_timeout:g} s deadline "
+                "and still hold their threads; this server takes no env calls until some "
+                "return: restart it (rlenv serve), or retry later",
+                retry_after=5,
+            )
+        if self.calls >= limits.threads + limits.max_waiting:
+            raise _ApiError(
+                429,
+                "ServerBusy",
+                f"{self.calls} env calls are running or waiting for one of {limits.threads} "
+                "threads (--threads, --max-waiting): retry after Retry-After seconds",
+                retry_after=1,
+            )
+        if self.limiter is None:  # a mounted app's lifespan does not run: make it here
+            self.limiter = anyio.CapacityLimiter(limits.threads)
+        self.calls += 1
         try:
-            return await anyio.to_thread.run_sync(function, *args, limiter=self.limiter)
-        except (_ApiError, RLEnvError):
+            async with self.limiter:
+                loop = asyncio.get_running_loop()
+                call = _Call(self, loop, function, args)
+                self.workers.submit(call)
+                if limits.step_timeout is None:
+                    return await call.future
+                name = getattr(function, "__name__", "env code").strip("_")
+                late = _DeadlineExceeded(
+                    f"the environment's {name.removesuffix('_env')} ran past this server's "
+                    f"{limits.step_timeout:g} s deadline (--step-timeout) and was abandoned"
+                )
+                timer = loop.call_later(limits.step_timeout, call.expire, on_abandon, late)
+                try:
+                    return await call.future
+                except _DeadlineExceeded:
+                    logger.error("%s (%d hung)", late, self.abandoned)
+                    raise
+                finally:
+                    timer.cancel()
+        except (_ApiError, RLEnvError, _DeadlineExceeded):
             raise
         except Exception as error:
             logger.error("%s raised", getattr(function, "__name__", "env code"), exc_info=True)
             raise _ApiError(500, "InternalError", f"{type(error).__name__}: {error}") from None
+        finally:
+            self.calls -= 1
+
+    async def run_or_504(self, function: Callable[..., _T], *args: Any) -> _T:
+        """:meth:`run`, a deadline answered 504 (calls with no episode to end: make, verify)."""
+        try:
+            return await self.run(function, *args)
+        except _DeadlineExceeded as late:
+            raise _ApiError(504, "EnvTimeout", f"{late}; retry, or ask for a longer one") from None
+
+    def request(self) -> _InFlight:
+        """``with state.request():`` counts a request in flight; refused with 503 once SIGTERM
+        started the drain."""
+        if self.draining:
+            raise _ApiError(
+                503,
+                "ServerDraining",
+                "this server is shutting down: requests in flight finish, new ones are "
+                "refused. Sessions here end with it: reset on the server that replaces it",
+                retry_after=1,
+            )
+        return self._in_flight
 
     def check_env(self, env_id: str, kwargs: dict[str, Any]) -> None:
         if env_id not in self.env_ids:
@@ -396,7 +673,8 @@ class _State:
         self.expired[session.id] = None
         while len(self.expired) > self._TOMBSTONES:
             self.expired.popitem(last=False)
-        self.close_later(session.env)
+        if not session.abandoned:  # an abandoned env is closed by its hung thread
+            self.close_later(session.env)
 
     def close_later(self, env: TextEnv) -> None:
         """Close ``env`` in the thread pool (a sandbox may take a while), not on the loop."""
@@ -421,13 +699,15 @@ class _State:
                 f"the server is full ({self.limits.max_sessions} sessions): close sessions "
                 f"you are done with (DELETE /sessions/{{id}}) or wait for idle ones to expire "
                 f"({self.limits.session_ttl:g} s)",
+                retry_after=1,
             )
         self.pending += 1
 
     def close_all(self) -> None:
         for session in list(self.sessions.values()):
             session.closed = True
-            _close_quietly(session.env)
+            if not session.abandoned:
+                _close_quietly(session.env)
         self.sessions.clear()
         self.pool.close()
 
@@ -451,13 +731,11 @@ def _reset_env(session: _Session, seed: int | None, options: dict[str, Any] | No
         raise
     except (ValueError, TypeError, KeyError) as error:  # bad options
         raise _ApiError(400, type(error).__name__, f"reset failed: {error}") from None
-    session.needs_reset = False
+    session.needs_reset = ""
     return _json_bytes({"observation": observation, "info": _info_dict(info)})
 
 
 def _step_env(session: _Session, action: str | dict[str, Any]) -> bytes:
-    if session.needs_reset:
-        raise EpisodeFinishedError("the last step failed inside the environment; reset first")
     try:
         observation, reward, terminated, truncated, info = session.env.step(action)
     except RLEnvError:  # the caller's mistake: step before reset, a malformed message dict
@@ -466,19 +744,9 @@ def _step_env(session: _Session, action: str | dict[str, Any]) -> bytes:
         # TextEnv promises that no text makes step raise; an env that breaks the promise must
         # not turn model output into a 5xx. Report it like a crashed verifier: an unscored 0.
         logger.warning("%s.step raised on a model action", session.env_id, exc_info=True)
-        session.needs_reset = True
-        verdict = Verdict(
-            reward=0.0, scored=False, error=f"environment failed: {type(error).__name__}: {error}"
-        )
-        observation = session.env.messages
-        return _json_bytes(
-            {
-                "observation": observation,
-                "reward": 0.0,
-                "terminated": False,
-                "truncated": True,
-                "info": {"turn": session.env.turn, "verdict": _verdict_dict(verdict)},
-            }
+        session.needs_reset = "the last step failed inside the environment"
+        return _failed_step(
+            session, "EnvError", f"environment failed: {type(error).__name__}: {error}"
         )
     body = {
         "observation": observation,
@@ -488,6 +756,20 @@ def _step_env(session: _Session, action: str | dict[str, Any]) -> bytes:
         "info": _info_dict(info),
     }
     return _json_bytes(body)
+
+
+def _failed_step(session: _Session, error: str, message: str) -> bytes:
+    """The answer to a step the environment could not finish (it raised, or hung): the episode
+    ends truncated with reward 0 and an unscored verdict, so trainers leave it out rather than
+    learn a 0, and ``info["error"]`` names the fault."""
+    verdict = Verdict(reward=0.0, scored=False, error=message)
+    try:  # a hung step's env belongs to its thread now: read what it holds, nothing more
+        observation, turn = list(session.env.messages), session.env.turn
+    except Exception:
+        observation, turn = [], None
+    info = {"turn": turn, "error": error, "verdict": _verdict_dict(verdict)}
+    body = {"observation": observation, "reward": 0.0, "terminated": False, "truncated": True}
+    return _json_bytes({**body, "info": info})
 
 
 def _verify(pool: EnvPool, request: VerifyRequest) -> bytes:
@@ -527,16 +809,25 @@ def _is_json(content_type: str | None) -> bool:
 # ------------------------------------------------------------------------------ the app
 
 
-class _BodyLimit:
-    """ASGI middleware: 413 for a body over ``max_bytes`` (declared or streamed)."""
+class _Edge:
+    """ASGI middleware: 413 for a body over ``max_bytes`` (declared or streamed), and every
+    answer's :data:`INSTANCE_HEADER` (one layer for both: it is on every request's path)."""
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    def __init__(self, app: Any, max_bytes: int, instance: str) -> None:
         self.app, self.max_bytes = app, max_bytes
+        self.header = (INSTANCE_HEADER.encode(), instance.encode())
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        original_send = send
+
+        async def send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), self.header]
+            await original_send(message)
+
         declared = None
         for name, value in scope["headers"]:
             if name == b"content-length":
@@ -582,8 +873,11 @@ def create_app(env_ids: Sequence[str], limits: ServerLimits | None = None) -> Fa
     action answers 200 with reward 0, ``truncated`` and an unscored verdict (like a crashed
     verifier in-process), and the session must be reset. Caller mistakes are 4xx with a JSON
     ``{"error", "detail"}``: 404 unknown session, 409 step before reset or after the end, 413
-    body too large, 415 a body not labelled as JSON, 422 malformed body, 429 too many sessions.
-    An environment bug outside a step (make, reset) is a JSON 500, logged.
+    body too large, 415 a body not labelled as JSON, 422 malformed body, 429 too many sessions
+    (or env calls waiting) with ``Retry-After``. An environment bug outside a step (make, reset)
+    is a JSON 500, logged. Faults: a step past ``step_timeout`` answers like a crashed one (and
+    its env is abandoned: the next reset makes a new one), a reset or make past it is a 504;
+    503 while draining or with ``max_abandoned`` hung calls; see ``docs/server.md``.
     """
     limits = limits or ServerLimits()
     env_ids = list(dict.fromkeys(env_ids))
@@ -613,11 +907,14 @@ def create_app(env_ids: Sequence[str], limits: ServerLimits | None = None) -> Fa
         lifespan=lifespan,
     )
     app.state.rlenv = state
-    app.add_middleware(_BodyLimit, max_bytes=limits.max_body_bytes)
+    app.add_middleware(_Edge, max_bytes=limits.max_body_bytes, instance=state.instance)
 
     @app.exception_handler(_ApiError)
     async def _api_error(request: Request, error: _ApiError) -> Response:
-        return _error_response(error.status, error.error, error.detail)
+        response = _error_response(error.status, error.error, error.detail)
+        if error.retry_after is not None:
+            response.headers["retry-after"] = str(error.retry_after)
+        return response
 
     @app.exception_handler(RLEnvError)
     async def _rlenv_error(request: Request, error: RLEnvError) -> Response:
@@ -659,13 +956,24 @@ def create_app(env_ids: Sequence[str], limits: ServerLimits | None = None) -> Fa
         return _error_response(500, "InternalError", f"{type(error).__name__}: {error}")
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
-        """Liveness, and how full the server is."""
-        return {
-            "status": "ok",
+    async def health() -> Response:
+        """Liveness, and how full the server is; 503 while draining or with too many hung
+        env calls (``status`` says which), so a load balancer stops sending work."""
+        status = (
+            "draining"
+            if state.draining
+            else "degraded"
+            if state.abandoned >= limits.max_abandoned
+            else "ok"
+        )
+        body = {
+            "status": status,
             "sessions": len(state.sessions),
             "max_sessions": limits.max_sessions,
         }
+        if state.abandoned:
+            body["hung_calls"] = state.abandoned
+        return _json_response(body, 200 if status == "ok" else 503)
 
     @app.get("/envs")
     async def envs() -> dict[str, list[str]]:
@@ -675,13 +983,18 @@ def create_app(env_ids: Sequence[str], limits: ServerLimits | None = None) -> Fa
     @app.post("/sessions", response_model=SessionResponse, responses=_ERROR_RESPONSES)
     async def create_session(body: CreateSessionRequest) -> Response:
         """Open a session: one environment instance, made with ``kwargs``."""
-        state.check_env(body.env_id, body.kwargs)
-        state.reserve()
-        try:
-            env = await state.run(functools.partial(state.make, body.env_id, **body.kwargs))
-        finally:
-            state.pending -= 1
-        session = _Session(secrets.token_urlsafe(24), body.env_id, env, time.monotonic())
+        with state.request():
+            state.check_env(body.env_id, body.kwargs)
+            state.reserve()
+            try:
+                env = await state.run_or_504(
+                    functools.partial(state.make, body.env_id, **body.kwargs)
+                )
+            finally:
+                state.pending -= 1
+        session = _Session(
+            secrets.token_urlsafe(24), body.env_id, env, time.monotonic(), dict(body.kwargs)
+        )
         state.sessions[session.id] = session
         return _json_response(
             {
@@ -698,25 +1011,65 @@ def create_app(env_ids: Sequence[str], limits: ServerLimits | None = None) -> Fa
         "/sessions/{session_id}/reset", response_model=ResetResponse, responses=_ERROR_RESPONSES
     )
     async def reset(session_id: str, body: ResetRequest | None = None) -> Response:
-        """Start an episode: ``env.reset(seed=..., options=...)``."""
+        """Start an episode: ``env.reset(seed=..., options=...)``. With ``step_id``, a retry
+        of an answered reset gets the same answer back."""
         body = body or ResetRequest()
-        session = state.get(session_id)
-        async with session.lock:
-            _check_open(session)
-            content = await state.run(_reset_env, session, body.seed, body.options)
-            session.last_used = time.monotonic()
+        with state.request():
+            session = state.get(session_id)
+            async with session.lock:
+                _check_open(session)
+                replayed = session.replay(body.step_id, "reset")
+                if replayed is not None:
+                    return _replayed(replayed)
+                if session.abandoned:  # the old env is stuck in a hung thread: a new one
+                    session.env = await state.run_or_504(
+                        functools.partial(state.make, session.env_id, **session.kwargs)
+                    )
+                    session.abandoned = False
+                try:
+                    content = await state.run(
+                        _reset_env,
+                        session,
+                        body.seed,
+                        body.options,
+                        on_abandon=functools.partial(_close_quietly, session.env),
+                    )
+                except _DeadlineExceeded as late:
+                    session.abandoned = True
+                    session.needs_reset = f"{late}"
+                    raise _ApiError(504, "EnvTimeout", f"{late}; reset again") from None
+                session.remember(body.step_id, "reset", content)
+                session.last_used = time.monotonic()
         return Response(content, media_type="application/json")
 
     @app.post(
         "/sessions/{session_id}/step", response_model=StepResponse, responses=_ERROR_RESPONSES
     )
     async def step(session_id: str, body: StepRequest) -> Response:
-        """One model turn: ``env.step(action)``. Never a 5xx for any text."""
-        session = state.get(session_id)
-        async with session.lock:
-            _check_open(session)
-            content = await state.run(_step_env, session, body.action)
-            session.last_used = time.monotonic()
+        """One model turn: ``env.step(action)``. Never a 5xx for any text. With ``step_id``,
+        a retry of an answered step gets the same answer back, and the env steps once."""
+        with state.request():
+            session = state.get(session_id)
+            async with session.lock:
+                _check_open(session)
+                replayed = session.replay(body.step_id, "step")
+                if replayed is not None:
+                    return _replayed(replayed)
+                if session.needs_reset:
+                    raise EpisodeFinishedError(f"{session.needs_reset}; reset first")
+                try:
+                    content = await state.run(
+                        _step_env,
+                        session,
+                        body.action,
+                        on_abandon=functools.partial(_close_quietly, session.env),
+                    )
+                except _DeadlineExceeded as late:
+                    session.abandoned = True
+                    session.needs_reset = f"{late}"
+                    content = _failed_step(session, "StepTimeout", f"{late}; reset to go on")
+                session.remember(body.step_id, "step", content)
+                session.last_used = time.monotonic()
         return Response(content, media_type="application/json")
 
     @app.delete("/sessions/{session_id}", responses=_ERROR_RESPONSES)
@@ -727,18 +1080,25 @@ def create_app(env_ids: Sequence[str], limits: ServerLimits | None = None) -> Fa
             _check_open(session)
             state.sessions.pop(session.id, None)
             session.closed = True
-            await state.run(_close_quietly, session.env)
+            if not session.abandoned:  # an abandoned env is closed by its hung thread
+                with contextlib.suppress(_DeadlineExceeded, _ApiError):
+                    await state.run(_close_quietly, session.env)
         return {"session_id": session_id, "closed": True}
 
     @app.post("/verify", response_model=VerifyResponse, responses=_ERROR_RESPONSES)
     async def verify(body: VerifyRequest) -> Response:
         """Score one completion as the first turn of the task of ``seed`` or ``task_id``
         (:func:`rlenv.pool.first_turn`); unscored when a multi-turn episode did not end."""
-        state.check_env(body.env_id, body.kwargs)
-        content = await state.run(_verify, state.pool, body)
+        with state.request():
+            state.check_env(body.env_id, body.kwargs)
+            content = await state.run_or_504(_verify, state.pool, body)
         return Response(content, media_type="application/json")
 
     return app
+
+
+def _replayed(content: bytes) -> Response:
+    return Response(content, media_type="application/json", headers={REPLAY_HEADER: "1"})
 
 
 def _check_open(session: _Session) -> None:
@@ -780,9 +1140,11 @@ def serve(
 ) -> None:
     """Serve ``env_ids`` until SIGINT/SIGTERM (what ``rlenv serve`` runs).
 
-    Shutdown is graceful: requests in progress finish (10 s at most), then every session's
-    environment is closed. ``port=0`` picks a free port; ``on_ready(base_url)`` is called once
-    the socket is bound, with the real port.
+    Shutdown drains first: on the first signal, requests in flight finish (``drain_timeout``
+    at most) while new ones are answered 503 ``ServerDraining``; then uvicorn shuts down
+    gracefully and every session's environment is closed. A second signal stops at once.
+    ``port=0`` picks a free port; ``on_ready(base_url)`` is called once the socket is bound,
+    with the real port.
     """
     app = create_app(env_ids, limits)
     config = _config(app, host, port, access_log=access_log)
@@ -790,7 +1152,37 @@ def serve(
     bound_host, bound_port = sock.getsockname()[:2]
     if on_ready is not None:
         on_ready(_base_url(bound_host, bound_port))
-    uvicorn.Server(config).run(sockets=[sock])
+    _DrainingServer(config, app.state.rlenv).run(sockets=[sock])
+
+
+class _DrainingServer(uvicorn.Server):
+    """uvicorn's server, which drains on the first SIGTERM/SIGINT before shutting down.
+
+    uvicorn alone stops listening at once, so a client's next request finds the port closed
+    and cannot tell a shutdown from a crash; draining answers it 503 with ``Retry-After``.
+    """
+
+    def __init__(self, config: uvicorn.Config, state: _State) -> None:
+        super().__init__(config)
+        self.state = state
+        self._drainer: threading.Thread | None = None
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if self._drainer is not None or self.state.limits.drain_timeout == 0:
+            super().handle_exit(sig, frame)  # a second signal: shut down now
+            return
+        logger.info("draining: %d request(s) in flight", self.state.in_flight)
+        self.state.draining = True
+        self._drainer = threading.Thread(
+            target=self._exit_when_drained, args=(sig, frame), name="rlenv-drain", daemon=True
+        )
+        self._drainer.start()
+
+    def _exit_when_drained(self, sig: int, frame: Any) -> None:
+        deadline = time.monotonic() + self.state.limits.drain_timeout
+        while self.state.in_flight and time.monotonic() < deadline:
+            time.sleep(0.02)
+        super().handle_exit(sig, frame)
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -286,3 +286,12 @@ def test_an_expired_session_says_reset_and_reset_reopens_it():
         env.reset(seed=0)
         assert env.session_id != old and env.step("hi")[1] == 1.0
         env.close()
+
+
+def test_retry_policy_backoff_numbers():
+    policy = RetryPolicy(backoff=0.1, max_backoff=1.0)
+    for attempt, full in ((0, 0.1), (1, 0.2), (3, 0.8), (4, 1.0), (30, 1.0)):
+        assert full / 2 <= policy.delay(attempt) <= full  # jitter: half to all of it
+    assert policy.delay(0, retry_after=3.0) == 3.0  # the server's Retry-After, at least
+    with pytest.raises(ValueError, match="attempts >= 1"):
+        RetryPolicy(attempts=0)

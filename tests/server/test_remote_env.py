@@ -14,7 +14,13 @@ import rlenv
 from rlenv import EpisodeFinishedError, InvalidActionError, ResetNeededError, Task, Verdict
 from rlenv.envs.games.guess_number import binary_search_guess
 from rlenv.errors import TaskNotFoundError
-from rlenv.remote import RemoteEnv, RemoteEnvError, SessionNotFoundError
+from rlenv.remote import (
+    EpisodeLostError,
+    RemoteEnv,
+    RemoteEnvError,
+    RetryPolicy,
+    SessionNotFoundError,
+)
 from rlenv.server import ServerLimits, create_app, serve_in_thread
 from rlenv.spaces import ActionSpace
 
@@ -117,14 +123,15 @@ def test_server_refusals_are_remote_env_errors(server_url):
 
 
 def test_an_unreachable_server_is_a_clear_error():
+    brief = RetryPolicy(attempts=3, backoff=0.01)  # retried, briefly (test_faults.py: more)
     with serve_in_thread(["rlenv/Arithmetic-v0"]) as url:
-        env = RemoteEnv(url, "rlenv/Arithmetic-v0", timeout=5)
+        env = RemoteEnv(url, "rlenv/Arithmetic-v0", timeout=5, retry_policy=brief)
         env.reset(seed=0)
-    with pytest.raises(RemoteEnvError, match="failed"):
+    with pytest.raises(EpisodeLostError, match=r"failed.*call reset\(\)"):
         env.step("1")
     env.close()  # the server is gone: nothing to end, no error
     with pytest.raises(RemoteEnvError, match="Connection"):
-        RemoteEnv(url, "rlenv/Arithmetic-v0", timeout=5)
+        RemoteEnv(url, "rlenv/Arithmetic-v0", timeout=5, retry_policy=brief)
 
 
 def test_an_expired_session_raises_session_not_found():

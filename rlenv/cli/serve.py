@@ -34,6 +34,23 @@ def register(commands: Any) -> None:
         "--no-client-kwargs", action="store_true",
         help="refuse constructor arguments from clients (registered defaults only)",
     )  # fmt: skip
+    serve.add_argument(
+        "--step-timeout", type=float, default=120.0, metavar="S",
+        help="seconds one env call (reset, step...) may run; a step past it ends its episode "
+        "unscored and its env is abandoned; 0: none (120)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--max-abandoned", type=int, default=8, metavar="N",
+        help="hung env calls tolerated before env calls get 503 (8)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--max-waiting", type=int, default=1024, metavar="N",
+        help="env calls waiting for a thread; one more gets 429 (1024)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--drain-timeout", type=float, default=30.0, metavar="S",
+        help="on SIGTERM, seconds for requests in flight to finish, new ones get 503 (30)",
+    )  # fmt: skip
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(handler=_cmd_serve)
 
@@ -56,6 +73,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             max_body_bytes=args.max_body_bytes,
             threads=args.threads,
             client_kwargs=not args.no_client_kwargs,
+            step_timeout=args.step_timeout or None,
+            max_abandoned=args.max_abandoned,
+            max_waiting=args.max_waiting,
+            drain_timeout=args.drain_timeout,
         )
     except ValidationError as error:
         raise CLIError(f"bad server settings: {error}") from None

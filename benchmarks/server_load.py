@@ -13,9 +13,17 @@ Starts ``rlenv serve rlenv/Arithmetic-v0`` in its own process on 127.0.0.1 (a fr
 3. **overhead**: one client, one episode after another: ``RemoteEnv`` against ``rlenv.make``
    in-process, per episode (reset + step) and per HTTP request.
 
+``--mode long`` instead measures long episodes over the wire: one ``RemoteEnv`` plays a
+``--turns``-turn episode of an echo env (a short reply per turn) with the whole conversation in
+every answer (``delta=False``, as before) and with only the new messages (``delta=True``),
+interleaved over ``--rounds`` rounds; reported per mode: answer bytes per step and steps/s at
+turn 10 (turns 1-20) and at the last turn (its last 20 turns), medians, and the in-process env's
+steps/s over the same windows for reference.
+
 Every request goes to 127.0.0.1 only, and every loop is bounded in time or count. Usage::
 
     python benchmarks/server_load.py [--seconds 60] [--clients 64] [--client-processes 1]
+    python benchmarks/server_load.py --mode long [--turns 1000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -46,12 +54,15 @@ MAX_BODY = 2 * 1024 * 1024  # the server's default limit
 # ------------------------------------------------------------------------------ the server
 
 
-def start_server(threads: int) -> tuple[subprocess.Popen, str]:
-    """``rlenv serve`` in a child process; returns it and its base URL."""
+def start_server(threads: int, echo: bool = False) -> tuple[subprocess.Popen, str]:
+    """``rlenv serve`` in a child process (``echo``: this file's echo env, served the same
+    way after registering it); returns it and its base URL."""
     command = [
         sys.executable, "-m", "rlenv.cli", "serve", ENV_ID, "--port", "0",
         "--max-sessions", "4096", "--threads", str(threads),
     ]  # fmt: skip
+    if echo:
+        command = [sys.executable, __file__, "--serve-echo", "--threads", str(threads)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     line = server.stdout.readline().decode()
@@ -324,6 +335,142 @@ def overhead(url: str, episodes: int, rounds: int = 5) -> tuple[float, float]:
     return remote_us, local_us
 
 
+# ------------------------------------------------------------------------------ 4. long episodes
+
+ECHO_ID = "bench/Echo-v0"
+WINDOW = 20  # steps per measured window
+
+
+def _echo_class():
+    from rlenv import GeneratedTasks, Task, TextEnv, Turn, Verdict
+
+    class Echo(TextEnv):
+        """A reply of a few words per turn, up to 10,000 turns: only the conversation grows."""
+
+        max_turns = 10_000
+
+        def load_tasks(self) -> GeneratedTasks:
+            return GeneratedTasks(lambda rng: Task(prompt=f"Count from {rng.randint(1, 9)}."))
+
+        def respond(self, message) -> Turn:
+            return Turn.reply(f"Heard you at turn {self.turn}.", verdict=Verdict(reward=0.0))
+
+    return Echo
+
+
+def serve_echo(threads: int) -> None:
+    from rlenv.server import ServerLimits, serve
+
+    rlenv.register(ECHO_ID, _echo_class())
+
+    def ready(url: str) -> None:
+        print(f"rlenv: serving {ECHO_ID} at {url}", flush=True)
+
+    serve([ECHO_ID], port=0, limits=ServerLimits(threads=threads), on_ready=ready)
+
+
+def _episode(env, turns: int) -> list[float]:
+    """Seconds per step of one ``turns``-turn episode."""
+    env.reset(seed=0)
+    times = []
+    for turn in range(turns):
+        start = time.perf_counter()
+        env.step(f"Number {turn}: the next one, please.")
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _sized(env: RemoteEnv, sizes: list[int]) -> RemoteEnv:
+    """Record each answer's body size (its Content-Length) of ``env``'s connection."""
+    connection = env._client.connection
+    getresponse = connection.getresponse
+
+    def sized():
+        response = getresponse()
+        sizes.append(int(response.getheader("content-length") or 0))
+        return response
+
+    connection.getresponse = sized
+    return env
+
+
+def long_episodes(url: str, turns: int, rounds: int) -> dict:
+    """Full vs delta answers over ``turns``-turn episodes, interleaved; medians per window."""
+    rlenv.register(ECHO_ID, _echo_class())
+    windows = {"turn 10": slice(0, WINDOW), f"turn {turns}": slice(turns - WINDOW, turns)}
+    samples: dict = {}
+    local = rlenv.make(ECHO_ID)
+    for _ in range(rounds):
+        for mode in ("full", "delta", "in-process"):
+            sizes: list[int] = []
+            if mode == "in-process":
+                times = _episode(local, turns)
+            else:
+                env = _sized(RemoteEnv(url, ECHO_ID, delta=mode == "delta"), sizes)
+                assert env._delta == (mode == "delta")
+                times = _episode(env, turns)
+                env.close()
+                sizes = sizes[1:]  # the reset's answer
+            for name, window in windows.items():
+                entry = samples.setdefault(mode, {}).setdefault(name, {"s": [], "bytes": []})
+                entry["s"].append(statistics.median(times[window]))
+                if sizes:
+                    entry["bytes"].append(statistics.median(sizes[window]))
+            if mode != "in-process":
+                samples[mode].setdefault("episode_bytes", []).append(sum(sizes))
+    report: dict = {"turns": turns, "rounds": rounds}
+    for mode, entries in samples.items():
+        out = report[mode] = {}
+        for name in windows:
+            step_s = statistics.median(entries[name]["s"])
+            out[name] = {"steps_per_s": 1 / step_s}
+            if entries[name]["bytes"]:
+                out[name]["bytes_per_step"] = statistics.median(entries[name]["bytes"])
+        if "episode_bytes" in entries:
+            out["episode_bytes"] = statistics.median(entries["episode_bytes"])
+    return report
+
+
+def print_long(report: dict) -> None:
+    turns = report["turns"]
+    print(
+        f"\n4. long episodes: one client, {turns}-turn episodes of {ECHO_ID}, "
+        f"{report['rounds']} interleaved rounds (medians over {WINDOW}-step windows)"
+    )
+    print(f"   {'':<12}{'bytes/step':>12}{'':>12}{'steps/s':>10}{'':>10}{'episode MB':>12}")
+    print(f"   {'':<12}{'turn 10':>12}{f'turn {turns}':>12}{'turn 10':>10}{f'turn {turns}':>10}")
+    for mode in ("full", "delta", "in-process"):
+        row = report[mode]
+        first, last = row["turn 10"], row[f"turn {turns}"]
+        size = (
+            f"{first['bytes_per_step']:>12,.0f}{last['bytes_per_step']:>12,.0f}"
+            if "bytes_per_step" in first
+            else f"{'-':>12}{'-':>12}"
+        )
+        total = f"{row['episode_bytes'] / 1e6:>12.2f}" if "episode_bytes" in row else ""
+        print(
+            f"   {mode:<12}{size}{first['steps_per_s']:>10,.0f}{last['steps_per_s']:>10,.0f}{total}"
+        )
+
+
+def main_long(args) -> int:
+    server, url = start_server(args.threads, echo=True)
+    try:
+        print(f"server: {url} (one process), {os.cpu_count()} CPUs")
+        report = long_episodes(url, args.turns, args.rounds)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    print_long(report)
+    if args.json:
+        args.json.write_text(json.dumps({"long": report}, indent=2) + "\n")
+    delta, full = report["delta"], report["full"]
+    last = f"turn {args.turns}"
+    # Delta's answers must not grow with the conversation (the digits of the turn number may).
+    flat = delta[last]["bytes_per_step"] < 1.2 * delta["turn 10"]["bytes_per_step"]
+    return 0 if flat and delta[last]["bytes_per_step"] < full[last]["bytes_per_step"] else 1
+
+
 # ------------------------------------------------------------------------------ main
 
 
@@ -338,7 +485,19 @@ def main() -> int:
     parser.add_argument("--malformed", type=int, default=10_000, help="malformed requests")
     parser.add_argument("--episodes", type=int, default=2000, help="overhead episodes (2000)")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
+    parser.add_argument(
+        "--mode", choices=("load", "long"), default="load",
+        help="load: load, malformed, overhead (default); long: long episodes, full vs delta",
+    )  # fmt: skip
+    parser.add_argument("--turns", type=int, default=1000, help="long: turns per episode (1000)")
+    parser.add_argument("--rounds", type=int, default=3, help="long: interleaved rounds (3)")
+    parser.add_argument("--serve-echo", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_echo:
+        serve_echo(args.threads)
+        return 0
+    if args.mode == "long":
+        return main_long(args)
 
     server, url = start_server(args.threads)
     report: dict = {"url": url, "cpus": os.cpu_count()}

@@ -19,6 +19,11 @@ expired, the server restarted, a step failed for good), :class:`EpisodeLostError
 names the cure, ``reset()``, which opens a new session if the old one is gone; it is never a
 silent new episode. See ``docs/server.md``, "Faults".
 
+Long episodes: against a server that offers it, each step asks only for the messages the client
+lacks (the request's ``since``) and the observation is rebuilt here, equal to the in-process one;
+so an episode of n turns moves O(n) bytes, not O(n²). ``delta=False`` asks for the whole
+conversation at every step, as older servers always send it.
+
 Only the standard library is used (``http.client``, one keep-alive connection per env), so the
 client side needs nothing beyond ``rlenv`` itself.
 """
@@ -38,7 +43,7 @@ from urllib.parse import urlsplit
 import gymnasium as gym
 from pydantic_core import to_jsonable_python
 
-from rlenv.chat import Message, copy_messages, render_messages
+from rlenv.chat import Message, freeze_json, render_messages
 from rlenv.env import Action, Observation
 from rlenv.errors import (
     EpisodeFinishedError,
@@ -277,6 +282,9 @@ class RemoteEnv(gym.Env[Observation, Action]):
             above the server's ``--step-timeout``, so a hung step comes back as its answer.
         retry_policy: How failed requests are retried (:class:`RetryPolicy`; ``NO_RETRIES``
             fails at once).
+        delta: Ask each step for the new messages only (the observation is rebuilt here) when
+            the server offers it (``rlenv serve`` since this option; older servers get the
+            usual requests). False: the whole conversation in every answer.
         render_mode: ``"ansi"`` (``render()`` returns the transcript) or ``"human"``.
         **kwargs: Constructor arguments for the environment, as for ``rlenv.make`` (JSON
             values; the server may refuse them).
@@ -299,6 +307,7 @@ class RemoteEnv(gym.Env[Observation, Action]):
         *,
         timeout: float = 300.0,
         retry_policy: RetryPolicy | None = None,
+        delta: bool = True,
         render_mode: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -312,6 +321,7 @@ class RemoteEnv(gym.Env[Observation, Action]):
         self.base_url = self._client.base_url
         self.session_id: str | None = None
         self._kwargs = _jsonable(kwargs)
+        self._want_delta = delta
         self._open_session()
         self.observation_space = ConversationSpace()
         self.action_space = ActionSpace(self.max_action_chars)
@@ -328,6 +338,7 @@ class RemoteEnv(gym.Env[Observation, Action]):
         self.max_reward: float = session["max_reward"]
         self.max_action_chars: int = session["max_action_chars"]
         self.session_ttl: float = session["session_ttl"]
+        self._delta = self._want_delta and session.get("delta") is True
         self._step_id = 0  # the next request's step_id: one more at each reset and step
         self._lost = ""  # why the episode is lost (then only reset() may follow)
 
@@ -346,10 +357,10 @@ class RemoteEnv(gym.Env[Observation, Action]):
             self._open_session()
             result = self._send("reset", body)
         self._lost = ""
-        self._messages = result["observation"]
+        self._messages = [freeze_json(message) for message in result["observation"]]
         self._rendered = 0
         self._print_new()
-        return copy_messages(self._messages), result["info"]
+        return list(self._messages), result["info"]
 
     def step(self, action: Action) -> tuple[Observation, float, bool, bool, dict[str, Any]]:
         """One model turn: ``action`` is the completion text or an assistant message dict."""
@@ -362,8 +373,11 @@ class RemoteEnv(gym.Env[Observation, Action]):
             )
         if self._lost:
             raise EpisodeLostError(f"{self._lost}; call reset() before stepping again")
+        body: dict[str, Any] = {"action": action}
+        if self._delta:
+            body["since"] = len(self._messages)
         try:
-            result = self._send("step", {"action": action})
+            result = self._send("step", body)
         except (RemoteEnvError, *_LOCAL_ERRORS.values()) as error:
             if isinstance(error, RemoteEnvError) and error.status not in (400, 404, 409, 422):
                 # Failed for good after its retries: whether the server stepped is unknown.
@@ -380,20 +394,40 @@ class RemoteEnv(gym.Env[Observation, Action]):
         info = result["info"]
         if isinstance(info.get("verdict"), dict):
             info["verdict"] = Verdict.model_validate(info["verdict"])
-        self._messages = result["observation"]
+        self._messages = self._rebuilt(result)
         self._print_new()
         return (
-            copy_messages(self._messages),
+            list(self._messages),
             float(result["reward"]),
             bool(result["terminated"]),
             bool(result["truncated"]),
             info,
         )
 
+    def _rebuilt(self, result: dict[str, Any]) -> list[Message]:
+        """The conversation after a step: the answer's observation, after the messages this
+        client already holds when it starts at ``observation_from`` (a replayed answer names
+        the same start, so it never adds them twice)."""
+        new = [freeze_json(message) for message in result["observation"]]
+        start = result.get("observation_from")
+        if start is None:
+            return new
+        if not isinstance(start, int) or not 0 <= start <= len(self._messages):
+            self._lost = "the server's answer does not fit this client's conversation"
+            raise EpisodeLostError(
+                f"{self._lost} (observation_from={start!r}, {len(self._messages)} messages "
+                "held); call reset() to start a new episode"
+            )
+        if start == len(self._messages):  # the usual case: no copy of what is held
+            self._messages.extend(new)
+            return self._messages
+        return self._messages[:start] + new
+
     @property
     def messages(self) -> list[Message]:
-        """A copy of the conversation so far (the same as the last observation)."""
-        return copy_messages(self._messages)
+        """The conversation so far (the same as the last observation): read-only messages
+        (:class:`~rlenv.chat.FrozenDict`), as an in-process env gives them."""
+        return list(self._messages)
 
     def render(self) -> str | None:
         """``"ansi"``: the transcript as text. ``"human"``: messages are printed as they come."""

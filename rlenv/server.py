@@ -7,7 +7,8 @@ world with a database) through :class:`rlenv.remote.RemoteEnv`, or any HTTP clie
     GET    /envs                 {"env_ids": [...]}: what this server serves
     POST   /sessions             {env_id, kwargs} -> {session_id, max_turns, ...}
     POST   /sessions/{id}/reset  {seed?, options?} -> {observation, info}
-    POST   /sessions/{id}/step   {action} -> {observation, reward, terminated, truncated, info}
+    POST   /sessions/{id}/step   {action, since?} -> {observation, reward, terminated, truncated,
+                                 info}; with since, observation holds only the new messages
     DELETE /sessions/{id}        close the session
     POST   /verify               {env_id, kwargs?, seed | task_id, completion} -> verdict
     GET    /openapi.json, /docs  the OpenAPI spec and its browsable page
@@ -202,6 +203,11 @@ class SessionResponse(BaseModel):
     max_reward: float
     max_action_chars: int
     session_ttl: float = Field(description="Idle seconds after which the session is closed.")
+    delta: bool = Field(
+        default=True,
+        description="Whether this server answers a step's ``since`` with only the new messages "
+        "(servers before it lack the field: send no ``since`` to them).",
+    )
 
 
 class ResetRequest(BaseModel):
@@ -230,10 +236,27 @@ class StepRequest(BaseModel):
         description="The model's completion text, or an assistant message dict."
     )
     step_id: int | None = Field(default=None, ge=0, description=_STEP_ID_DOC)
+    since: int | None = Field(
+        default=None,
+        ge=0,
+        description="How many messages of the conversation the client holds (its last "
+        "observation's length). Given, the answer's observation holds only the messages from "
+        "index observation_from on (observation_from == since when the client's messages are "
+        "a prefix of the conversation, else 0: the whole of it): the client keeps "
+        "messages[:observation_from] and appends them. Absent: the whole conversation.",
+    )
 
 
 class StepResponse(BaseModel):
-    observation: list[dict[str, Any]] = Field(description="The whole conversation so far.")
+    observation: list[dict[str, Any]] = Field(
+        description="The whole conversation so far, or with ``since`` its messages from "
+        "``observation_from`` on."
+    )
+    observation_from: int | None = Field(
+        default=None,
+        description="Only when the request gave ``since``: the index of the observation's "
+        "first message in the conversation (the client's messages before it are kept).",
+    )
     reward: float
     terminated: bool
     truncated: bool
@@ -375,6 +398,9 @@ class _Session:
     last_id: int = -1
     last_kind: str = ""
     last_answer: bytes = b""
+    # The conversation as of the last reset or step answer (its message objects), against
+    # which a step's ``since`` is checked: only a true prefix is left out of the answer.
+    sent: list[Any] = field(default_factory=list)
 
     def replay(self, step_id: int | None, kind: str) -> bytes | None:
         """The stored answer when ``step_id`` was answered already; None when it is new."""
@@ -732,10 +758,25 @@ def _reset_env(session: _Session, seed: int | None, options: dict[str, Any] | No
     except (ValueError, TypeError, KeyError) as error:  # bad options
         raise _ApiError(400, type(error).__name__, f"reset failed: {error}") from None
     session.needs_reset = ""
+    session.sent = observation
     return _json_bytes({"observation": observation, "info": _info_dict(info)})
 
 
-def _step_env(session: _Session, action: str | dict[str, Any]) -> bytes:
+def _tail(session: _Session, observation: list[Any], since: int | None) -> dict[str, Any]:
+    """The answer's observation fields: the whole conversation, or with ``since`` what the
+    client lacks (from ``since`` when its messages are a prefix of it, which it is unless the
+    client is out of step or the env rewrote its history: then all of it, from 0)."""
+    previous, session.sent = session.sent, observation
+    if since is None:
+        return {"observation": observation}
+    # A list compares its items by identity first: the env's messages are the objects sent.
+    fits = since <= len(previous) and since <= len(observation)
+    if fits and observation[:since] == previous[:since]:
+        return {"observation": observation[since:], "observation_from": since}
+    return {"observation": observation, "observation_from": 0}
+
+
+def _step_env(session: _Session, action: str | dict[str, Any], since: int | None = None) -> bytes:
     try:
         observation, reward, terminated, truncated, info = session.env.step(action)
     except RLEnvError:  # the caller's mistake: step before reset, a malformed message dict
@@ -746,10 +787,10 @@ def _step_env(session: _Session, action: str | dict[str, Any]) -> bytes:
         logger.warning("%s.step raised on a model action", session.env_id, exc_info=True)
         session.needs_reset = "the last step failed inside the environment"
         return _failed_step(
-            session, "EnvError", f"environment failed: {type(error).__name__}: {error}"
+            session, "EnvError", f"environment failed: {type(error).__name__}: {error}", since
         )
     body = {
-        "observation": observation,
+        **_tail(session, observation, since),
         "reward": reward,
         "terminated": terminated,
         "truncated": truncated,
@@ -758,7 +799,7 @@ def _step_env(session: _Session, action: str | dict[str, Any]) -> bytes:
     return _json_bytes(body)
 
 
-def _failed_step(session: _Session, error: str, message: str) -> bytes:
+def _failed_step(session: _Session, error: str, message: str, since: int | None = None) -> bytes:
     """The answer to a step the environment could not finish (it raised, or hung): the episode
     ends truncated with reward 0 and an unscored verdict, so trainers leave it out rather than
     learn a 0, and ``info["error"]`` names the fault."""
@@ -768,7 +809,12 @@ def _failed_step(session: _Session, error: str, message: str) -> bytes:
     except Exception:
         observation, turn = [], None
     info = {"turn": turn, "error": error, "verdict": _verdict_dict(verdict)}
-    body = {"observation": observation, "reward": 0.0, "terminated": False, "truncated": True}
+    body = {
+        **_tail(session, observation, since),
+        "reward": 0.0,
+        "terminated": False,
+        "truncated": True,
+    }
     return _json_bytes({**body, "info": info})
 
 
@@ -1004,6 +1050,7 @@ def create_app(env_ids: Sequence[str], limits: ServerLimits | None = None) -> Fa
                 "max_reward": env.max_reward,
                 "max_action_chars": env.max_action_chars,
                 "session_ttl": limits.session_ttl,
+                "delta": True,
             }
         )
 
@@ -1062,12 +1109,15 @@ def create_app(env_ids: Sequence[str], limits: ServerLimits | None = None) -> Fa
                         _step_env,
                         session,
                         body.action,
+                        body.since,
                         on_abandon=functools.partial(_close_quietly, session.env),
                     )
                 except _DeadlineExceeded as late:
                     session.abandoned = True
                     session.needs_reset = f"{late}"
-                    content = _failed_step(session, "StepTimeout", f"{late}; reset to go on")
+                    content = _failed_step(
+                        session, "StepTimeout", f"{late}; reset to go on", body.since
+                    )
                 session.remember(body.step_id, "step", content)
                 session.last_used = time.monotonic()
         return Response(content, media_type="application/json")

@@ -54,7 +54,9 @@ MAX_BODY = 2 * 1024 * 1024  # the server's default limit
 # ------------------------------------------------------------------------------ the server
 
 
-def start_server(threads: int, echo: bool = False) -> tuple[subprocess.Popen, str]:
+def start_server(
+    threads: int, echo: bool = False, openenv: bool = False
+) -> tuple[subprocess.Popen, str]:
     """``rlenv serve`` in a child process (``echo``: this file's echo env, served the same
     way after registering it); returns it and its base URL."""
     command = [
@@ -63,6 +65,8 @@ def start_server(threads: int, echo: bool = False) -> tuple[subprocess.Popen, st
     ]  # fmt: skip
     if echo:
         command = [sys.executable, __file__, "--serve-echo", "--threads", str(threads)]
+    if openenv:
+        command = [sys.executable, __file__, "--serve-openenv"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     line = server.stdout.readline().decode()
@@ -134,14 +138,56 @@ def client_loop(url: str, deadline: float, offset: int, out: dict) -> None:
         out["steps"] = out.get("steps", 0) + steps
 
 
-def client_process(url: str, clients: int, start_at: float, seconds: float, first: int, queue):
+def openenv_client_loop(url: str, deadline: float, offset: int, out: dict) -> None:
+    """One OpenEnv client: a ``/ws`` session (OpenEnv's episodes live on its WebSocket), then
+    reset + step messages until ``deadline``; measured as :func:`client_loop` measures."""
+    from websockets.sync.client import connect
+
+    latencies, errors = [], Counter()
+    resets = steps = 0
+    try:
+        with connect(url.replace("http://", "ws://") + "/ws", max_size=None) as ws:
+            seed = offset
+            while time.perf_counter() < deadline:
+                ws.send(json.dumps({"type": "reset", "data": {"seed": seed}}))
+                answer = json.loads(ws.recv())
+                resets += 1
+                if answer.get("type") != "observation":
+                    errors["reset " + str(answer.get("type"))] += 1
+                    break
+                start = time.perf_counter()
+                ws.send(json.dumps({"type": "step", "data": {"text": ANSWER}}))
+                answer = json.loads(ws.recv())
+                latencies.append(time.perf_counter() - start)
+                steps += 1
+                if answer.get("type") != "observation" or "reward" not in answer["data"]:
+                    errors["step " + str(answer.get("type"))] += 1
+                    break
+                seed += 1
+            ws.send(json.dumps({"type": "close"}))
+    except Exception as error:
+        errors[f"{type(error).__name__}"] += 1
+    finally:
+        out.setdefault("latencies", []).extend(latencies)
+        out.setdefault("errors", Counter()).update(errors)
+        out["resets"] = out.get("resets", 0) + resets
+        out["steps"] = out.get("steps", 0) + steps
+
+
+LOOPS = {"rlenv": client_loop, "openenv": openenv_client_loop}
+
+
+def client_process(
+    url: str, clients: int, start_at: float, seconds: float, first: int, queue, kind="rlenv"
+):
     """``clients`` client threads in this process, starting at wall-clock ``start_at``; puts
     their merged results on ``queue``."""
     time.sleep(max(0.0, start_at - time.time()))
     deadline = time.perf_counter() + seconds
     results = [{} for _ in range(clients)]
+    loop = LOOPS[kind]
     threads = [
-        threading.Thread(target=client_loop, args=(url, deadline, (first + i) * 10**6, out))
+        threading.Thread(target=loop, args=(url, deadline, (first + i) * 10**6, out))
         for i, out in enumerate(results)
     ]
     for thread in threads:
@@ -161,7 +207,7 @@ def _merge(results: list[dict]) -> dict:
     return merged
 
 
-def load(url: str, clients: int, processes: int, seconds: float) -> dict:
+def load(url: str, clients: int, processes: int, seconds: float, kind: str = "rlenv") -> dict:
     """Run the clients in ``processes`` processes (so the client side is not one GIL)."""
     start_at = time.time() + 1.0  # every process starts its clients at the same moment
     queue = multiprocessing.Queue()
@@ -169,7 +215,7 @@ def load(url: str, clients: int, processes: int, seconds: float) -> dict:
     workers, first = [], 0
     for share in shares:
         worker = multiprocessing.Process(
-            target=client_process, args=(url, share, start_at, seconds, first, queue)
+            target=client_process, args=(url, share, start_at, seconds, first, queue, kind)
         )
         worker.start()
         workers.append(worker)
@@ -471,6 +517,108 @@ def main_long(args) -> int:
     return 0 if flat and delta[last]["bytes_per_step"] < full[last]["bytes_per_step"] else 1
 
 
+# ------------------------------------------------------------------------------ 5. vs OpenEnv
+
+
+def serve_openenv() -> None:
+    """OpenEnv's own app (openenv-core's ``create_app``, WebSocket sessions) serving the same
+    env through ``rlenv.adapters.openenv``, on uvicorn with this server's settings."""
+    import uvicorn
+
+    from rlenv.adapters.openenv import create_app
+    from rlenv.server import _base_url, _bind
+
+    app = create_app(ENV_ID, max_concurrent_envs=4096)
+    sock = _bind("127.0.0.1", 0)
+    print(f"openenv: serving {ENV_ID} at {_base_url(*sock.getsockname()[:2])}", flush=True)
+    config = uvicorn.Config(app, access_log=False, log_level="warning", timeout_keep_alive=65)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def versus_openenv(args) -> dict:
+    """Both servers up at once; for each client count, rounds alternate which goes first."""
+    import openenv
+
+    servers = {"rlenv": start_server(args.threads), "openenv": start_server(0, openenv=True)}
+    version = getattr(openenv, "__version__", None)
+    if version is None:
+        from importlib.metadata import version as _version
+
+        version = _version("openenv-core")
+    report: dict = {"openenv_core": version, "rlenv": rlenv.__version__, "seconds": args.seconds}
+    try:
+        for kind, (_, url) in servers.items():  # warm-up
+            load(url, 4, 1, 1.0, kind)
+        for clients in args.peer_clients:
+            runs: dict = {kind: [] for kind in servers}
+            for round_ in range(args.rounds):
+                order = list(servers) if round_ % 2 == 0 else list(reversed(servers))
+                for kind in order:
+                    process, url = servers[kind]
+                    cpu = _cpu_seconds(process.pid)
+                    result = load(url, clients, args.client_processes, args.seconds, kind)
+                    cpu = _cpu_seconds(process.pid) - cpu
+                    runs[kind].append(
+                        {
+                            "steps_per_s": result["steps"] / result["seconds"],
+                            "p50_ms": percentile(result["latencies"], 0.50) * 1e3,
+                            "p99_ms": percentile(result["latencies"], 0.99) * 1e3,
+                            "server_cpu_ms_per_episode": cpu * 1e3 / max(result["steps"], 1),
+                            "errors": sum(result["errors"].values()),
+                        }
+                    )
+            report[str(clients)] = {
+                kind: {key: statistics.median(r[key] for r in rs) for key in rs[0]} | {"runs": rs}
+                for kind, rs in runs.items()
+            }
+    finally:
+        for process, _ in servers.values():
+            process.terminate()
+            process.wait(timeout=30)
+    return report
+
+
+def print_versus(report: dict, clients: list[int], rounds: int) -> None:
+    print(
+        f"\n5. rlenv serve vs OpenEnv (openenv-core {report['openenv_core']}), {ENV_ID} on both, "
+        f"{report['seconds']:g} s x {rounds} interleaved rounds, medians"
+    )
+    print("   rlenv: HTTP keep-alive (http.client), OpenEnv: its /ws WebSocket (websockets)")
+    header = f"   {'clients':<9}{'server':<9}{'steps/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+    print(header + f"{'server CPU ms/episode':>23}{'errors':>8}")
+    for count in clients:
+        for kind, row in report[str(count)].items():
+            print(
+                f"   {count:<9}{kind:<9}{row['steps_per_s']:>9,.0f}{row['p50_ms']:>9.1f}"
+                f"{row['p99_ms']:>9.1f}{row['server_cpu_ms_per_episode']:>23.3f}"
+                f"{row['errors']:>8.0f}"
+            )
+        rl, oe = report[str(count)]["rlenv"], report[str(count)]["openenv"]
+        print(
+            f"   {'':<9}rlenv/OpenEnv: steps/s x{rl['steps_per_s'] / oe['steps_per_s']:.2f}, "
+            f"p99 x{rl['p99_ms'] / oe['p99_ms']:.2f}"
+        )
+
+
+def main_versus(args) -> int:
+    report = versus_openenv(args)
+    print_versus(report, args.peer_clients, args.rounds)
+    if args.json:
+        args.json.write_text(json.dumps({"versus_openenv": report}, indent=2) + "\n")
+    ahead = all(
+        report[str(c)]["rlenv"]["steps_per_s"] > report[str(c)]["openenv"]["steps_per_s"]
+        and report[str(c)]["rlenv"]["p99_ms"] < report[str(c)]["openenv"]["p99_ms"]
+        for c in args.peer_clients
+    )
+    return 0 if ahead else 1
+
+
 # ------------------------------------------------------------------------------ main
 
 
@@ -486,9 +634,15 @@ def main() -> int:
     parser.add_argument("--episodes", type=int, default=2000, help="overhead episodes (2000)")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     parser.add_argument(
-        "--mode", choices=("load", "long"), default="load",
-        help="load: load, malformed, overhead (default); long: long episodes, full vs delta",
+        "--mode", choices=("load", "long", "openenv"), default="load",
+        help="load: load, malformed, overhead (default); long: long episodes, full vs delta; "
+        "openenv: rlenv serve vs an OpenEnv server",
     )  # fmt: skip
+    parser.add_argument(
+        "--peer-clients", type=int, nargs="+", default=[16, 64],
+        help="openenv: client counts (16 64)",
+    )  # fmt: skip
+    parser.add_argument("--serve-openenv", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--turns", type=int, default=1000, help="long: turns per episode (1000)")
     parser.add_argument("--rounds", type=int, default=3, help="long: interleaved rounds (3)")
     parser.add_argument("--serve-echo", action="store_true", help=argparse.SUPPRESS)
@@ -496,8 +650,13 @@ def main() -> int:
     if args.serve_echo:
         serve_echo(args.threads)
         return 0
+    if args.serve_openenv:
+        serve_openenv()
+        return 0
     if args.mode == "long":
         return main_long(args)
+    if args.mode == "openenv":
+        return main_versus(args)
 
     server, url = start_server(args.threads)
     report: dict = {"url": url, "cpus": os.cpu_count()}

@@ -23,11 +23,20 @@ The checks:
 - ``finished episode``: stepping after the end raises ``EpisodeFinishedError``, and stepping
   before the first reset raises ``ResetNeededError``.
 - ``gold answer``: where the environment knows a gold action, playing it earns ``max_reward``.
+
+A running service is checked over the wire the same way (``rlenv check http://host:port/ID``,
+:func:`check_service`): the env is a client (:class:`~rlenv.remote.RemoteEnv` for an
+``rlenv serve`` server) and every check runs through it, except those that need the
+environment's own object (the hidden task, the gold action, another local process), which are
+skipped with the reason. Each scheme of such a target (``http``, ``https``, and the ones
+plugged in with :func:`register_check_scheme`) names a function that opens its environments.
+:meth:`ConformanceReport.to_dict` is the machine-readable report (``rlenv check --json``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import json
 import math
@@ -41,12 +50,13 @@ from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from typing import Any
 
+import gymnasium
 import numpy as np
 from gymnasium.utils.env_checker import check_env as gymnasium_check_env
 
 from rlenv.chat import is_valid_message
 from rlenv.env import TextEnv
-from rlenv.errors import ConformanceError, EpisodeFinishedError, ResetNeededError
+from rlenv.errors import ConformanceError, EpisodeFinishedError, ResetNeededError, RLEnvError
 from rlenv.spaces import HOSTILE_TEXTS
 from rlenv.verdict import Verdict
 
@@ -54,8 +64,12 @@ __all__ = [
     "CheckResult",
     "ConformanceReport",
     "check_env",
+    "check_schemes",
+    "check_service",
+    "check_targets",
     "conformance_test",
     "hostile_actions",
+    "register_check_scheme",
     "tiny_chat_model",
     "word_level_chat_tokenizer",
 ]
@@ -118,6 +132,17 @@ class ConformanceReport:
         lines.append(f"{self.env_name}: {verdict}")
         return "\n".join(lines)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON data: ``{"env", "passed", "checks": [{"name", "status",
+        "detail"}]}`` (status ``pass``, ``fail`` or ``skip``; a skip is not a failure)."""
+        return {
+            "env": self.env_name,
+            "passed": self.passed,
+            "checks": [
+                {"name": r.name, "status": r.status, "detail": r.detail} for r in self.results
+            ],
+        }
+
 
 class _CheckFailed(Exception):
     pass
@@ -150,16 +175,25 @@ def check_env(
     n_actions: int = 200,
     cross_process: bool = True,
     raise_on_failure: bool = True,
+    fresh: Callable[[], Any] | None = None,
+    name: str | None = None,
 ) -> ConformanceReport:
     """Run the conformance suite on ``env`` (an instance or a registered id).
 
     Args:
-        env: The environment, or the id of a registered one.
+        env: The environment, or the id of a registered one, or a client of a served one (a
+            Gymnasium env with the TextEnv's ``reset``/``step``, ``max_turns`` and spaces, such
+            as :class:`~rlenv.remote.RemoteEnv`): checks that need the TextEnv object itself
+            (its hidden task, ``gold_action``, a copy in another process) are then narrowed or
+            skipped with the reason.
         seeds: Seeds used by the determinism and gold-answer checks.
         n_actions: How many hostile actions to step (across as many episodes as they take).
         cross_process: Also compare first observations with a fresh Python process.
         raise_on_failure: Raise :class:`~rlenv.errors.ConformanceError` (carrying the report)
             when a check fails; otherwise just return the report.
+        fresh: Makes another instance of the env (a new session, for a served one), for the
+            step-before-reset check; by default the env's registered spec makes it.
+        name: The report's name for the env (default: its registered id, else its class).
 
     Returns:
         The :class:`ConformanceReport`.
@@ -168,14 +202,24 @@ def check_env(
         from rlenv.registry import make
 
         env = make(env)
-    if not isinstance(env, TextEnv):
-        raise TypeError(f"check_env needs a rlenv.TextEnv, got {type(env).__name__}")
-    name = env.spec.id if env.spec is not None else type(env).__name__
+    local = isinstance(env, TextEnv)
+    if not local and not (isinstance(env, gymnasium.Env) and hasattr(env, "max_turns")):
+        raise TypeError(
+            f"check_env needs a rlenv.TextEnv or a client of a served one, got {type(env).__name__}"
+        )
+    if name is None:
+        name = env.spec.id if env.spec is not None else type(env).__name__
     report = ConformanceReport(name)
     deterministic = not (env.spec is not None and env.spec.nondeterministic)
 
     # (name, check, why it does not run; None: it runs). A check returns a skip reason or None.
     nondeterministic = None if deterministic else "the env is registered nondeterministic"
+    remote = (
+        None
+        if local
+        else "needs the environment's own object (another local process); the service runs "
+        "elsewhere: run `rlenv check ID` where it is installed"
+    )
     checks: list[tuple[str, Callable[[], str | None], str | None]] = [
         ("gymnasium check_env", lambda: _check_gymnasium(env), None),
         ("reset determinism", lambda: _check_reset_determinism(env, seeds), nondeterministic),
@@ -183,11 +227,17 @@ def check_env(
         (
             "cross-process determinism",
             lambda: _check_cross_process(env, seeds),
-            nondeterministic or (None if cross_process else "turned off (cross_process=False)"),
+            nondeterministic
+            or remote
+            or (None if cross_process else "turned off (cross_process=False)"),
         ),
         ("hostile actions", lambda: _check_hostile_actions(env, n_actions), None),
-        ("finished episode", lambda: _check_finished_episode(env), None),
-        ("gold answer", lambda: _check_gold(env, seeds), None),
+        ("finished episode", lambda: _check_finished_episode(env, fresh), None),
+        (
+            "gold answer",
+            lambda: _check_gold(env, seeds),
+            None if local else "the gold action is not exposed over the wire",
+        ),
     ]
     for check_name, check, off in checks:
         if off is not None:
@@ -264,15 +314,18 @@ def _episode_start_digest(env: TextEnv, seed: int) -> str:
 
 
 def _check_reset_determinism(env: TextEnv, seeds: tuple[int, ...]) -> None:
+    def task() -> Any:  # the hidden task (its answer) where the env is local; over the wire
+        return getattr(env, "task", None)  # the observation and task id are all there is
+
     for seed in seeds:
         first, info_1 = env.reset(seed=seed)
-        task = env.task
+        posed = task()
         again, info_2 = env.reset(seed=seed)
-        if first != again or info_1.get("task_id") != info_2.get("task_id") or env.task != task:
+        if first != again or info_1.get("task_id") != info_2.get("task_id") or task() != posed:
             _fail(f"reset(seed={seed}) posed different tasks on two calls")
         task_id = info_1.get("task_id")
         by_id, info_3 = env.reset(options={"task_id": task_id})
-        if by_id != first or info_3.get("task_id") != task_id or env.task != task:
+        if by_id != first or info_3.get("task_id") != task_id or task() != posed:
             _fail(f"reset(options={{'task_id': {task_id!r}}}) did not pose the task of seed {seed}")
 
 
@@ -290,7 +343,7 @@ def _episode_trace(env: TextEnv, seed: int, actions: list[str]) -> list[Any]:
 def _check_step_determinism(env: TextEnv, seeds: tuple[int, ...]) -> None:
     for seed in seeds:
         env.reset(seed=seed)
-        gold = env.gold_action()
+        gold = env.gold_action() if isinstance(env, TextEnv) else None
         actions = [*hostile_actions(4, seed=seed)[1:], *([gold] if isinstance(gold, str) else [])]
         if _episode_trace(env, seed, actions) != _episode_trace(env, seed, actions):
             _fail(f"seed {seed}: the same actions gave different observations, rewards or verdicts")
@@ -419,7 +472,7 @@ def _check_hostile_actions(env: TextEnv, n_actions: int) -> None:
             observation, _ = env.reset(seed=episode)
 
 
-def _check_finished_episode(env: TextEnv) -> None:
+def _check_finished_episode(env: TextEnv, fresh: Callable[[], Any] | None = None) -> None:
     env.reset(seed=0)
     for _ in range(env.max_turns):
         _, _, terminated, truncated, _ = env.step("")
@@ -429,11 +482,16 @@ def _check_finished_episode(env: TextEnv) -> None:
         _fail(f"empty replies did not end the episode within max_turns={env.max_turns}")
     with _expect(EpisodeFinishedError, "step() after the end of an episode"):
         env.step("one more")
-    if env.spec is not None:
-        fresh = env.spec.make(disable_env_checker=True).unwrapped
-        with _expect(ResetNeededError, "step() before the first reset()"):
-            fresh.step("hello")
-        fresh.close()
+    if fresh is None and env.spec is not None:
+        spec = env.spec
+        fresh = lambda: spec.make(disable_env_checker=True).unwrapped  # noqa: E731
+    if fresh is not None:
+        other = fresh()
+        try:
+            with _expect(ResetNeededError, "step() before the first reset()"):
+                other.step("hello")
+        finally:
+            other.close()
 
 
 @contextmanager
@@ -479,6 +537,122 @@ def _check_gold(env: TextEnv, seeds: tuple[int, ...]) -> str | None:
             "docs/writing-an-environment.md and docs/tools.md show how)"
         )
     return None
+
+
+# ------------------------------------------------------------------- services, over the wire
+
+CheckTarget = tuple[str, Callable[[], Any]]
+"""One environment of a service: its name in the report and a function that opens a new
+client of it (a session; ``check_env`` opens a second one for the step-before-reset check)."""
+
+_SCHEMES: dict[str, str | Callable[[str], list[CheckTarget]]] = {
+    "http": "rlenv.testing:rlenv_service_targets",
+    "https": "rlenv.testing:rlenv_service_targets",
+}
+
+
+def register_check_scheme(scheme: str, opener: str | Callable[[str], list[CheckTarget]]) -> None:
+    """Let ``rlenv check SCHEME://...`` check a kind of service: ``opener(target)`` returns
+    the target's :data:`CheckTarget` s (each client a TextEnv, or a Gymnasium env with its
+    ``reset``/``step``, ``max_turns`` and spaces). ``opener`` may be ``"module:function"``,
+    imported on first use (so registering costs no import)."""
+    if "://" in scheme or not scheme:
+        raise ValueError(f"a scheme is the part before '://', got {scheme!r}")
+    _SCHEMES[scheme.lower()] = opener
+
+
+def check_schemes() -> list[str]:
+    """The schemes ``rlenv check SCHEME://...`` knows (``http``, ``https``, those registered)."""
+    return sorted(_SCHEMES)
+
+
+def check_targets(target: str) -> list[CheckTarget]:
+    """The environments ``target`` (``SCHEME://...``) names, by its scheme's opener."""
+    scheme = target.split("://", 1)[0].lower() if "://" in target else ""
+    opener = _SCHEMES.get(scheme)
+    if opener is None:
+        known = ", ".join(f"{name}://" for name in sorted(_SCHEMES))
+        raise ConformanceTargetError(
+            f"{target!r}: no checker for {scheme or 'this'}:// targets (known: {known}; "
+            "rlenv.testing.register_check_scheme adds one)"
+        )
+    if isinstance(opener, str):
+        module, _, function = opener.partition(":")
+        opener = getattr(importlib.import_module(module), function)
+    return opener(target)
+
+
+class ConformanceTargetError(RLEnvError, ValueError):
+    """A service to check cannot be reached, or does not serve the environment named."""
+
+
+def _served_ids(base_url: str, timeout: float) -> list[str] | None:
+    """``GET base_url/envs`` of an ``rlenv serve`` server; None when that is not one."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{base_url}/envs", timeout=timeout) as answer:
+            ids = json.loads(answer.read()).get("env_ids")
+    except urllib.error.HTTPError:  # an HTTP server, but no listing at this path
+        return None
+    except urllib.error.URLError as error:  # nobody answers: refused, no such host
+        raise ConformanceTargetError(f"{base_url} cannot be reached: {error.reason}") from None
+    except (TimeoutError, ConnectionError) as error:
+        raise ConformanceTargetError(f"{base_url} cannot be reached: {error}") from None
+    except (ValueError, AttributeError):  # an answer, but not a listing
+        return None
+    return ids if isinstance(ids, list) else None
+
+
+def rlenv_service_targets(url: str, *, timeout: float = 60.0) -> list[CheckTarget]:
+    """The environments of an ``rlenv serve`` server: ``http://host:port/NS/Name-v0`` names one
+    (the server may sit under a path prefix: the longest prefix that serves ``NS/Name-v0``
+    wins), ``http://host:port`` every one it serves. Each client is a
+    :class:`~rlenv.remote.RemoteEnv`."""
+    from urllib.parse import urlsplit
+
+    from rlenv.remote import RemoteEnv
+
+    parts = urlsplit(url)
+    if not parts.netloc:
+        raise ConformanceTargetError(f"{url!r} is not a URL like http://host:port/NS/Name-v0")
+    root = f"{parts.scheme}://{parts.netloc}"
+    segments = [segment for segment in parts.path.split("/") if segment]
+    for cut in range(len(segments), -1, -1):  # the whole path as a base first, then shorter
+        base = "/".join([root, *segments[:cut]])
+        served = _served_ids(base, timeout)
+        if served is None:
+            continue
+        wanted = "/".join(segments[cut:])
+        if wanted and wanted not in served:
+            continue
+        ids = [wanted] if wanted else list(served)
+
+        def opener(env_id: str, base: str = base) -> Callable[[], Any]:
+            return lambda: RemoteEnv(base, env_id, timeout=timeout)
+
+        return [(f"{env_id} at {base}", opener(env_id)) for env_id in ids]
+    raise ConformanceTargetError(
+        f"{url}: no rlenv server there serves {'/'.join(segments) or 'any environment'} "
+        "(GET .../envs lists what a server serves)"
+    )
+
+
+def check_service(target: str, **check_kwargs: Any) -> list[ConformanceReport]:
+    """Run :func:`check_env` over the wire on every environment ``target`` names
+    (``http://host:port/NS/Name-v0``, ``http://host:port`` for all, or another registered
+    scheme's URL); ``check_kwargs`` as for :func:`check_env` (``raise_on_failure`` defaults
+    to False here: the reports say what failed)."""
+    check_kwargs.setdefault("raise_on_failure", False)
+    reports = []
+    for name, make_client in check_targets(target):
+        env = make_client()
+        try:
+            reports.append(check_env(env, fresh=make_client, name=name, **check_kwargs))
+        finally:
+            env.close()
+    return reports
 
 
 _CHATML = (

@@ -32,6 +32,7 @@ from rlenv.cli._common import (
     turns,
 )
 from rlenv.env import Action, TextEnv
+from rlenv.errors import RLEnvError
 from rlenv.registry import entry_point_name, env_creator
 
 
@@ -47,7 +48,19 @@ def register(commands: Any) -> None:
     info.set_defaults(handler=_cmd_info)
 
     check = commands.add_parser("check", help="run the conformance suite (rlenv.testing)")
-    check.add_argument("env_ids", nargs="*", metavar="ID", help="environment ids to check")
+    check.add_argument(
+        "env_ids", nargs="*", metavar="ID",
+        help="environment ids to check, or running services: http://host:port/NS/Name-v0 (one "
+        "env of an `rlenv serve` server), http://host:port (all it serves)",
+    )  # fmt: skip
+    check.add_argument(
+        "--url", metavar="URL",
+        help="check the IDs (all it serves when none) on the rlenv server at URL, over the wire",
+    )  # fmt: skip
+    check.add_argument(
+        "--json", metavar="PATH", help="also write the reports as JSON (for CI): per env, each "
+        "check's name, status and detail; 'passed' overall",
+    )  # fmt: skip
     check.add_argument("--all", action="store_true", help="check every registered environment")
     check.add_argument(
         "--no-cross-process",
@@ -187,46 +200,92 @@ def _tool_names(tools: list[Any]) -> list[str]:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    if args.all == bool(args.env_ids):
-        raise CLIError("give environment ids to check, or --all (not both)")
+    if args.url:
+        if args.all:
+            raise CLIError("--url checks what that server serves; --all what is installed here")
+        if any("://" in env_id for env_id in args.env_ids):
+            raise CLIError("give IDs with --url, or URLs without it")
+        base = args.url.rstrip("/")
+        targets = [f"{base}/{env_id}" for env_id in args.env_ids] or [base]
+    elif args.all == bool(args.env_ids):
+        raise CLIError("give environment ids to check, or --all (not both); or service URLs")
+    else:
+        targets = rlenv.list_envs() if args.all else list(args.env_ids)
     if args.actions < 0:
         raise CLIError(f"--actions must be at least 0, got {args.actions}")
-    env_ids = rlenv.list_envs() if args.all else list(args.env_ids)
-    for env_id in env_ids:
-        rlenv.spec(env_id)  # a typo fails fast, before any check runs
-    failed = [
-        env_id
-        for env_id in env_ids
-        if not _check_one(
-            env_id,
+    for target in targets:  # a typo fails fast, before any check runs
+        if "://" not in target:
+            rlenv.spec(target)
+            continue
+        from rlenv.testing import check_schemes
+
+        scheme = target.split("://", 1)[0].lower()
+        if scheme not in check_schemes():
+            known = ", ".join(f"{name}://" for name in check_schemes())
+            raise CLIError(f"{target}: no checker for {scheme}:// services (known: {known}; "
+                           "rlenv.testing.register_check_scheme adds one)")  # fmt: skip
+    reports: list[dict[str, Any]] = []
+    for target in targets:
+        reports += _check_target(
+            target,
             cross_process=not args.no_cross_process,
             actions=args.actions,
             verbose=args.verbose,
         )
-    ]
-    if len(env_ids) > 1:
-        print(f"checked {len(env_ids)} environments: {len(env_ids) - len(failed)} passed", end="")
+    failed = [report["env"] for report in reports if not report["passed"]]
+    if len(reports) > 1:
+        print(f"checked {len(reports)} environments: {len(reports) - len(failed)} passed", end="")
         print(f", {len(failed)} failed: {', '.join(failed)}" if failed else "")
+    if args.json:
+        document = {"rlenv": rlenv.__version__, "passed": not failed, "environments": reports}
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+        print(f"report: {path}")
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _check_one(env_id: str, *, cross_process: bool, actions: int, verbose: bool = False) -> bool:
-    from rlenv.testing import check_env
+def _check_target(
+    target: str, *, cross_process: bool, actions: int, verbose: bool = False
+) -> list[dict[str, Any]]:
+    """Check an installed env id, or every env a service URL names; print each report and
+    return them as JSON data (an env that cannot be made or reached: one failed check)."""
+    from rlenv.registry import make as registry_make
+    from rlenv.testing import check_env, check_targets
 
-    with env_warnings(show=verbose) as records:
+    def failure(name: str, what: str, error: Exception) -> dict[str, Any]:
+        print(f"conformance of {name}:\n  FAIL  {what}: {type(error).__name__}: {error}")
+        print(f"{name}: FAILED (it could not be {'made' if what == 'make' else 'reached'})\n")
+        detail = f"{type(error).__name__}: {error}"
+        return {"env": name, "passed": False,
+                "checks": [{"name": what, "status": "fail", "detail": detail}]}  # fmt: skip
+
+    if "://" not in target:
+        runs = [(target, lambda: registry_make(target), {"cross_process": cross_process})]
+    else:
         try:
-            report = check_env(
-                env_id, raise_on_failure=False, cross_process=cross_process, n_actions=actions
-            )
-        except Exception as error:  # the environment cannot even be made
-            print(f"conformance of {env_id}:\n  FAIL  make: {type(error).__name__}: {error}")
-            print(f"{env_id}: FAILED (it could not be made)\n")
-            return False
-    print(report)
-    if records and not verbose:
-        print(_warnings_summary(records))
-    print()
-    return report.passed
+            runs = [(name, make, {"fresh": make, "name": name})
+                    for name, make in check_targets(target)]  # fmt: skip
+        except RLEnvError as error:
+            return [failure(target, "reach", error)]
+    reports = []
+    for name, make, options in runs:
+        with env_warnings(show=verbose) as records:
+            try:
+                env = make()
+            except Exception as error:  # the environment cannot even be made
+                reports.append(failure(name, "make", error))
+                continue
+            try:
+                report = check_env(env, raise_on_failure=False, n_actions=actions, **options)
+            finally:
+                env.close()
+        print(report)
+        if records and not verbose:
+            print(_warnings_summary(records))
+        print()
+        reports.append(report.to_dict())
+    return reports
 
 
 def _warnings_summary(records: list[logging.LogRecord]) -> str:

@@ -26,6 +26,7 @@ def register(commands: Any) -> None:
     )
     _add_sampling_arguments(evaluate, temperature=0.0, samples=1)
     evaluate.add_argument("--out", default="rlenv-eval", help="output directory (rlenv-eval)")
+    _add_resume_arguments(evaluate)
     add_env_kwargs(evaluate)
     evaluate.set_defaults(handler=_cmd_eval)
 
@@ -55,6 +56,7 @@ def register(commands: Any) -> None:
     collect.add_argument(
         "--out", default="rlenv-collect.jsonl", help="trajectories file (rlenv-collect.jsonl)"
     )
+    _add_resume_arguments(collect)
     add_env_kwargs(collect)
     collect.set_defaults(handler=_cmd_collect)
 
@@ -78,6 +80,71 @@ def _add_sampling_arguments(
         help="what generates with a local --model: rlenv's decoding loop (default), "
         "model.generate, transformers' continuous batching, or a vLLM engine (GPU machines)",
     )  # fmt: skip
+
+
+def _add_resume_arguments(parser: argparse.ArgumentParser) -> None:
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument(
+        "--resume", action="store_true",
+        help="finish the run in --out (killed or stopped): play only the episodes it lacks, "
+        "with the seeds an unbroken run gives them; the settings must be the same",
+    )  # fmt: skip
+    again.add_argument("--force", action="store_true", help="overwrite an existing --out")
+
+
+def _episode_log(args: argparse.Namespace, path: Path, specs: list[Any], **extra: Any) -> Any:
+    """The run's crash-safe trajectories file (:class:`rlenv.episode_log.EpisodeLog`), with
+    the settings a ``--resume`` must repeat; opened before any model loads."""
+    from rlenv.episode_log import EpisodeLog
+
+    settings = {
+        "command": args.command,
+        "env_id": args.env_id,
+        "env_kwargs": env_kwargs(args),
+        "model": args.model,
+        "tasks": args.tasks,
+        "samples": args.samples,
+        "seed": args.seed,
+        "temperature": args.temperature,
+        "max_new_tokens": args.max_new_tokens,
+        "backend": args.backend,
+        **extra,
+    }
+    log = EpisodeLog(path, settings, specs, resume=args.resume, force=args.force)
+    for note in log.notes:
+        print(note, file=sys.stderr)
+    if args.resume and log.played:
+        print(f"resuming: {log.played} of {len(specs)} episodes already played, "
+              f"{len(log.remaining)} to go", file=sys.stderr)  # fmt: skip
+    return log
+
+
+def _play(log: Any, args: argparse.Namespace, *, keep: Any, on_episode: Any) -> None:
+    """Play the log's remaining episodes with ``--model`` and record each as it ends."""
+    from rlenv.rollout import rollout
+
+    remaining = log.remaining
+    if not remaining:
+        return
+
+    def record(trajectory: Any) -> None:
+        log.record(trajectory, keep=keep(trajectory))
+        on_episode(trajectory)
+
+    rollout(
+        _policy(args),
+        [spec for _, spec in remaining],
+        params=_sampling_params(args),
+        max_batch_size=args.batch_size,
+        on_episode=record,
+        positions=[position for position, _ in remaining],
+    )
+
+
+def _interrupted(log: Any) -> None:
+    log.close()
+    print(f"\nstopped: {log.played} of {len(log.specs)} episodes are in {log.path}; "
+          "add --resume to the same command to finish", file=sys.stderr)  # fmt: skip
 
 
 def _policy(args: argparse.Namespace) -> Any:
@@ -147,31 +214,26 @@ def _print_provenance(args: argparse.Namespace) -> None:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from rlenv.evaluation import html_report, render_table, summarize
-    from rlenv.rollout import rollout, write_trajectories
 
     specs = _episode_specs(args, args.samples)
+    out = Path(args.out)
+    log = _episode_log(args, out / "trajectories.jsonl", specs)
     _print_provenance(args)
-    policy = _policy(args)
     done: list[float] = []
 
     def progress(trajectory) -> None:
         done.append(trajectory.reward)
         mean = sum(done) / len(done)
-        print(
-            f"\r{len(done)}/{len(specs)} episodes, mean reward {mean:.3f}", end="", file=sys.stderr
-        )
+        print(f"\r{log.played}/{len(specs)} episodes, mean reward of this run's {mean:.3f}",
+              end="", file=sys.stderr)  # fmt: skip
 
-    trajectories = rollout(
-        policy,
-        specs,
-        params=_sampling_params(args),
-        max_batch_size=args.batch_size,
-        on_episode=progress,
-    )
+    try:
+        _play(log, args, keep=lambda _: True, on_episode=progress)
+    except BaseException:
+        _interrupted(log)
+        raise
     print(file=sys.stderr)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_trajectories(trajectories, out / "trajectories.jsonl")
+    trajectories = log.finish()
     summary = summarize(trajectories, k=args.samples)
     report = html_report(summary, trajectories, out / "report.html")
     print(render_table(summary))
@@ -209,42 +271,47 @@ def _cmd_view(args: argparse.Namespace) -> int:
 
 
 def _cmd_collect(args: argparse.Namespace) -> int:
-    from rlenv.rollout import write_trajectories
-    from rlenv.train.collect import collect, demonstrations
+    from rlenv.evaluation import passed
+    from rlenv.train.collect import demonstrations
 
     if args.gold and args.base_url:
         raise CLIError("--base-url serves --model; --gold needs no model")
     samples = 1 if args.gold else args.samples  # gold play is deterministic: one per task
     specs = _episode_specs(args, samples)
+    out = Path(args.out)
+    log = _episode_log(args, out, specs, keep=args.keep, gold=args.gold)
     done: list[bool] = []
 
+    def keep(trajectory) -> bool:
+        return args.keep == "all" or passed(trajectory)
+
     def progress(trajectory) -> None:
-        from rlenv.evaluation import passed
-
         done.append(passed(trajectory))
-        print(f"\r{len(done)}/{len(specs)} episodes, {sum(done)} passed", end="", file=sys.stderr)
+        print(f"\r{log.played}/{len(specs)} episodes, {sum(done)} passed in this run", end="",
+              file=sys.stderr)  # fmt: skip
 
-    if args.gold:
-        result = demonstrations(specs, on_episode=progress)
-        if args.keep == "all":
-            result.kept = list(result.sampled)
-    else:
-        result = collect(
-            _policy(args),
-            specs,
-            keep=args.keep,
-            params=_sampling_params(args),
-            max_batch_size=args.batch_size,
-            on_episode=progress,
-        )
+    try:
+        if args.gold:
+            demonstrations(
+                [spec for _, spec in log.remaining],
+                on_episode=lambda t: (log.record(t, keep=keep(t)), progress(t)),
+            )
+        else:
+            _play(log, args, keep=keep, on_episode=progress)
+    except BaseException:
+        _interrupted(log)
+        raise
     print(file=sys.stderr)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_trajectories(result.kept, out)
-    coverage = result.coverage()
-    print(f"kept {len(result.kept)} of {len(result.sampled)} episodes ({args.keep})")
-    print(f"tasks with a kept episode: {result.tasks_covered} of {len(coverage)}")
-    rows = [[str(task), f"{kept}/{total}"] for _, task, kept, total in coverage]
+    kept = log.finish()
+    coverage: dict[tuple[str, str | None], list[int]] = {}
+    for env_id, task, was_kept in log.played_tasks():
+        row = coverage.setdefault((env_id, task), [0, 0])
+        row[0] += was_kept
+        row[1] += 1
+    print(f"kept {len(kept)} of {log.played} episodes ({args.keep})")
+    covered = sum(kept_count > 0 for kept_count, _ in coverage.values())
+    print(f"tasks with a kept episode: {covered} of {len(coverage)}")
+    rows = [[str(task), f"{n}/{total}"] for (_, task), (n, total) in coverage.items()]
     for line in format_table(["task", "kept"], rows):
         print(f"  {line}")
     print(f"trajectories: {out}")

@@ -89,6 +89,7 @@ class _Live:
     reward: float = 0.0
     token_prefix: list[int] | None = None  # exact ids so far (prompt + completion of last turn)
     generated: int = 0  # tokens the model generated so far (counted under max_episode_tokens)
+    position: int = 0  # the episode's position in the whole run: its seeds derive from it
 
 
 def rollout(
@@ -100,6 +101,7 @@ def rollout(
     env_workers: int = 8,
     on_episode: Callable[[Trajectory], None] | None = None,
     pool: EnvPool | None = None,
+    positions: Sequence[int] | None = None,
 ) -> list[Trajectory]:
     """Run every episode of ``specs`` with ``policy``; trajectories come back in ``specs`` order.
 
@@ -125,6 +127,10 @@ def rollout(
         pool: Where envs come from and go back to (an :class:`~rlenv.pool.EnvPool`); pass one
             to reuse envs across calls (a trainer's steps). By default a pool of this call's
             own, whose envs are closed when it returns.
+        positions: Each spec's position in the whole run, which its episode seeds derive from
+            (default ``0, 1, ...``). A resumed run (``rlenv eval --resume``) passes the
+            positions of the episodes it still has to play, so they sample with the seeds an
+            unbroken run would have given them.
     """
     params = params or SamplingParams()
     if max_batch_size < 1:
@@ -136,6 +142,8 @@ def rollout(
     prefixes_wanted = _checked(policy).supports_prefixes
     own_pool = pool is None
     envs = EnvPool() if pool is None else pool
+    if positions is not None and len(positions) != len(specs):
+        raise ValueError(f"{len(positions)} positions for {len(specs)} specs")
     pending = deque(enumerate(specs))
     active: list[_Live] = []
     results: list[Trajectory | None] = [None] * len(specs)
@@ -148,7 +156,9 @@ def rollout(
         except BaseException:
             envs.discard(env)
             raise
-        return _Live(index, spec, env, observation, info, copy_messages(observation))
+        live = _Live(index, spec, env, observation, info, copy_messages(observation))
+        live.position = index if positions is None else positions[index]
+        return live
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, env_workers)) as threads:
@@ -236,7 +246,7 @@ def _episode_seeds(seed: int | None, batch: list[_Live]) -> tuple[int, ...] | No
     conversations, never share a seed with a backend that seeds each request."""
     if seed is None:
         return None
-    return tuple(episode_seed(seed, live.index, len(live.turns)) for live in batch)
+    return tuple(episode_seed(seed, live.position, len(live.turns)) for live in batch)
 
 
 def _turn_limit(params: SamplingParams, live: _Live) -> int:

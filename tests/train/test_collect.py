@@ -78,7 +78,7 @@ def test_collect_cli_writes_the_kept_trajectories(tmp_path, capsys):
     assert all(t.token_sequence().mask for t in kept)  # exact ids, ready for train-sft
 
     assert main(["collect", "tests/CountA-v0", "--model", str(path), "-n", "2", "--samples", "1",
-                 "--max-new-tokens", "4", "--out", str(out)]) == 0  # fmt: skip
+                 "--max-new-tokens", "4", "--out", str(out), "--force"]) == 0  # fmt: skip
     assert "of 2 episodes (passed)" in capsys.readouterr().out
     assert main(["collect", "rlenv/Nope-v0", "--model", str(path)]) == 2
 

@@ -22,8 +22,10 @@ from typing import Any
 from rlenv.chat import copy_messages
 from rlenv.handles import TaskHandle, task_seeds
 from rlenv.pool import EnvPool
+from rlenv.remote import EpisodeLostError
 from rlenv.rollout.policy import Completion, Policy, SamplingParams, call_seed, episode_seed
 from rlenv.rollout.trajectory import StopReason, Trajectory, TurnRecord
+from rlenv.verdict import Verdict
 
 __all__ = ["EpisodeSpec", "episodes", "rollout"]
 
@@ -290,7 +292,15 @@ def _generated_tokens(completion: Completion, policy: Policy) -> int:
 
 
 def _step(live: _Live, completion: Completion) -> tuple[Completion, tuple]:
-    return completion, live.env.step(completion.action)
+    try:
+        return completion, live.env.step(completion.action)
+    except EpisodeLostError as error:
+        # A served env lost the episode (session expired, server restarted or unreachable):
+        # the episode ends truncated and unscored, so trainers leave it out of its group
+        # instead of learning a 0, and the rest of the batch goes on.
+        verdict = Verdict(reward=0.0, scored=False, error=f"episode lost: {error}")
+        info = {**live.info, "verdict": verdict, "error": type(error).__name__}
+        return completion, (live.observation, 0.0, False, True, info)
 
 
 def _finish(

@@ -68,6 +68,7 @@ __all__ = [
     "RlenvEnvironment",
     "RlenvObservation",
     "RlenvState",
+    "check_targets",
     "create_app",
     "openenv_env",
     "serve",
@@ -769,3 +770,36 @@ def openenv_env(url_or_env: str | Any, **kwargs: Any) -> OpenEnvTextEnv:
     ``Environment`` or a function making one) as an rlenv ``TextEnv``; ``kwargs`` go to
     :class:`OpenEnvTextEnv`."""
     return OpenEnvTextEnv(url_or_env, **kwargs)
+
+
+def check_targets(url: str) -> list[tuple[str, Any]]:
+    """What ``rlenv check openenv+http://host:port`` (or ``openenv+https://``) checks: the
+    OpenEnv server at that address, wrapped as an :class:`OpenEnvTextEnv` (one client per
+    session the check opens). A query string sets the wrapper's numeric settings, e.g.
+    ``?max_turns=4`` for an env that never ends by itself (the default, 1, truncates after one
+    step, which Gymnasium's checker rejects). Registered with
+    :func:`rlenv.testing.register_check_scheme`."""
+    from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+    from rlenv.testing import ConformanceTargetError
+
+    parts = urlsplit(url)
+    settings: dict[str, Any] = {}
+    for key, value in parse_qsl(parts.query):
+        if key not in ("max_turns", "max_reward", "min_reward", "max_action_chars"):
+            raise ConformanceTargetError(
+                f"{url}: unknown setting {key!r} (max_turns, max_reward, min_reward, "
+                "max_action_chars)"
+            )
+        try:
+            settings[key] = int(value) if key in ("max_turns", "max_action_chars") else float(value)
+        except ValueError:
+            raise ConformanceTargetError(f"{url}: {key}={value!r} is not a number") from None
+    base = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    try:
+        openenv_env(base, **settings).close()  # reachable and speaking OpenEnv: else say why
+    except Exception as error:
+        raise ConformanceTargetError(
+            f"{base}: no OpenEnv server answers there ({type(error).__name__}: {error})"
+        ) from None
+    return [(f"OpenEnv server {base}", lambda: openenv_env(base, **settings))]

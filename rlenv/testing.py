@@ -548,6 +548,9 @@ client of it (a session; ``check_env`` opens a second one for the step-before-re
 _SCHEMES: dict[str, str | Callable[[str], list[CheckTarget]]] = {
     "http": "rlenv.testing:rlenv_service_targets",
     "https": "rlenv.testing:rlenv_service_targets",
+    # an OpenEnv server (pip install 'rlenv[openenv]'), wrapped as a TextEnv
+    "openenv+http": "rlenv.adapters.openenv:check_targets",
+    "openenv+https": "rlenv.adapters.openenv:check_targets",
 }
 
 

@@ -249,6 +249,37 @@ def test_check_env_on_a_running_openenv_server(echo_url):
         env.close()
 
 
+def test_rlenv_check_takes_an_openenv_server_url(echo_url, tmp_path, capsys):
+    """`rlenv check openenv+http://...`: the conformance suite over OpenEnv's protocol, with the
+    JSON report CI reads; a URL where no OpenEnv server answers is a failed check, not a crash."""
+    import json
+
+    from rlenv.cli import main
+
+    report = tmp_path / "check.json"
+    code = main(["check", "openenv+" + echo_url + "?max_turns=3", "--json", str(report)])
+    result = json.loads(report.read_text())
+    assert code == 0, result
+    assert result["passed"] and len(result["environments"]) == 1
+    statuses = {c["name"]: c["status"] for c in result["environments"][0]["checks"]}
+    assert statuses["hostile actions"] == "pass" and statuses["reset determinism"] == "pass"
+    assert statuses["cross-process determinism"] == "skip"
+    # echo never ends by itself: one turn (the default) truncates at once, which Gymnasium's
+    # checker rejects, and the report says so
+    assert main(["check", "openenv+" + echo_url, "--json", str(report)]) == 1
+    assert "truncates after 1 step" in report.read_text()
+    assert main(["check", "openenv+http://127.0.0.1:9", "--json", str(report)]) == 1
+    failed = json.loads(report.read_text())
+    assert not failed["passed"] and "no OpenEnv server answers" in json.dumps(failed)
+
+
+def test_rlenv_check_over_openenv_of_a_served_rlenv_env(arith_url, capsys):
+    from rlenv.cli import main
+
+    assert main(["check", "openenv+" + arith_url]) == 0
+    assert "passed" in capsys.readouterr().out
+
+
 class GuessAction(Action):
     guess: int = Field(..., description="A whole number")
 

@@ -192,17 +192,22 @@ def client_process(
     ]
     for thread in threads:
         thread.start()
+    cpu = time.process_time()
     for thread in threads:
         thread.join()
-    queue.put(_merge(results))
+    merged = _merge(results)
+    merged["client_cpu"] = time.process_time() - cpu  # this process's clients, all threads
+    queue.put(merged)
 
 
 def _merge(results: list[dict]) -> dict:
-    merged: dict = {"latencies": [], "errors": Counter(), "lost": 0, "resets": 0, "steps": 0}
+    merged: dict = {
+        "latencies": [], "errors": Counter(), "lost": 0, "resets": 0, "steps": 0, "client_cpu": 0.0
+    }  # fmt: skip
     for result in results:
         merged["latencies"].extend(result.get("latencies", []))
         merged["errors"].update(result.get("errors", Counter()))
-        for key in ("lost", "resets", "steps"):
+        for key in ("lost", "resets", "steps", "client_cpu"):
             merged[key] += result.get(key, 0)
     return merged
 
@@ -570,6 +575,9 @@ def versus_openenv(args) -> dict:
                             "p50_ms": percentile(result["latencies"], 0.50) * 1e3,
                             "p99_ms": percentile(result["latencies"], 0.99) * 1e3,
                             "server_cpu_ms_per_episode": cpu * 1e3 / max(result["steps"], 1),
+                            "client_cpu_ms_per_episode": result["client_cpu"]
+                            * 1e3
+                            / max(result["steps"], 1),
                             "errors": sum(result["errors"].values()),
                         }
                     )
@@ -591,12 +599,13 @@ def print_versus(report: dict, clients: list[int], rounds: int) -> None:
     )
     print("   rlenv: HTTP keep-alive (http.client), OpenEnv: its /ws WebSocket (websockets)")
     header = f"   {'clients':<9}{'server':<9}{'steps/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
-    print(header + f"{'server CPU ms/episode':>23}{'errors':>8}")
+    print(header + f"{'CPU ms/episode: server':>24}{'clients':>9}{'errors':>8}")
     for count in clients:
         for kind, row in report[str(count)].items():
             print(
                 f"   {count:<9}{kind:<9}{row['steps_per_s']:>9,.0f}{row['p50_ms']:>9.1f}"
-                f"{row['p99_ms']:>9.1f}{row['server_cpu_ms_per_episode']:>23.3f}"
+                f"{row['p99_ms']:>9.1f}{row['server_cpu_ms_per_episode']:>24.3f}"
+                f"{row['client_cpu_ms_per_episode']:>9.3f}"
                 f"{row['errors']:>8.0f}"
             )
         rl, oe = report[str(count)]["rlenv"], report[str(count)]["openenv"]

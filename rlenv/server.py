@@ -551,7 +551,9 @@ class _State:
         # /verify's envs. At most `threads` are in use at once (env code runs only in the
         # thread pool); twice that many idle keeps a busy id warm with room for a few others.
         self.pool = EnvPool(max_idle=2 * limits.threads, make=self.make)
-        self.limiter: anyio.CapacityLimiter | None = None  # env calls at once (`threads`)
+        # Env calls at once (`threads`). An asyncio semaphore: taking a free one does not
+        # yield to the event loop, as anyio's CapacityLimiter does twice per call.
+        self.limiter: asyncio.Semaphore | None = None
         self.workers = _Workers()
         self.closing: set[asyncio.Task[None]] = set()
         self.instance = secrets.token_hex(8)  # new at each start: see INSTANCE_HEADER
@@ -602,7 +604,7 @@ class _State:
                 retry_after=1,
             )
         if self.limiter is None:  # a mounted app's lifespan does not run: make it here
-            self.limiter = anyio.CapacityLimiter(limits.threads)
+            self.limiter = asyncio.Semaphore(limits.threads)
         self.calls += 1
         try:
             async with self.limiter:
@@ -995,7 +997,7 @@ def create_app(env_ids: Sequence[str], limits: ServerLimits | None = None) -> Fa
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state.limiter = anyio.CapacityLimiter(limits.threads)
+        state.limiter = asyncio.Semaphore(limits.threads)
         sweeper = asyncio.create_task(_sweep_forever(state))
         try:
             yield

@@ -231,13 +231,20 @@ def freeze_json(value: Any) -> Any:
     O(new messages) however long the conversation is, while no caller can change the env's
     history through what it was given.
     """
-    if isinstance(value, (FrozenDict, FrozenList)):
+    if isinstance(value, _FROZEN):
         return value
     if isinstance(value, dict):
-        return FrozenDict({key: freeze_json(item) for key, item in value.items()})
+        for item in value.values():
+            if isinstance(item, _CONTAINERS) and not isinstance(item, _FROZEN):
+                return FrozenDict({key: freeze_json(item) for key, item in value.items()})
+        return FrozenDict(value)  # flat (a plain text message): one copy, no recursion
     if isinstance(value, list):
         return FrozenList(freeze_json(item) for item in value)
     return value
+
+
+_FROZEN = (FrozenDict, FrozenList)
+_CONTAINERS = (dict, list)
 
 
 def copy_messages(messages: Iterable[Mapping[str, Any]]) -> list[Any]:

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from rlenv.chat import (
     AssistantMessage,
+    FrozenDict,
     Message,
     copy_json,
     copy_messages,
@@ -354,7 +355,7 @@ class TextEnv(gym.Env[Observation, Action]):
         info = {
             "task_id": task.id,
             "new_messages": list(self._messages),
-            "tools": copy_json(list(self.tools)),
+            "tools": copy_json(list(self.tools)) if self.tools else [],
         }
         return list(self._messages), info
 
@@ -402,9 +403,14 @@ class TextEnv(gym.Env[Observation, Action]):
         message, overlong = self._coerce_action(action)
         turns_before, messages_before = self._turn, len(self._messages)
         try:
-            if not overlong:
-                message = self.interpret(message)
-            message = freeze_json(message)
+            turn: Any = _SCORED
+            if overlong:
+                message = freeze_json(message)
+            elif getattr(self.interpret, "__func__", None) is _DEFAULT_INTERPRET:
+                # the default keeps the message as sent: freeze it (a text action's is flat)
+                message = FrozenDict(message) if type(action) is str else freeze_json(message)
+            else:
+                message = freeze_json(self.interpret(message))
             self._messages.append(message)
             self._turn += 1
             if overlong:
@@ -415,12 +421,22 @@ class TextEnv(gym.Env[Observation, Action]):
                         "it was cut and the episode truncated",
                     )
                 )
+            elif (
+                getattr(self.respond, "__func__", None) is _DEFAULT_RESPOND
+                and getattr(self.score, "__func__", None) is _DEFAULT_SCORE
+            ):
+                # The default respond() and score(), without building the Turn they return:
+                # _checked gives a Verdict with a finite reward (as_verdict), which is what
+                # _turn_result would check; the episode ends (done=True) with no reply.
+                verdict = self._checked(self.verify, self._task, message_text(message))
+                reward, answer, terminated, truncated = float(verdict.reward), [], True, False
             else:
                 turn = self.respond(message)
-            reward, verdict = self._turn_result(turn)
-            answer = [freeze_json(reply) for reply in turn.messages]
-            terminated = bool(turn.done)
-            truncated = overlong or (not terminated and self._turn >= self.max_turns)
+            if turn is not _SCORED:
+                reward, verdict = self._turn_result(turn)
+                answer = [freeze_json(reply) for reply in turn.messages]
+                terminated = bool(turn.done)
+                truncated = overlong or (not terminated and self._turn >= self.max_turns)
         except NotImplementedError:  # the env is not finished: leave it as it was
             del self._messages[messages_before:]
             self._turn = turns_before
@@ -451,7 +467,7 @@ class TextEnv(gym.Env[Observation, Action]):
             "task_id": self._task.id if self._task else None,
             "turn": self._turn,
             "new_messages": self._messages[messages_before:],
-            "tools": copy_json(list(self.tools)),
+            "tools": copy_json(list(self.tools)) if self.tools else [],
             "verdict": verdict,
         }
         return list(self._messages), reward, terminated, truncated, info
@@ -502,7 +518,7 @@ class TextEnv(gym.Env[Observation, Action]):
     def _coerce_action(self, action: Any) -> tuple[AssistantMessage, bool]:
         """The action as an assistant message, and whether it was over-long (and cut)."""
         if isinstance(action, str):
-            text = _utf8_safe(action)
+            text = action if action.isascii() else _utf8_safe(action)
             overlong = len(text) > self.max_action_chars
             if overlong:
                 text = text[: self.max_action_chars]
@@ -532,6 +548,12 @@ class TextEnv(gym.Env[Observation, Action]):
     def __repr__(self) -> str:
         spec_id = self.spec.id if self.spec is not None else None
         return f"<{type(self).__name__} {spec_id or ''}>".replace(" >", ">")
+
+
+_DEFAULT_INTERPRET = TextEnv.interpret
+_SCORED = object()  # step() scored the turn itself (the default respond and score)
+_DEFAULT_RESPOND = TextEnv.respond
+_DEFAULT_SCORE = TextEnv.score
 
 
 class _HookError(Exception):

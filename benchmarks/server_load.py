@@ -20,10 +20,18 @@ interleaved over ``--rounds`` rounds; reported per mode: answer bytes per step a
 turn 10 (turns 1-20) and at the last turn (its last 20 turns), medians, and the in-process env's
 steps/s over the same windows for reference.
 
+``--mode openenv`` instead measures ``rlenv serve`` against OpenEnv's own app (openenv-core's
+``create_app`` through ``rlenv.adapters.openenv``) serving the same env, both up at once, with
+``--peer-clients`` clients (16 and 64), ``--rounds`` rounds of ``--seconds`` each taking turns
+first: steps/s, p50/p99 step latency, server and client CPU per episode. Each is driven by its
+own protocol: keep-alive HTTP with ``http.client`` (as ``RemoteEnv``) and OpenEnv's ``/ws``
+WebSocket with ``websockets``' sync client.
+
 Every request goes to 127.0.0.1 only, and every loop is bounded in time or count. Usage::
 
     python benchmarks/server_load.py [--seconds 60] [--clients 64] [--client-processes 1]
     python benchmarks/server_load.py --mode long [--turns 1000] [--rounds 3]
+    python benchmarks/server_load.py --mode openenv [--seconds 5] [--rounds 3]
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-verl verl-env lint format bench bench-math bench-tools peers vllm-src \
-	gpu-wheels clean
+.PHONY: setup demo test test-verl verl-env lint format bench bench-math bench-peers bench-tools peers \
+	vllm-src gpu-wheels clean
 
 setup: $(VENV)/.installed
 
@@ -55,7 +55,7 @@ PEERS_VENV ?= .venv-peers
 # verifiers 0.3.1 is the last release with MathRubric (0.4.0 dropped it); GEM's math grader
 # imports pylatexenc without declaring it.
 PEERS_PINS := 'math-verify[antlr4_13_2]==0.9.0' 'gem-llm==0.1.0' 'pylatexenc==2.11' \
-	'verifiers==0.3.1'
+	'verifiers==0.3.1' 'skyrl-gym==0.4.0'
 
 peers: $(PEERS_VENV)/.installed
 
@@ -67,6 +67,11 @@ $(PEERS_VENV)/.installed: Makefile
 
 bench-math: setup peers
 	$(BIN)/python benchmarks/math_verifier.py --peers-python $(PEERS_VENV)/bin/python $(ARGS)
+
+# In-process episode overhead: rlenv next to GEM and skyrl-gym (from .venv-peers), reasoning-gym
+# and OpenEnv's echo env, interleaved rounds. Extra flags: make bench-peers ARGS='--rounds 21'
+bench-peers: setup peers
+	$(BIN)/python benchmarks/peers.py --peers-python $(PEERS_VENV)/bin/python $(ARGS)
 
 # The tool-call benchmark: rlenv's parsers (each format's own, and auto) on the real outputs of
 # tests/tools/data/public/calls_*.jsonl, dev and held-out apart; verifiers' XMLParser (from

@@ -94,9 +94,10 @@ def test_a_hung_step_is_cut_at_the_deadline_without_delaying_other_sessions():
                 if result[3]:  # max_turns (1,000) within the deadline: a fast server
                     other.reset(seed=1)
         thread.join()
-        assert len(latencies) > 10 and max(latencies) < 0.25, latencies
+        # not held up until the deadline (0.5 s), however loaded the machine running the test
+        assert len(latencies) > 10 and max(latencies) < 0.5, latencies
         observation, reward, terminated, truncated, info = answer["step"]
-        assert 0.5 <= answer["seconds"] < 1.5
+        assert 0.5 <= answer["seconds"] < 3.0
         assert (reward, terminated, truncated) == (0.0, False, True)
         assert info["error"] == "StepTimeout"
         assert not info["verdict"].scored  # never a plain 0 a trainer would learn from

@@ -150,7 +150,7 @@ def _status(order: dict, *allowed: str) -> None:
         )
 
 
-def _payment(state: dict, user: dict, payment_method_id: str) -> dict:
+def _payment(user: dict, payment_method_id: str) -> dict:
     method = user["payment_methods"].get(payment_method_id)
     if method is None:
         raise RetailError(
@@ -193,7 +193,7 @@ def _swap(state: dict, order: dict, item_ids: list[str], new_item_ids: list[str]
     return difference
 
 
-def _settle(user: dict, method: dict, difference: int) -> None:
+def _settle(method: dict, difference: int) -> None:
     """A price difference paid by (positive) or refunded to (negative) ``method``."""
     if method["kind"] == "gift_card":
         if difference > method["balance_cents"]:
@@ -403,9 +403,9 @@ def modify_pending_order_items(
     order = _order(state, order_id, verified=True)
     _status(order, "pending")
     user = state["users"][order["user_id"]]
-    method = _payment(state, user, payment_method_id)
+    method = _payment(user, payment_method_id)
     difference = _swap(state, order, item_ids, new_item_ids)
-    _settle(user, method, difference)
+    _settle(method, difference)
     for old_id, new_id in zip(item_ids, new_item_ids, strict=True):
         line = next(item for item in order["items"] if item["item_id"] == old_id)
         new = state["products"][line["product_id"]]["items"][new_id]
@@ -434,7 +434,7 @@ def return_delivered_order_items(
     order = _order(state, order_id, verified=True)
     _status(order, "delivered")
     user = state["users"][order["user_id"]]
-    method = _payment(state, user, payment_method_id)
+    method = _payment(user, payment_method_id)
     original = {p["payment_method_id"] for p in order["payments"] if p["kind"] == "payment"}
     if payment_method_id not in original and method["kind"] != "gift_card":
         raise RetailError(
@@ -480,9 +480,9 @@ def exchange_delivered_order_items(
     order = _order(state, order_id, verified=True)
     _status(order, "delivered")
     user = state["users"][order["user_id"]]
-    method = _payment(state, user, payment_method_id)
+    method = _payment(user, payment_method_id)
     difference = _swap(state, order, item_ids, new_item_ids)
-    _settle(user, method, difference)
+    _settle(method, difference)
     order["status"] = "exchange requested"
     order["exchange"] = {
         "item_ids": list(item_ids),

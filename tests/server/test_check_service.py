@@ -94,7 +94,7 @@ def test_unreachable_or_unknown_services_fail_clearly(service, tmp_path, capsys)
     assert check["status"] == "fail" and "cannot be reached" in check["detail"]
     assert main(["check", f"{service}/rlenv/Nope-v0"]) == 1
     assert "no rlenv server there serves rlenv/Nope-v0" in capsys.readouterr().out
-    assert main(["check", "openenv+http://127.0.0.1:1/echo"]) == 2
+    assert main(["check", "gopher://127.0.0.1:1/echo"]) == 2  # a scheme nobody registered
     assert "register_check_scheme" in capsys.readouterr().err
     assert main(["check", "--url", service, "--all"]) == 2
 

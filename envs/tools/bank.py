@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rlenv import Task, TaskList, Verdict
-from rlenv.envs.tools._world import FIRST_NAMES, LAST_NAMES, usd
+from rlenv.envs.tools._world import FIRST_NAMES, LAST_NAMES, call_key, replay, usd
 from rlenv.tools import ParsedCall, Toolbox, ToolEnv, get_parser, tool
 from rlenv.verifiers.trace import ExpectedCall, TracePolicy, match_calls, state_diff
 
@@ -744,15 +744,6 @@ _KINDS: list[tuple[str, Callable[[_World, int], tuple[str, list, list, str]], in
 ]
 
 
-def _replay(initial: dict, plan: list[dict]) -> dict:
-    state = copy.deepcopy(initial)
-    for call in plan:
-        outcome = _TOOLBOX.run(call["name"], call["arguments"], hidden={"state": state})
-        if not outcome.ok:
-            raise RuntimeError(f"a gold call failed: {call}: {outcome.error}")  # a task bug
-    return state
-
-
 def bank_tasks() -> TaskList:
     """The fixed task set: each kind's tasks are numbered ``{kind}-{n}``, and each one's database
     is built from a ``random.Random`` seeded by its position, so it is the same on every run."""
@@ -772,7 +763,7 @@ def bank_tasks() -> TaskList:
                         "initial_state": initial,
                         "gold_calls": plan,
                         "gold_summary": summary,
-                        "expected_state": snapshot(_replay(initial, plan)),
+                        "expected_state": snapshot(replay(_TOOLBOX, initial, plan)),
                         "required_calls": required,
                         "refuse": not changes,
                     },
@@ -864,9 +855,9 @@ class Bank(ToolEnv):
 
     def gold_action(self) -> str:
         """The gold plan's next call (one per turn), then ``done``."""
-        made = Counter(_key(o.name, o.arguments) for o in self.trace if o.ok)
+        made = Counter(call_key(o.name, o.arguments) for o in self.trace if o.ok)
         for step in self.task.metadata["gold_calls"]:
-            key = _key(step["name"], step["arguments"])
+            key = call_key(step["name"], step["arguments"])
             if made[key] == 0:  # the first gold call not made yet (in any order)
                 call = ParsedCall(step["name"], step["arguments"])
                 break
@@ -881,25 +872,14 @@ def _without_memo(call: ParsedCall) -> ParsedCall:
     return ParsedCall(call.name, {k: v for k, v in call.arguments.items() if k != "memo"})
 
 
-def _key(name: str, arguments: Any, *, ignore: tuple[str, ...] = ()) -> tuple:
-    """A hashable form of a call, whole-number floats read as ints (100.0 is 100)."""
-
-    def plain(value: Any) -> str:
-        whole = isinstance(value, float) and value.is_integer()
-        return repr(int(value) if whole else value)
-
-    items = arguments.items() if isinstance(arguments, dict) else ()
-    return (name, tuple(sorted((k, plain(v)) for k, v in items if k not in ignore)))
-
-
 def _extra_changes(made: list[ParsedCall], gold: list[dict]) -> list[ParsedCall]:
     """Successful state-changing calls beyond the gold plan's (a multiset difference)."""
-    allowed = Counter(_key(c["name"], c["arguments"], ignore=("memo",)) for c in gold)
+    allowed = Counter(call_key(c["name"], c["arguments"], ignore=("memo",)) for c in gold)
     extra = []
     for call in made:
         if call.name not in MUTATING_TOOLS:
             continue
-        key = _key(call.name, call.arguments, ignore=("memo",))
+        key = call_key(call.name, call.arguments, ignore=("memo",))
         if allowed[key] > 0:
             allowed[key] -= 1
         else:

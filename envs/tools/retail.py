@@ -41,7 +41,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rlenv import Task, TaskList, Verdict
-from rlenv.envs.tools._world import FIRST_NAMES, LAST_NAMES, usd
+from rlenv.envs.tools._world import FIRST_NAMES, LAST_NAMES, call_key, replay, usd
 from rlenv.tools import ParsedCall, Toolbox, get_parser, tool
 from rlenv.tools.dialogue import UserGoal, UserSimEnv, outputs_said
 from rlenv.verifiers.trace import state_diff
@@ -1128,17 +1128,6 @@ _KINDS: list[tuple[str, Callable[[_Script, int], tuple[str, str]], int]] = [
 ]
 
 
-def _replay(initial: dict, steps: list[dict]) -> dict:
-    state = copy.deepcopy(initial)
-    for step in steps:
-        if "say" in step:
-            continue
-        outcome = _TOOLBOX.run(step["name"], step["arguments"], hidden={"state": state})
-        if not outcome.ok:
-            raise RuntimeError(f"a gold call failed: {step}: {outcome.error}")  # a task bug
-    return state
-
-
 def retail_tasks() -> TaskList:
     """The fixed task set: ``{kind}-{n}``, each world built from a ``random.Random`` seeded by
     the task's position, so it is the same on every run and in every process."""
@@ -1149,7 +1138,8 @@ def retail_tasks() -> TaskList:
             script = _Script(world, world.rng.choice(world.users), n)
             instruction, opening = build(script, n)
             initial = copy.deepcopy(world.state)
-            expected = snapshot(_replay(initial, script.steps))
+            calls = [step for step in script.steps if "say" not in step]
+            expected = snapshot(replay(_TOOLBOX, initial, calls))
             changes = expected != snapshot(initial)
             if not changes and not script.outputs:
                 raise RuntimeError(f"{kind}-{n}: a task that changes nothing needs an output")
@@ -1240,7 +1230,7 @@ class Retail(UserSimEnv):
     def gold_action(self) -> str:
         """The gold agent's next step: the first gold call not made yet (in any order), or the
         next message to the customer; after the steps, the last message again."""
-        made = Counter(_key(o.name, o.arguments) for o in self.trace if o.ok)
+        made = Counter(call_key(o.name, o.arguments) for o in self.trace if o.ok)
         spoken = len(self.said)
         steps = self.task.metadata["gold_steps"]
         for step in steps:
@@ -1249,15 +1239,8 @@ class Retail(UserSimEnv):
                     return step["say"]
                 spoken -= 1
                 continue
-            key = _key(step["name"], step["arguments"])
+            key = call_key(step["name"], step["arguments"])
             if made[key] == 0:
                 return get_parser(self.parser).render([ParsedCall(step["name"], step["arguments"])])
             made[key] -= 1
-        last = next((step["say"] for step in reversed(steps) if "say" in step), "Goodbye.")
-        return last
-
-
-def _key(name: str, arguments: Any) -> tuple:
-    """A hashable form of a call."""
-    items = arguments.items() if isinstance(arguments, dict) else ()
-    return (name, tuple(sorted((k, repr(v)) for k, v in items)))
+        return next((step["say"] for step in reversed(steps) if "say" in step), "Goodbye.")

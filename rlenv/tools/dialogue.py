@@ -243,17 +243,20 @@ class PolicyUser(SimulatedUser):
     def _ask(self, agent_text: str) -> str:
         self.conversation.append({"role": "user", "content": agent_text})
         turn = sum(m["role"] == "assistant" for m in self.conversation)
-        digest = hashlib.blake2b(f"{self.seed}:{turn}".encode(), digest_size=4).digest()
-        seed = int.from_bytes(digest)
         text = self.respond(
             list(self.conversation),
-            seed=seed % 2**31,
+            seed=_seed(f"{self.seed}:{turn}"),
             max_new_tokens=self.max_new_tokens,
             temperature=self.temperature,
         )
         text = (final_text(text) or "").strip()[:MAX_USER_CHARS]
         self.conversation.append({"role": "assistant", "content": text})
         return text
+
+
+def _seed(key: str) -> int:
+    """A 31-bit seed (what every server's seed field accepts) from a hash of ``key``."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest()) % 2**31
 
 
 def outputs_said(outputs: Sequence[str], said: Sequence[str]) -> dict[str, bool]:
@@ -338,9 +341,8 @@ class UserSimEnv(ToolEnv):
         """A fresh simulated user for ``task``, as ``user=`` says."""
         if self.user == "scripted":
             return ScriptedUser()
-        digest = hashlib.blake2b(f"{self.user_seed}:{task.id}".encode(), digest_size=4).digest()
         return PolicyUser(
-            self.user, seed=int.from_bytes(digest) % 2**31, temperature=self.user_temperature
+            self.user, seed=_seed(f"{self.user_seed}:{task.id}"), temperature=self.user_temperature
         )
 
     # ------------------------------------------------------------------ the loop

@@ -155,6 +155,17 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def wait_for_port(port: int, seconds: float) -> None:
+    """Until a server listens on ``port`` (or ``seconds`` pass: the connection then fails)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+
+
 def test_streamable_http_tools_and_a_killed_server():
     port = free_port()
     server = subprocess.Popen(
@@ -163,13 +174,7 @@ def test_streamable_http_tools_and_a_killed_server():
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_for_port(port, 15)
         # 3 s: long enough for a loaded CI machine to answer the quick calls (0.5 s was not)
         env = Adder(server=f"http://127.0.0.1:{port}/mcp", call_timeout=3)
         try:
@@ -343,13 +348,7 @@ def test_round_trip_rlenv_served_over_http_is_an_mcp_tool_env():
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_for_port(port, 20)
         connection = MCPConnection(f"http://127.0.0.1:{port}/mcp", connect_timeout=10)
         with connection:
             tools = tools_from_mcp(connection, timeout=5)

@@ -63,16 +63,18 @@ MAX_BODY = 2 * 1024 * 1024  # the server's default limit
 
 
 def start_server(
-    threads: int, echo: bool = False, openenv: bool = False
+    threads: int | None, echo: bool = False, openenv: bool = False
 ) -> tuple[subprocess.Popen, str]:
     """``rlenv serve`` in a child process (``echo``: this file's echo env, served the same
-    way after registering it); returns it and its base URL."""
+    way after registering it); returns it and its base URL. ``threads=None``: the server's
+    default (``rlenv.server.default_threads()``)."""
+    flags = [] if threads is None else ["--threads", str(threads)]
     command = [
         sys.executable, "-m", "rlenv.cli", "serve", ENV_ID, "--port", "0",
-        "--max-sessions", "4096", "--threads", str(threads),
+        "--max-sessions", "4096", *flags,
     ]  # fmt: skip
     if echo:
-        command = [sys.executable, __file__, "--serve-echo", "--threads", str(threads)]
+        command = [sys.executable, __file__, "--serve-echo", *flags]
     if openenv:
         command = [sys.executable, __file__, "--serve-openenv"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -417,7 +419,7 @@ def _echo_class():
     return Echo
 
 
-def serve_echo(threads: int) -> None:
+def serve_echo(threads: int | None) -> None:
     from rlenv.server import ServerLimits, serve
 
     rlenv.register(ECHO_ID, _echo_class())
@@ -425,7 +427,12 @@ def serve_echo(threads: int) -> None:
     def ready(url: str) -> None:
         print(f"rlenv: serving {ECHO_ID} at {url}", flush=True)
 
-    serve([ECHO_ID], port=0, limits=ServerLimits(threads=threads), on_ready=ready)
+    serve(
+        [ECHO_ID],
+        port=0,
+        limits=ServerLimits(**({} if threads is None else {"threads": threads})),
+        on_ready=ready,
+    )
 
 
 def _episode(env, turns: int) -> list[float]:
@@ -564,7 +571,13 @@ def versus_openenv(args) -> dict:
         from importlib.metadata import version as _version
 
         version = _version("openenv-core")
-    report: dict = {"openenv_core": version, "rlenv": rlenv.__version__, "seconds": args.seconds}
+    from rlenv.server import default_threads
+
+    report: dict = {
+        "openenv_core": version, "rlenv": rlenv.__version__, "seconds": args.seconds,
+        "rlenv_threads": args.threads or default_threads(),
+        "client_processes": args.client_processes,
+    }  # fmt: skip
     try:
         for kind, (_, url) in servers.items():  # warm-up
             load(url, 4, 1, 1.0, kind)
@@ -605,7 +618,11 @@ def print_versus(report: dict, clients: list[int], rounds: int) -> None:
         f"\n5. rlenv serve vs OpenEnv (openenv-core {report['openenv_core']}), {ENV_ID} on both, "
         f"{report['seconds']:g} s x {rounds} interleaved rounds, medians"
     )
-    print("   rlenv: HTTP keep-alive (http.client), OpenEnv: its /ws WebSocket (websockets)")
+    print(
+        f"   rlenv ({report['rlenv_threads']} env threads): HTTP keep-alive (http.client), "
+        f"OpenEnv: its /ws WebSocket (websockets); clients in {report['client_processes']} "
+        "processes"
+    )
     header = f"   {'clients':<9}{'server':<9}{'steps/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
     print(header + f"{'CPU ms/episode: server':>24}{'clients':>9}{'errors':>8}")
     for count in clients:
@@ -644,9 +661,14 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="load duration (60)")
     parser.add_argument("--clients", type=int, default=64, help="concurrent clients (64)")
     parser.add_argument(
-        "--client-processes", type=int, default=1, help="processes the clients run in (1)"
-    )
-    parser.add_argument("--threads", type=int, default=32, help="server env threads (32)")
+        "--client-processes", type=int, default=None,
+        help="processes the clients run in (load: 1; openenv: 4, so that neither server's "
+        "tail latency is the clients' own GIL)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--threads", type=int, default=None,
+        help="server env threads (rlenv serve's default: 8 per CPU, at most 32)",
+    )  # fmt: skip
     parser.add_argument("--malformed", type=int, default=10_000, help="malformed requests")
     parser.add_argument("--episodes", type=int, default=2000, help="overhead episodes (2000)")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
@@ -673,12 +695,17 @@ def main() -> int:
     if args.mode == "long":
         return main_long(args)
     if args.mode == "openenv":
+        args.client_processes = args.client_processes or 4
         return main_versus(args)
+    args.client_processes = args.client_processes or 1
 
     server, url = start_server(args.threads)
     report: dict = {"url": url, "cpus": os.cpu_count()}
     try:
-        print(f"server: {url} (one process, {args.threads} env threads), {os.cpu_count()} CPUs")
+        from rlenv.server import default_threads
+
+        threads = args.threads or default_threads()
+        print(f"server: {url} (one process, {threads} env threads), {os.cpu_count()} CPUs")
 
         result = load(url, args.clients, args.client_processes, args.seconds)
         steps_per_s = result["steps"] / result["seconds"]

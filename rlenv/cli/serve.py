@@ -28,8 +28,10 @@ def register(commands: Any) -> None:
         help="largest request body (2 MiB)",
     )  # fmt: skip
     serve.add_argument(
-        "--threads", type=int, default=32, help="threads running environment code (32)"
-    )
+        "--threads", type=int, default=None,
+        help="threads running environment code (8 per CPU, at most 32; more for envs that "
+        "wait on sandboxes or remote calls)",
+    )  # fmt: skip
     serve.add_argument(
         "--no-client-kwargs", action="store_true",
         help="refuse constructor arguments from clients (registered defaults only)",
@@ -71,7 +73,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             max_sessions=args.max_sessions,
             session_ttl=args.session_ttl,
             max_body_bytes=args.max_body_bytes,
-            threads=args.threads,
+            **({} if args.threads is None else {"threads": args.threads}),
             client_kwargs=not args.no_client_kwargs,
             step_timeout=args.step_timeout or None,
             max_abandoned=args.max_abandoned,

@@ -147,6 +147,23 @@ def test_verify_pays_what_a_step_pays(client, seed):
     assert rewards == [1.0, 0.0]  # a correct answer and a wrong one
 
 
+def test_verify_sent_again_gets_the_same_answer(client):
+    """/verify holds no state between requests, so a client that resends it after a dropped
+    connection (no step_id) gets the same answer, whatever ran on the pooled envs between."""
+    guess = {"env_id": "rlenv/GuessNumber-v0", "seed": 3, "completion": "50"}
+    math = {"env_id": "rlenv/Arithmetic-v0", "seed": 2, "completion": "\\boxed{7}"}
+    first = {
+        "guess": client.call("POST", "/verify", guess),
+        "math": client.call("POST", "/verify", math),
+    }
+    assert first["guess"][0] == first["math"][0] == 200
+    for other_seed in range(4):  # other tasks on the same pooled envs in between
+        client.call("POST", "/verify", {**guess, "seed": other_seed, "completion": "25"})
+        client.call("POST", "/verify", {**math, "seed": other_seed})
+    assert client.call("POST", "/verify", guess) == first["guess"]
+    assert client.call("POST", "/verify", math) == first["math"]
+
+
 def test_verify_with_kwargs_and_its_errors(client):
     request = {"env_id": "rlenv/Arithmetic-v0", "kwargs": {"difficulty": 1}, "seed": 1}
     status, body = client.call("POST", "/verify", {**request, "completion": "\\boxed{0}"})

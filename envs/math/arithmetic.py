@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from fractions import Fraction
+from operator import add, mul, sub
 from typing import Union
 
 from rlenv import GeneratedTasks, Task, TextEnv, Verdict
@@ -108,9 +109,15 @@ class Arithmetic(TextEnv):
 
     def load_tasks(self) -> GeneratedTasks:
         def make_task(rng: random.Random) -> Task:
-            expression = _GENERATORS[self.difficulty](rng, self.digits)
-            value = evaluate(expression)
-            latex = to_latex(expression)
+            value: Fraction | int
+            if self.difficulty in _WHOLE_LEVELS:  # a op b on whole numbers: ints suffice
+                symbol, a, b = _whole_operation(rng, self.difficulty, self.digits)
+                value = _WHOLE_VALUE[symbol](a, b)
+                latex = f"{a} {_LATEX_OPERATOR[symbol]} {b}"
+            else:
+                expression = _GENERATORS[self.difficulty](rng, self.digits)
+                value = evaluate(expression)
+                latex = to_latex(expression)
             if self.difficulty in (1, 2, 4):  # whole-number answers
                 instruction = BOX_INSTRUCTION
             else:
@@ -123,6 +130,7 @@ class Arithmetic(TextEnv):
                 prompt=prompt,
                 # exact: an int for a whole number, else LaTeX such as "-\\frac{7}{3}"
                 answer=value.numerator if value.denominator == 1 else latex_number(value),
+                # str(value) of a whole number is the same for an int and a Fraction
                 metadata={"difficulty": self.difficulty, "expression": latex, "value": str(value)},
             )
 
@@ -189,15 +197,32 @@ def _tree(rng: random.Random, operands: list[Fraction], operators: str) -> Expr:
 # ----------------------------------------------------------------------------- levels
 
 
-def _level_1(rng: random.Random, digits: int) -> Expr:
+def _whole_operation(rng: random.Random, difficulty: int, digits: int) -> tuple[str, int, int]:
+    """Levels 1 and 2: ``(operator, a, b)`` with ``a, b >= 0`` of ``digits`` digits."""
+    if difficulty == 1:
+        operators, low = "+-", 0 if digits == 1 else 10 ** (digits - 1)
+    else:
+        operators, low = "+-*", 10 ** (digits - 1)
     high = 10**digits - 1
-    low = 0 if digits == 1 else 10 ** (digits - 1)
-    return (rng.choice("+-"), Fraction(rng.randint(low, high)), Fraction(rng.randint(low, high)))
+    return rng.choice(operators), rng.randint(low, high), rng.randint(low, high)
+
+
+# Levels whose task ``make_task`` builds from ``_whole_operation`` in ints: with both operands
+# whole and >= 0, ``to_latex`` puts no parentheses (``f"{a} {operator} {b}"``) and ``evaluate``
+# gives a whole number, so the task is the one the ``Fraction`` tree gives, without building it
+# (tests/envs/test_arithmetic_identity.py pins every task of seeds 0..2,000).
+_WHOLE_LEVELS = frozenset({1, 2})
+_WHOLE_VALUE = {"+": add, "-": sub, "*": mul}
+
+
+def _level_1(rng: random.Random, digits: int) -> Expr:
+    symbol, a, b = _whole_operation(rng, 1, digits)
+    return (symbol, Fraction(a), Fraction(b))
 
 
 def _level_2(rng: random.Random, digits: int) -> Expr:
-    low, high = 10 ** (digits - 1), 10**digits - 1
-    return (rng.choice("+-*"), Fraction(rng.randint(low, high)), Fraction(rng.randint(low, high)))
+    symbol, a, b = _whole_operation(rng, 2, digits)
+    return (symbol, Fraction(a), Fraction(b))
 
 
 def _proper_fraction(rng: random.Random, max_denominator: int = 12) -> Fraction:

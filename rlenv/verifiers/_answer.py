@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 
 from rlenv.verifiers._completion import final_text, resolve_fallbacks
 from rlenv.verifiers._mathparse import _NUMBER_WORDS
@@ -55,7 +56,6 @@ DEFAULT_FALLBACKS: tuple[str, ...] = (
 
 MAX_BOX_CHARS = 2000
 _TAIL = 20_000  # an answer is stated at the end; regexes only read this much
-_BOX_COMMANDS = ("\\boxed", "\\fbox")
 
 _FINAL_ANSWER = re.compile(
     r"(?:final\s+answer(?:\s*(?:\*\*|__)?\s*(?:is|:|：|=))?|answer\s+(?:is|was)|answer\s*[:=]"
@@ -127,14 +127,25 @@ def _reasoning_removed(text: object) -> str | None:
     remaining = final_text(text)
     if remaining is None:
         return None
-    if _DOUBLE_ESCAPED.search(remaining) and not _SINGLE_COMMAND.search(remaining):
+    # Each pattern runs only when the text holds a substring every match of it contains.
+    if (
+        "\\\\" in remaining
+        and _DOUBLE_ESCAPED.search(remaining)
+        and not _SINGLE_COMMAND.search(remaining)
+    ):
         remaining = remaining.replace("\\\\", "\\")
-    remaining = _LEADING_TURN.sub("", remaining)
-    next_turn = _NEXT_TURN.search(remaining)
-    if next_turn:
-        remaining = remaining[: next_turn.start()]
-    remaining = _ANNOTATION.sub("", _END_TOKENS.sub("", remaining))
-    remaining = _CODE_BLOCK.sub("\n", remaining)  # code is not a statement of the answer
+    if "<|im_start|>" in remaining:
+        remaining = _LEADING_TURN.sub("", remaining)
+    if "<|" in remaining or "\nHuman:" in remaining or "\nUser:" in remaining:
+        next_turn = _NEXT_TURN.search(remaining)
+        if next_turn:
+            remaining = remaining[: next_turn.start()]
+    if "|>" in remaining or "</s>" in remaining:
+        remaining = _END_TOKENS.sub("", remaining)
+    if "<<" in remaining:
+        remaining = _ANNOTATION.sub("", remaining)
+    if "```" in remaining:
+        remaining = _CODE_BLOCK.sub("\n", remaining)  # code is not a statement of the answer
     return _SIGN_OFF.sub("", remaining)
 
 
@@ -144,12 +155,13 @@ def _boxes(text: str) -> list[tuple[int, int, str | None]]:
     found = []
     position = 0
     while len(found) < 1000:
-        starts = [(text.find(c, position), c) for c in _BOX_COMMANDS]
-        starts = [(index, c) for index, c in starts if index >= 0]
-        if not starts:
+        box, fbox = text.find("\\boxed", position), text.find("\\fbox", position)
+        if box < 0 and fbox < 0:
             break
-        start, command = min(starts)
-        position = start + len(command)
+        if fbox < 0 or 0 <= box < fbox:  # the earlier of the two (they never start together)
+            start, position = box, box + 6
+        else:
+            start, position = fbox, fbox + 5
         if position < len(text) and text[position] == " ":
             match = re.match(r" ([^\s$]{1,100})", text[position:])
             if match:
@@ -214,6 +226,27 @@ def _clean(answer: str) -> str:
     return answer
 
 
+@lru_cache(maxsize=8)
+def _box_reading(text: str) -> tuple[tuple[str | None, str] | None, str | None]:
+    """What the boxes of ``text`` decide (rules 1 and 2), or ``None`` when they leave it to the
+    fallbacks; and the answer region (:func:`_reasoning_removed`).
+
+    A pure function of the text, so the few latest are kept: a format gate and the answer check
+    behind it read the same completion one after the other, and the second read is a look-up.
+    """
+    body = _reasoning_removed(text)
+    if body is None:
+        return (None, "no answer after the reasoning"), None
+    boxes = _boxes(body)
+    boxed = _box_answer(body, boxes)
+    if boxed is not None:
+        stated = _stated_after(body[boxes[-1][1] :])
+        return ((stated, "final_answer") if stated else (boxed, "box")), body
+    if boxes:
+        return (None, "the last box is never closed"), body
+    return None, body
+
+
 def read_answer(
     text: object,
     *,
@@ -227,16 +260,11 @@ def read_answer(
     :data:`DEFAULT_FALLBACKS`, ``False`` for boxes (and bare answers) only, or a sequence.
     """
     chosen = resolve_fallbacks(fallbacks, DEFAULT_FALLBACKS)
-    body = _reasoning_removed(text)
-    if body is None:
-        return None, "no answer after the reasoning" if isinstance(text, str) else "not text"
-    boxes = _boxes(body)
-    boxed = _box_answer(body, boxes)
-    if boxed is not None:
-        stated = _stated_after(body[boxes[-1][1] :])
-        return (stated, "final_answer") if stated else (boxed, "box")
-    if boxes:
-        return None, "the last box is never closed"
+    if not isinstance(text, str):
+        return None, "not text"
+    decided, body = _box_reading(text)
+    if decided is not None or body is None:  # body is None only with a decision
+        return decided or (None, "no answer after the reasoning")
     tail = body[-_TAIL:]
     for fallback in chosen:
         if fallback == "bare_answer":

@@ -11,7 +11,11 @@ __all__ = ["final_text", "resolve_fallbacks"]
 
 def resolve_fallbacks(fallbacks: Sequence[str] | bool, default: tuple[str, ...]) -> tuple[str, ...]:
     """``True``: the defaults; ``False``: none; a sequence: those (each must be known)."""
-    chosen = default if fallbacks is True else () if fallbacks is False else tuple(fallbacks)
+    if fallbacks is True:
+        return default
+    if fallbacks is False:
+        return ()
+    chosen = tuple(fallbacks)
     unknown = set(chosen) - set(default)
     if unknown:
         raise ValueError(f"unknown fallbacks {sorted(unknown)}; choose from {default}")

@@ -229,7 +229,8 @@ def compare(
         gold, pred = _DECIMAL_COMMA.sub(r"\1.\2", gold), _DECIMAL_COMMA.sub(r"\1.\2", pred)
     if policy.units == "match" and None is not _unit_of(gold) != _unit_of(pred) is not None:
         return MathComparison(False, "different unit", gold, pred)
-    gold_norm, pred_norm = _normalize_cached(gold), normalize(pred)
+    gold_norm = _normalize_cached(gold)
+    pred_norm = gold_norm if pred == gold else normalize(pred)  # an answer written as the gold
     if "=" not in gold_norm:  # f(x) = 2x + 1 answers 2x + 1: the name is a label
         pred_norm = _FUNCTION_LABEL.sub("", pred_norm, count=1).strip() or pred_norm
     if gold_norm == pred_norm and gold_norm:
@@ -1220,11 +1221,11 @@ class MathVerifier:
 
 def _question_text(question: Any) -> str | None:
     """The text of a question given as text, chat messages or a Task (``None`` stays None)."""
+    if question is None or isinstance(question, str):
+        return question
     from rlenv.chat import message_text
     from rlenv.tasks import Task
 
-    if question is None or isinstance(question, str):
-        return question
     if isinstance(question, Task):
         question = question.prompt
     if isinstance(question, (list, tuple)) and all(

@@ -160,6 +160,22 @@ def _forms(answer: object) -> list[str]:
         "",
         "   ",
         "\\boxed{\\boxed{" + plain + "}}",
+        # what the answer region drops or keeps: chat tokens, annotations, code, escapes
+        f"<|im_start|>assistant \\boxed{{{plain}}}",
+        f"\\boxed{{{plain}}}<|im_end|>",
+        f"\\boxed{{{plain}}}</s>",
+        f"\\boxed{{{plain}}}\nUser: \\boxed{{{n + 1}}}",
+        f"\\boxed{{{plain}}}\nHuman: what?",
+        f"\\boxed{{{plain}}} <<{n}+0={n}>>",
+        f"\\boxed{{{plain}}}\n```python\nprint({n + 1})\n```",
+        f"\\\\boxed{{{plain}}}",  # JSON-escaped twice
+        f"\\\\boxed{{{plain}}} \\frac{{1}}{{2}}",
+        f"\\boxed{{{plain}}} I hope it is correct.",
+        f"\\fbox{{{n + 1}}} \\boxed{{{plain}}}",
+        f"\\boxed{{{n + 1}}} \\fbox{{{plain}}}",
+        f"\\boxed{{{plain}}}, \\boxed{{{plain}}}",
+        f"<|channel|>final<|message|>\\boxed{{{plain}}}<|return|>",
+        f"<|channel|>analysis \\boxed{{{plain}}}",
     ]
     return replies
 

@@ -32,6 +32,7 @@ import json
 import math
 import re
 import typing
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Mapping
@@ -49,7 +50,7 @@ from rlenv.chat import (
     validate_assistant_message,
 )
 from rlenv.env import TextEnv, Turn
-from rlenv.errors import RLEnvError
+from rlenv.errors import RLEnvError, ServiceError
 from rlenv.tasks import GeneratedTasks, Task
 from rlenv.verdict import Verdict
 
@@ -63,6 +64,7 @@ except ImportError as _error:  # pragma: no cover - the extra is missing
 
 __all__ = [
     "OpenEnvError",
+    "OpenEnvServerError",
     "OpenEnvTextEnv",
     "RlenvAction",
     "RlenvEnvironment",
@@ -79,6 +81,11 @@ OPENENV_TESTED_VERSION = "0.3.0"
 
 class OpenEnvError(RLEnvError, RuntimeError):
     """An OpenEnv environment or server could not be reached or used."""
+
+
+class OpenEnvServerError(OpenEnvError, ServiceError):
+    """The OpenEnv server could not be reached or stopped answering (a service failure: the
+    rollout engine records the episode as unscored and goes on)."""
 
 
 # ====================================================================== rlenv -> OpenEnv
@@ -435,7 +442,9 @@ class _Remote:
             client.connect()
         except Exception as error:
             client.close()
-            raise OpenEnvError(f"cannot reach the OpenEnv server at {self.url}: {error}") from None
+            raise OpenEnvServerError(
+                f"cannot reach the OpenEnv server at {self.url}: {error}"
+            ) from None
         self.client, self.stale = client, False
 
     def _run(self, call: Callable[[], Any]) -> Any:
@@ -458,6 +467,16 @@ class _Remote:
         try:
             with urllib.request.urlopen(f"{self.http_url}/schema", timeout=10) as answer:
                 return json.load(answer)["action"]
+        except urllib.error.HTTPError as error:  # the server answered: not a service fault
+            raise OpenEnvError(
+                f"cannot read the action schema from {self.http_url}/schema ({error}); "
+                "pass action_fn=..."
+            ) from None
+        except OSError as error:  # refused, unreachable, timed out (URLError is an OSError)
+            reason = getattr(error, "reason", error)
+            raise OpenEnvServerError(
+                f"cannot reach the OpenEnv server at {self.http_url}: {reason}"
+            ) from None
         except Exception as error:
             raise OpenEnvError(
                 f"cannot read the action schema from {self.http_url}/schema ({error}); "
@@ -614,6 +633,12 @@ class OpenEnvTextEnv(TextEnv):
         except OpenEnvError:
             raise
         except Exception as error:
+            if isinstance(self._backend, _Remote) and self._backend.stale:
+                # no answer from the server (dropped, timed out): the service failed
+                raise OpenEnvServerError(
+                    f"the OpenEnv server at {self._backend.url} failed during reset: "
+                    f"{type(error).__name__}: {error}"
+                ) from None
             raise OpenEnvError(
                 f"the OpenEnv environment {self.target_name} failed to reset: "
                 f"{type(error).__name__}: {error}"

@@ -17,6 +17,13 @@ class RLEnvError(Exception):
     """Base class of every exception rlenv raises on purpose."""
 
 
+class ServiceError(RLEnvError):
+    """A served environment's server was lost (it restarted, the session expired), stayed busy
+    past the client's retries, or could not be reached: a failure of the service, not of the
+    caller or the model. The rollout engine records an episode that fails so as unscored
+    (never reward 0) and goes on with the rest of the batch (``rlenv.rollout.rollout``)."""
+
+
 class ResetNeededError(RLEnvError, gymnasium.error.ResetNeeded):
     """``step()`` was called before the first ``reset()``. Call ``env.reset()`` first."""
 

@@ -68,7 +68,10 @@ _passed = passed
 def outcome_reason(trajectory: Trajectory) -> str:
     """A short reason for an episode's outcome, to group episodes by: the final verdict's error
     or reason up to its first ``:`` (``"wrong: 41 != 42"`` groups as ``"wrong"``), or
-    ``"truncated (turn limit)"``, or ``"no turn"``."""
+    ``"truncated (turn limit)"``, or ``"no turn"``; an episode whose served env failed at
+    reset groups as ``"reset failed"``."""
+    if trajectory.stop_reason == "reset_failed":
+        return "reset failed"
     verdict = trajectory.final_verdict
     if trajectory.truncated and (verdict is None or not verdict.error):
         return "truncated (turn limit)"

@@ -50,6 +50,7 @@ from rlenv.errors import (
     InvalidActionError,
     ResetNeededError,
     RLEnvError,
+    ServiceError,
     TaskFormatError,
     TaskNotFoundError,
     UnknownEnvError,
@@ -64,6 +65,7 @@ __all__ = [
     "RemoteEnvError",
     "RetryPolicy",
     "ServerBusyError",
+    "ServerUnreachableError",
     "SessionNotFoundError",
 ]
 
@@ -82,7 +84,7 @@ class RemoteEnvError(RLEnvError):
         self.status, self.error, self.detail = status, error, detail
 
 
-class EpisodeLostError(RemoteEnvError):
+class EpisodeLostError(RemoteEnvError, ServiceError):
     """The episode cannot go on: its session expired or was lost, the server restarted, or a
     request failed for good after its retries (then the server's state is unknown).
 
@@ -97,8 +99,13 @@ class SessionNotFoundError(EpisodeLostError):
     server restarted (``error == "ServerRestarted"``). ``reset()`` opens a new one."""
 
 
-class ServerBusyError(RemoteEnvError):
+class ServerBusyError(RemoteEnvError, ServiceError):
     """The server stayed full (429) or unavailable (503) for the whole :class:`RetryPolicy`."""
+
+
+class ServerUnreachableError(RemoteEnvError, ServiceError):
+    """No answer came for the whole :class:`RetryPolicy` (the connection was refused, dropped
+    or timed out), or a gateway in front of the server could not reach it (502, 504)."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +153,8 @@ _LOCAL_ERRORS: dict[str, type[RLEnvError]] = {
 
 # Statuses that say "not now": retried after their Retry-After, within the RetryPolicy.
 _RETRY_STATUSES = frozenset({429, 503})
+# A proxy's "the server behind me did not answer": not retried, but a service failure.
+_GATEWAY_STATUSES = frozenset({502, 504})
 
 
 class _Client:
@@ -242,7 +251,7 @@ class _Client:
 
     def _unreachable(self, method: str, url: str, error: BaseException) -> RemoteEnvError:
         reason = "timed out" if isinstance(error, socket.timeout) else type(error).__name__
-        return RemoteEnvError(f"{method} {self.base_url}{url} failed: {reason}: {error}")
+        return ServerUnreachableError(f"{method} {self.base_url}{url} failed: {reason}: {error}")
 
     def close(self) -> None:
         self.connection.close()
@@ -265,6 +274,8 @@ def _error_from(method: str, url: str, status: int, data: bytes) -> RLEnvError:
     if local is not None and isinstance(detail, str):
         return local(detail)
     kind = SessionNotFoundError if error == "SessionNotFound" else RemoteEnvError
+    if status in _GATEWAY_STATUSES:
+        kind = ServerUnreachableError
     text = detail if isinstance(detail, str) else json.dumps(detail)
     message = f"{method} {url}: HTTP {status} {error or ''}: {text}".replace("  ", " ")
     if kind is SessionNotFoundError:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rlenv.chat import copy_messages
+from rlenv.errors import ServiceError
 from rlenv.handles import TaskHandle, task_seeds
 from rlenv.pool import EnvPool
 from rlenv.remote import EpisodeLostError
@@ -150,23 +151,45 @@ def rollout(
     active: list[_Live] = []
     results: list[Trajectory | None] = [None] * len(specs)
 
-    def start(index: int, spec: EpisodeSpec) -> _Live:
+    def start(index: int, spec: EpisodeSpec) -> _Live | None:
+        """The episode, reset; or None when a served env's server failed it (lost, busy,
+        unreachable) twice, on the pooled env and then on a fresh one: then its trajectory,
+        unscored, is recorded. Any other error (the caller's, a bug) is raised."""
         options = {"task_id": spec.task_id} if spec.task_id is not None else None
-        env = envs.acquire(spec.env_id, spec.env_kwargs)
-        try:
-            observation, info = env.reset(seed=spec.seed, options=options)
-        except BaseException:
-            envs.discard(env)
-            raise
-        live = _Live(index, spec, env, observation, info, copy_messages(observation))
-        live.position = index if positions is None else positions[index]
-        return live
+        failures: list[ServiceError] = []
+        while len(failures) < _RESET_TRIES:
+            try:
+                env = envs.acquire(spec.env_id, spec.env_kwargs)  # a fresh one connects anew
+            except ServiceError as error:
+                failures.append(error)
+                continue
+            try:
+                observation, info = env.reset(seed=spec.seed, options=options)
+            except ServiceError as error:
+                envs.discard(env)  # its session or connection is of no more use
+                failures.append(error)
+                continue
+            except BaseException:
+                envs.discard(env)
+                raise
+            live = _Live(index, spec, env, observation, info, copy_messages(observation))
+            live.position = index if positions is None else positions[index]
+            return live
+        trajectory = _reset_failed(spec, policy, failures)
+        results[index] = trajectory
+        if on_episode is not None:
+            on_episode(trajectory)
+        return None
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, env_workers)) as threads:
             while pending or active:
                 while pending and len(active) < max_batch_size:
-                    active.append(start(*pending.popleft()))
+                    live = start(*pending.popleft())
+                    if live is not None:
+                        active.append(live)
+                if not active:  # every episode left failed to start
+                    break
                 # one call per turn limit (one call unless max_episode_tokens binds)
                 limits = [_turn_limit(params, live) for live in active]
                 completions: list[Completion] = [None] * len(active)  # type: ignore[list-item]
@@ -228,6 +251,32 @@ def rollout(
         if own_pool:
             envs.close()
     return [trajectory for trajectory in results if trajectory is not None]
+
+
+_RESET_TRIES = 2
+"""Resets tried per episode when a served env's server fails them (:class:`ServiceError`):
+the pooled env, then a fresh one (a restarted server takes a new session). Each try already
+retries within the env's own bound (``RemoteEnv``'s ``RetryPolicy``)."""
+
+
+def _reset_failed(spec: EpisodeSpec, policy: Policy, failures: list[ServiceError]) -> Trajectory:
+    """An episode whose served env could not start it: no turns, truncated and unscored
+    (``stop_reason="reset_failed"``), so trainers leave it out of its group."""
+    last = failures[-1]
+    return Trajectory(
+        env_id=spec.env_id,
+        task_id=spec.task_id,
+        seed=spec.seed,
+        group=spec.group,
+        messages=[],
+        turns=[],
+        reward=0.0,
+        terminated=False,
+        truncated=True,
+        stop_reason="reset_failed",
+        error=f"reset failed {len(failures)} times: {type(last).__name__}: {last}",
+        policy=policy.name,
+    )
 
 
 def _checked(policy: Policy) -> Policy:

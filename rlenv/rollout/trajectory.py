@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 
-StopReason = Literal["terminated", "truncated", "max_episode_tokens"]
+StopReason = Literal["terminated", "truncated", "max_episode_tokens", "reset_failed"]
 """Why an episode ended (:attr:`Trajectory.stop_reason`)."""
 
 
@@ -88,7 +88,13 @@ class Trajectory(BaseModel):
         description="Why the episode ended: 'terminated' (the environment ended it), "
         "'truncated' (the environment's own limit, such as max_turns) or "
         "'max_episode_tokens' (the rollout's token budget for the episode ran out; truncated "
-        "is then True). None in records that do not say.",
+        "is then True) or 'reset_failed' (a served environment's server was lost, busy or "
+        "unreachable when the episode should start: no turns, unscored, truncated; ``error`` "
+        "says why). None in records that do not say.",
+    )
+    error: str | None = Field(
+        default=None,
+        description="Why the episode could not be played (stop_reason 'reset_failed').",
     )
     policy: str = Field(default="", description="Which policy produced it.")
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -108,7 +114,10 @@ class Trajectory(BaseModel):
 
     @property
     def scored(self) -> bool:
-        """False when a verifier could not judge some turn (trainers leave it out)."""
+        """False when a verifier could not judge some turn, or the episode could not start
+        (``stop_reason == "reset_failed"``): trainers leave it out, never count it as 0."""
+        if self.stop_reason == "reset_failed":
+            return False
         return all(turn.verdict.scored for turn in self.turns)
 
     def token_sequence(self) -> TokenSequence:

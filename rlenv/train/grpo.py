@@ -42,6 +42,7 @@ import torch
 from rlenv.errors import RLEnvError
 from rlenv.pool import EnvPool
 from rlenv.rollout import SamplingParams, Trajectory, episodes, rollout
+from rlenv.rollout.trajectory import TokenSequence
 from rlenv.rollout.transformers import TransformersPolicy
 from rlenv.train._runtime import Trainer
 from rlenv.train.algorithm import (
@@ -174,8 +175,12 @@ def build_batch(
     """Training tensors from the exact sampled ids of each episode. ``trainable[i]`` False
     (unscored, a cut completion under overlong filtering, a parse error under
     ``parse_error="mask"``) gives the sequence a mask of 0: no loss, no share of the normaliser.
+    An episode with no turns (its served env failed at reset, so it is unscored) gets one
+    padding token with a mask of 0: nothing to learn from, and no share of the normaliser.
     """
-    sequences = [trajectory.token_sequence() for trajectory in trajectories]
+    empty = TokenSequence(token_ids=[pad_id], mask=[0], logprobs=[0.0], prompt_length=1)
+    sequences = [t.token_sequence() if t.turns else empty for t in trajectories]
+    played = [s.prompt_length for s, t in zip(sequences, trajectories, strict=True) if t.turns]
     width = max(len(s.token_ids) for s in sequences)
     ids, attention, mask, logprobs = [], [], [], []
     for sequence, keep in zip(sequences, trainable, strict=True):
@@ -186,7 +191,7 @@ def build_batch(
         targets = sequence.mask[1:] + [0] * pad
         mask.append([m if keep else 0 for m in targets])
         logprobs.append(sequence.logprobs[1:] + [0.0] * pad)
-    first = max(0, min(s.prompt_length for s in sequences) - 1)
+    first = max(0, min(played, default=1) - 1)
     return TrainBatch(
         input_ids=torch.tensor(ids, dtype=torch.long),
         attention_mask=torch.tensor(attention, dtype=torch.long),

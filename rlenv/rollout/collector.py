@@ -343,11 +343,12 @@ def _generated_tokens(completion: Completion, policy: Policy) -> int:
 def _step(live: _Live, completion: Completion) -> tuple[Completion, tuple]:
     try:
         return completion, live.env.step(completion.action)
-    except EpisodeLostError as error:
-        # A served env lost the episode (session expired, server restarted or unreachable):
-        # the episode ends truncated and unscored, so trainers leave it out of its group
-        # instead of learning a 0, and the rest of the batch goes on.
-        verdict = Verdict(reward=0.0, scored=False, error=f"episode lost: {error}")
+    except ServiceError as error:
+        # A served env lost the episode (session expired, server restarted, unreachable or
+        # busy past the client's retries): the episode ends truncated and unscored, so
+        # trainers leave it out of its group instead of learning a 0, and the batch goes on.
+        lost = error if isinstance(error, EpisodeLostError) else f"{type(error).__name__}: {error}"
+        verdict = Verdict(reward=0.0, scored=False, error=f"episode lost: {lost}")
         info = {**live.info, "verdict": verdict, "error": type(error).__name__}
         return completion, (live.observation, 0.0, False, True, info)
 

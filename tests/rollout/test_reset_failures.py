@@ -260,3 +260,43 @@ def test_an_openenv_server_that_is_gone_gives_an_unscored_episode():
     assert made == 2  # one retry, no more
     assert not lost.scored and lost.stop_reason == "reset_failed"
     assert lost.error.startswith("reset failed 2 times: OpenEnvServerError: cannot reach")
+
+
+def test_any_service_error_in_a_step_ends_that_episode_unscored():
+    """``RemoteEnv`` reports a step its server failed as ``EpisodeLostError``; any other
+    environment that reaches a service may raise a ``ServiceError`` of its own from ``step``:
+    the engine ends that episode unscored as well, and the batch goes on. Other errors from
+    ``step`` are not absorbed."""
+    from rlenv import Task, TaskList, TextEnv, Verdict
+
+    class Backend(TextEnv):
+        def load_tasks(self):
+            return TaskList([Task(id=name, prompt=name) for name in ("down", "up", "bug")])
+
+        def verify(self, task, completion):
+            return Verdict(reward=1.0)
+
+        def step(self, action):
+            if self.task.id == "bug":
+                raise RuntimeError("a bug")
+            if self.task.id == "down":  # a service failure outside verify()
+                raise ServiceError("the grading service did not answer")
+            return super().step(action)
+
+    with EnvPool(make=lambda env_id, **kwargs: Backend()) as pool:
+        down, up = rollout(
+            ScriptedPolicy(lambda conversation: "x"),
+            episodes("test/Backend-v0", n_tasks=2, task_ids=["down", "up"]),
+            pool=pool,
+        )
+        assert not down.scored and down.truncated
+        assert down.final_verdict.error == (
+            "episode lost: ServiceError: the grading service did not answer"
+        )
+        assert up.scored and up.reward == 1.0
+        with pytest.raises(RuntimeError, match="a bug"):
+            rollout(
+                ScriptedPolicy(lambda conversation: "x"),
+                episodes("test/Backend-v0", n_tasks=1, task_ids=["bug"]),
+                pool=pool,
+            )

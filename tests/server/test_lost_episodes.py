@@ -7,7 +7,8 @@ server answers it unscored), another loses its session between turns (``RemoteEn
 
 from __future__ import annotations
 
-from contextlib import closing
+import time
+from contextlib import ExitStack, closing
 
 import pytest
 
@@ -65,3 +66,68 @@ def test_a_lost_episode_is_unscored_in_the_rollout_and_the_batch_goes_on():
         assert lost.final_verdict.error.startswith("episode lost")
         assert "SessionNotFound" in lost.final_verdict.error
         assert lost.turns[-1].reward == 0.0 and lost.reward == 1.0
+
+
+def test_a_server_gone_mid_episode_ends_it_unscored_and_the_batch_goes_on():
+    """The server goes away between an episode's turns: ``RemoteEnv``'s retries run out and the
+    episode is lost; it ends unscored, and the next episode, whose pooled env still points at
+    the dead server, is reset on a fresh env from the pool (a server that is up)."""
+    short = RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.02, budget=0.5)
+    with serve_in_thread([FAULTY]) as up, ExitStack() as doomed_stack:
+        urls = iter([doomed_stack.enter_context(serve_in_thread([FAULTY])), up])
+
+        def make(env_id, **kwargs):
+            return RemoteEnv(next(urls), env_id, retry_policy=short, max_turns=2, **kwargs)
+
+        calls = 0
+
+        def respond(conversation):  # one episode at a time (max_batch_size=1)
+            nonlocal calls
+            calls += 1
+            if calls == 2:  # before episode 0's second turn, its server goes away
+                doomed_stack.close()
+            return "hi"
+
+        with EnvPool(make=make) as pool:
+            gone, fine = rollout(
+                ScriptedPolicy(respond), episodes(FAULTY, n_tasks=2), pool=pool, max_batch_size=1
+            )
+    assert not gone.scored and gone.truncated and len(gone.turns) == 2
+    assert gone.final_verdict.error.startswith("episode lost")
+    assert "ConnectionRefusedError" in gone.final_verdict.error
+    assert gone.reward == 1.0 and gone.turns[-1].reward == 0.0  # the first turn's reward stays
+    assert fine.scored and fine.reward == 2.0 and len(fine.turns) == 2
+
+
+def test_a_server_busy_past_the_clients_retries_ends_the_episode_unscored():
+    """A step that gets 429 ``ServerBusy`` past ``RemoteEnv``'s retry budget (a lost episode to
+    ``RemoteEnv``): the episode ends unscored instead of crashing the rollout."""
+    import threading
+
+    short = RetryPolicy(attempts=50, backoff=0.01, max_backoff=0.02, budget=0.4)
+    limits = ServerLimits(threads=1, max_waiting=0, step_timeout=2.0)
+    with serve_in_thread([FAULTY], limits=limits) as url:
+        blocker = Client(url)
+        session = blocker.call("POST", "/sessions", {"env_id": FAULTY})[1]["session_id"]
+        blocker.call("POST", f"/sessions/{session}/reset", {})
+        hold = threading.Thread(
+            target=blocker.call, args=("POST", f"/sessions/{session}/step", {"action": "hang"})
+        )
+
+        def respond(conversation):
+            hold.start()  # another client's hung step takes the server's only env thread
+            time.sleep(0.3)
+            return "hi"
+
+        def make(env_id, **kwargs):
+            return RemoteEnv(url, env_id, retry_policy=short, **kwargs)
+
+        with EnvPool(make=make) as pool:
+            (busy,) = rollout(ScriptedPolicy(respond), episodes(FAULTY, n_tasks=1), pool=pool)
+        hold.join(timeout=10)
+        blocker.close()
+    assert not busy.scored and busy.truncated and len(busy.turns) == 1
+    assert busy.final_verdict.error.startswith("episode lost")
+    assert (
+        "429 ServerBusy" in busy.final_verdict.error and "RetryPolicy" in busy.final_verdict.error
+    )

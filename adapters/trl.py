@@ -50,7 +50,7 @@ translates TRL's formats.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -378,7 +378,9 @@ class RolloutFunction:
             trajectories = rollout(policy, specs, params=params, max_batch_size=self.max_batch_size)
         if len(trajectories) != len(prompts):  # the engine returns one per spec, in order
             raise RuntimeError(f"{len(trajectories)} episodes for {len(prompts)} entries")
-        return trl_samples(trajectories, completion_budget(trainer))
+        return trl_samples(
+            trajectories, completion_budget(trainer), lambda i: _prompt_ids(trainer, prompts[i])
+        )
 
 
 def within_budget(trajectory: Trajectory, budget: int | None) -> Trajectory:
@@ -412,15 +414,37 @@ def within_budget(trajectory: Trajectory, budget: int | None) -> Trajectory:
     )
 
 
-def trl_samples(trajectories: Sequence[Trajectory], budget: int | None) -> dict[str, list[Any]]:
+def trl_samples(
+    trajectories: Sequence[Trajectory],
+    budget: int | None,
+    unplayed: Callable[[int], tuple[list[int], int]] | None = None,
+) -> dict[str, list[Any]]:
     """TRL's ``rollout_func`` output (``prompt_ids``, ``completion_ids``, ``logprobs``, which
     ``GRPOTrainer._generate`` requires, plus ``env_mask`` and ``rlenv_reward``), one sample per
-    trajectory, each within ``budget`` completion tokens (:func:`within_budget`)."""
+    trajectory, each within ``budget`` completion tokens (:func:`within_budget`).
+
+    An episode with no turns (its served env failed at reset: ``stop_reason="reset_failed"``)
+    has no tokens of its own; ``unplayed(i)`` gives entry ``i``'s prompt ids and an end token,
+    and the sample is that prompt with the end token as its completion, masked out
+    (``env_mask`` 0: no loss) and ``rlenv_reward`` None (left out of its group's baseline)."""
     output: dict[str, list[Any]] = {
         "prompt_ids": [], "completion_ids": [], "logprobs": [], "env_mask": [],
         "rlenv_reward": [],
     }  # fmt: skip
-    for trajectory in trajectories:
+    for index, trajectory in enumerate(trajectories):
+        if not trajectory.turns:
+            if unplayed is None:
+                raise ValueError(
+                    f"episode {index} has no turns ({trajectory.stop_reason}: "
+                    f"{trajectory.error}); pass unplayed= to give its prompt ids"
+                )
+            prompt_ids, end_id = unplayed(index)
+            output["prompt_ids"].append(list(prompt_ids))
+            output["completion_ids"].append([end_id])
+            output["logprobs"].append([0.0])
+            output["env_mask"].append([0])
+            output["rlenv_reward"].append(None)
+            continue
         trajectory = within_budget(trajectory, budget)
         sequence = trajectory.token_sequence()
         start = sequence.prompt_length
@@ -430,6 +454,21 @@ def trl_samples(trajectories: Sequence[Trajectory], budget: int | None) -> dict[
         output["env_mask"].append(sequence.mask[start:])
         output["rlenv_reward"].append(trajectory.reward if trajectory.scored else None)
     return output
+
+
+def _prompt_ids(trainer: Any, prompt: Any) -> tuple[list[int], int]:
+    """An entry's prompt as TRL renders it (the chat template with the generation prompt, or
+    the text), and the tokenizer's end token: the sample of an episode that never started."""
+    tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
+    if isinstance(prompt, str):
+        text = prompt
+    else:
+        text = tokenizer.apply_chat_template(
+            list(prompt), tokenize=False, add_generation_prompt=True
+        )
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    end = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.pad_token_id
+    return list(ids), int(end)
 
 
 @contextlib.contextmanager

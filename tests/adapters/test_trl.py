@@ -144,6 +144,71 @@ def test_trl_grpo_trains_multi_turn_episodes_with_env_tokens_masked(tmp_path):
     json.dumps(outputs[0][1])  # plain data
 
 
+def test_trl_grpo_trains_on_when_a_served_env_fails_at_reset(tmp_path, monkeypatch):
+    """An episode whose served env could not start (the engine's ``reset_failed`` trajectory,
+    no turns) becomes a TRL sample of its prompt and one end token, masked out, with reward
+    None: TRL (1.16: ``unscorable_mask``, ``nanmean``) leaves it out of its group's baseline
+    and of the logged reward, and training goes on."""
+    import rlenv.rollout
+    from rlenv.remote import ServerUnreachableError
+    from rlenv.rollout.collector import _reset_failed
+
+    model, tokenizer = tiny_chat_model()
+    dataset = build_dataset("adaptertest/SayMore-v0", n_tasks=8)
+    real = rlenv.rollout.rollout
+
+    def one_lost(policy, specs, **kwargs):  # entry 1 of each call: its server went away
+        trajectories = real(policy, specs, **kwargs)
+        gone = ServerUnreachableError("POST http://127.0.0.1:9/sessions failed: refused")
+        trajectories[1] = _reset_failed(specs[1], policy, [gone, gone])
+        return trajectories
+
+    monkeypatch.setattr(rlenv.rollout, "rollout", one_lost)
+    rollout_func = RolloutFunction(max_new_tokens=6)
+    outputs = []
+
+    def spy(prompts, trainer):
+        output = rollout_func(prompts, trainer)
+        outputs.append((list(prompts), output))
+        return output
+
+    trainer = trl.GRPOTrainer(
+        model=model, reward_funcs=episode_reward, train_dataset=dataset,
+        args=_args(tmp_path, max_completion_length=40), processing_class=tokenizer,
+        rollout_func=spy,
+    )  # fmt: skip
+    trainer.train()
+    assert len(outputs) == 2
+    for prompts, output in outputs:
+        rendered = tokenizer.apply_chat_template(
+            list(prompts[1]), tokenize=False, add_generation_prompt=True
+        )
+        assert output["prompt_ids"][1] == tokenizer(rendered, add_special_tokens=False)["input_ids"]
+        assert output["completion_ids"][1] == [tokenizer.eos_token_id]
+        assert output["env_mask"][1] == [0] and output["logprobs"][1] == [0.0]
+        assert output["rlenv_reward"][1] is None
+        assert all(r is not None for i, r in enumerate(output["rlenv_reward"]) if i != 1)
+    logged = [row for row in trainer.state.log_history if "reward" in row]
+    assert len(logged) == 2
+    for row, (_, output) in zip(logged, outputs, strict=True):
+        scored = [r for r in output["rlenv_reward"] if r is not None]
+        assert row["reward"] == pytest.approx(sum(scored) / len(scored), rel=1e-5)
+        assert row["loss"] == row["loss"]  # finite, not NaN
+    with pytest.raises(ValueError, match="no turns"):  # without unplayed=: a clear error
+        from rlenv.adapters.trl import trl_samples
+
+        trl_samples(
+            [
+                _reset_failed(
+                    rlenv.rollout.EpisodeSpec("x/Y-v0", seed=0),
+                    SimpleNamespace(name="p"),
+                    [ServerUnreachableError("gone")],
+                )
+            ],
+            None,
+        )
+
+
 # -- RolloutFunction against trainers built to GRPOTrainer's attribute names ----------------------
 
 

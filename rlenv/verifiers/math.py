@@ -1075,14 +1075,25 @@ def _is_arithmetic(node: Node) -> bool:
 
 
 def _is_unreduced_fraction(node: Node) -> bool:
+    """A fraction of integers not in lowest terms: a common factor (``6/4``, ``-14/2``,
+    ``\\frac{-14}{2}``) or a negative denominator (``3/-4``). The sign may sit on the whole
+    fraction or on either integer."""
     if node[0] == "neg":
         return _is_unreduced_fraction(node[1])
-    if node[0] == "div" and node[1][0] == "num" and node[2][0] == "num":
-        numerator, denominator = node[1][1], node[2][1]
-        if numerator.denominator == 1 and denominator.denominator == 1 and denominator != 0:
+    if node[0] != "div":
+        return False
+    numerator, denominator = node[1], node[2]
+    if numerator[0] == "neg":
+        numerator = numerator[1]
+    negative_denominator = denominator[0] == "neg"
+    if negative_denominator:
+        denominator = denominator[1]
+    if numerator[0] == "num" and denominator[0] == "num":
+        top, bottom = numerator[1], denominator[1]
+        if top.denominator == 1 and bottom.denominator == 1 and bottom != 0:
             from math import gcd
 
-            return gcd(int(numerator), int(denominator)) != 1 or denominator < 0
+            return gcd(int(top), int(bottom)) != 1 or bottom < 0 or negative_denominator
     return False
 
 

@@ -32,7 +32,11 @@ def test_the_labelled_set_covers_right_wrong_and_malformed(pairs):
 
 
 def test_every_verdict_is_identical_to_before(pairs):
-    # rows recorded by `python tests/envs/arithmetic_identity.py` on commit 943dd8a
+    # rows recorded by `python tests/envs/arithmetic_identity.py` on commit 943dd8a; then 132
+    # rows re-recorded on purpose by the fix of the lowest-terms rule's sign blind spot
+    # (tests/verifiers/test_math.py::test_lowest_terms_whatever_the_sign): answers such as
+    # \boxed{-14/2}, \boxed{\frac{-14}{2}}, \boxed{\frac{7}{-1}}, \boxed{\frac{-6}{-1}} went
+    # from correct to "fraction not in lowest terms"; every other row is as on 943dd8a.
     before, now = pairs
     assert len(now) == len(before)
     for old, new in zip(before, now, strict=True):

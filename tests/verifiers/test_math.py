@@ -177,6 +177,42 @@ def test_policies(policy, gold, pred, expected):
     assert is_equivalent(gold, pred, policy=policy) is expected
 
 
+_LOWEST = MathPolicy(reduced_fractions=True)
+
+
+@pytest.mark.parametrize(
+    ("gold", "pred", "expected"),
+    [
+        # a common factor is one whether the sign sits on the fraction or on an integer
+        ("-7", "-\\frac{14}{2}", False),
+        ("-7", "\\frac{-14}{2}", False),
+        ("-7", "-14/2", False),
+        ("-7", "(-14)/2", False),
+        ("-\\frac{7}{3}", "\\frac{-14}{6}", False),
+        # a negative denominator is not lowest terms (3/-4, -3/-4), however it is written
+        ("-\\frac{3}{4}", "\\frac{3}{-4}", False),
+        ("-\\frac{3}{4}", "3/-4", False),
+        ("\\frac{3}{4}", "\\frac{-3}{-4}", False),
+        ("\\frac{3}{4}", "-3/-4", False),
+        ("0", "\\frac{0}{-1}", False),
+        # lowest terms with the sign on the fraction or the numerator
+        ("-\\frac{3}{4}", "-\\frac{3}{4}", True),
+        ("-\\frac{3}{4}", "\\frac{-3}{4}", True),
+        ("-\\frac{3}{4}", "(-3)/4", True),
+        ("-\\frac{3}{4}", "-3/4", True),
+        ("-7", "-7", True),
+        ("-7", "\\frac{-7}{1}", True),
+    ],
+)
+def test_lowest_terms_whatever_the_sign(gold, pred, expected):
+    """Found by the issue-22 identity check of Arithmetic-v0: before the fix, a sign on the
+    numerator (``-14/2``, ``\\frac{-14}{2}``) or the denominator hid the fraction from the
+    lowest-terms rule, so ``-14/2`` answered -7 while ``14/2`` failed against 7."""
+    assert is_equivalent(gold, pred, policy=_LOWEST) is expected
+    if not expected:
+        assert compare(gold, pred, policy=_LOWEST).reason == "fraction not in lowest terms"
+
+
 def test_exact_numbers_never_use_tolerance():
     # Only a decimal on one side enables the tolerance: two exact values must be equal.
     assert not is_equivalent("\\frac{1}{3}", "\\frac{33333}{100000}")

@@ -14,7 +14,11 @@ A long run that is killed (SIGKILL, a preempted node, a full disk) loses nothing
   difference), and leaves to play exactly the episodes not yet played, each at its position in
   the whole run, so it samples with the seeds an unbroken run would have given it;
 - at the end the file is rewritten in the run's order (a temporary file renamed over it), so a
-  resumed run's file is the file an unbroken run writes.
+  resumed run's file is the file an unbroken run writes;
+- an episode that never started because its served env failed at reset
+  (``stop_reason="reset_failed"``: the server was down, not the policy's doing) counts as not
+  played: a resumed run plays it again, and its old line goes when the first episode of the
+  resumed run is written.
 
 An episode is identified by its environment, its task (the seed that poses it, or its task id)
 and its sample index in the task's group.
@@ -56,6 +60,16 @@ def _trajectory_keys(trajectory: Trajectory) -> tuple[tuple, tuple]:
         (trajectory.env_id, "seed", trajectory.seed, trajectory.group),
         (trajectory.env_id, "task", trajectory.task_id, trajectory.group),
     )
+
+
+def _failed_line(record: Any) -> bool:
+    """A trajectory line of an episode whose served env failed at reset."""
+    return isinstance(record, dict) and record.get("stop_reason") == "reset_failed"
+
+
+def _failed_key(record: Any) -> bool:
+    """A ``FILE.skipped`` line of an episode whose served env failed at reset."""
+    return isinstance(record, dict) and record.get("reset_failed") is True
 
 
 def _settings_diff(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
@@ -187,6 +201,7 @@ class EpisodeLog:
         self._positions = positions
         existing = [p for p in (self.path, self.settings_path, self.skipped_path) if p.exists()]
         self._played: dict[int, bool] = {}  # position -> kept
+        self._failed: set[int] = set()  # episodes whose env failed at reset: played again
         if existing and resume:
             self._load()
         elif existing and not force:
@@ -213,6 +228,15 @@ class EpisodeLog:
             _write_atomically(
                 self.settings_path, (json.dumps(self.settings, indent=1) + "\n").encode()
             )
+        elif self._failed:  # drop the reset failures that this run plays again
+            trajectories, _ = _read_lines(self.path)
+            lines = [Trajectory.model_validate(r).to_json() for r in trajectories
+                     if not _failed_line(r)]  # fmt: skip
+            _write_atomically(self.path, "".join(line + "\n" for line in lines).encode())
+            if self.skipped_path.exists():
+                skipped, _ = _read_lines(self.skipped_path)
+                lines = [json.dumps(r) for r in skipped if not _failed_key(r)]
+                _write_atomically(self.skipped_path, "".join(f"{x}\n" for x in lines).encode())
         self._kept = _Appender(self.path, self._sync_interval)
 
     def _load(self) -> None:
@@ -238,7 +262,11 @@ class EpisodeLog:
                 trajectory = Trajectory.model_validate(record)
             except ValueError as error:
                 raise ResumeError(f"{self.path}:{number}: not a trajectory: {error}") from None
-            self._mark(self._position_of(trajectory, number), True, number)
+            position = self._position_of(trajectory, number)
+            if trajectory.stop_reason == "reset_failed":
+                self._mark_failed(position, number)
+            else:
+                self._mark(position, True, number)
         skipped, note = _read_lines(self.skipped_path)
         if note:
             self.notes.append(note)
@@ -246,7 +274,15 @@ class EpisodeLog:
             key = tuple(record["key"]) if isinstance(record, dict) else None
             if key not in self._positions:
                 raise ResumeError(f"{self.skipped_path}:{number}: not an episode of this run")
-            self._mark(self._positions[key], False, number, self.skipped_path)
+            if _failed_key(record):
+                self._mark_failed(self._positions[key], number, self.skipped_path)
+            else:
+                self._mark(self._positions[key], False, number, self.skipped_path)
+        if self._failed:
+            self.notes.append(
+                f"{self.path}: {len(self._failed)} episode(s) whose served env failed at reset "
+                "are played again"
+            )
 
     def _position_of(self, trajectory: Trajectory, number: int) -> int:
         for key in _trajectory_keys(trajectory):
@@ -257,8 +293,16 @@ class EpisodeLog:
             f"task={trajectory.task_id} sample={trajectory.group} is not one of this run's"
         )
 
+    def _mark_failed(self, position: int, number: int, path: Path | None = None) -> None:
+        if position in self._played or position in self._failed:
+            raise ResumeError(
+                f"{path or self.path}:{number}: episode {episode_key(self.specs[position])} "
+                "is recorded twice; remove one, or pass --force to start over"
+            )
+        self._failed.add(position)
+
     def _mark(self, position: int, kept: bool, number: int, path: Path | None = None) -> None:
-        if position in self._played:
+        if position in self._played or position in self._failed:
             raise ResumeError(
                 f"{path or self.path}:{number}: episode {episode_key(self.specs[position])} "
                 "is recorded twice; remove one, or pass --force to start over"
@@ -289,7 +333,10 @@ class EpisodeLog:
             if self._skipped is None:
                 self._skipped = _Appender(self.skipped_path, self._sync_interval)
             key = list(episode_key(self.specs[position]))
-            self._skipped.append(json.dumps({"key": key, "task_id": trajectory.task_id}))
+            line = {"key": key, "task_id": trajectory.task_id}
+            if trajectory.stop_reason == "reset_failed":
+                line["reset_failed"] = True  # played again by a resumed run
+            self._skipped.append(json.dumps(line))
         self._played[position] = keep
 
     def close(self) -> None:

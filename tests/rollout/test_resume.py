@@ -151,3 +151,57 @@ def test_damage_a_kill_cannot_make_is_refused_not_guessed(tmp_path):
     os.remove(path.with_name("t.jsonl.run.json"))
     with pytest.raises(ResumeError, match="--force"):
         EpisodeLog(path, {"x": 1}, specs, resume=True)
+
+
+def test_episodes_whose_served_env_failed_at_reset_are_played_again_on_resume(tmp_path):
+    """A ``reset_failed`` episode (the server was down, not the policy's doing) counts as not
+    played: ``--resume`` plays it again, and the finished file holds only real episodes, in run
+    order, as an unbroken run with the server up writes it."""
+    from rlenv.remote import ServerUnreachableError
+    from rlenv.rollout import ScriptedPolicy, rollout
+    from rlenv.rollout.collector import _reset_failed
+
+    specs = episodes(ENV, n_tasks=4)
+    policy = ScriptedPolicy(answers=["\\boxed{1}"])
+    played = rollout(policy, specs)
+    gone = ServerUnreachableError("POST http://127.0.0.1:9/sessions failed: refused")
+    failed = {1: _reset_failed(specs[1], policy, [gone, gone]),
+              3: _reset_failed(specs[3], policy, [gone, gone])}  # fmt: skip
+    unbroken = tmp_path / "unbroken.jsonl"
+    log = EpisodeLog(unbroken, {"x": 1}, specs)
+    for trajectory in played:
+        log.record(trajectory)
+    log.finish()
+
+    path = tmp_path / "t.jsonl"
+    log = EpisodeLog(path, {"x": 1}, specs)
+    for position, trajectory in enumerate(played):
+        log.record(failed.get(position, trajectory))
+    log.close()  # the run ends (or is killed) with two episodes that never started
+    for _ in range(2):  # a resume that writes nothing keeps them to play again
+        log = EpisodeLog(path, {"x": 1}, specs, resume=True)
+        assert [position for position, _ in log.remaining] == [1, 3]
+        assert any("2 episode(s) whose served env failed at reset" in n for n in log.notes)
+        log.close()
+    assert path.read_text().count('"reset_failed"') == 2  # untouched until a new episode
+    for position, spec in log.remaining:
+        log.record(rollout(policy, [spec], positions=[position])[0])
+        assert '"reset_failed"' not in path.read_text()  # dropped when the first is written
+    assert log.finish() == list(read_trajectories(unbroken))
+    assert path.read_bytes() == unbroken.read_bytes()
+
+    # collect --keep passed: a reset failure is not kept, and FILE.skipped marks it
+    path = tmp_path / "k.jsonl"
+    log = EpisodeLog(path, {"x": 1}, specs)
+    for position, trajectory in enumerate(played):
+        log.record(failed.get(position, trajectory), keep=position not in failed)
+    log.close()
+    log = EpisodeLog(path, {"x": 1}, specs, resume=True)
+    assert [position for position, _ in log.remaining] == [1, 3]
+    for position, spec in log.remaining:
+        log.record(rollout(policy, [spec], positions=[position])[0], keep=False)
+    log.finish()
+    skipped = [
+        json.loads(line) for line in path.with_name("k.jsonl.skipped").read_text().splitlines()
+    ]
+    assert len(skipped) == 2 and not any("reset_failed" in line for line in skipped)

@@ -212,7 +212,9 @@ class RlenvEnvironment(Environment[RlenvAction, RlenvObservation, RlenvState]):
         Stepping before ``reset`` or after the end raises (a client bug), which OpenEnv's
         server answers as an ``EXECUTION_ERROR``."""
         payload: Any = action.text if action.text is not None else action.message
-        if isinstance(payload, Mapping):
+        if isinstance(payload, Mapping) and not self.env.done:
+            # (before reset or after the end, env.step raises the error naming reset(), as it
+            # does for text: a refusal here would answer done=False for a finished episode)
             try:
                 validate_assistant_message(dict(payload))
             except ValidationError as error:
@@ -571,39 +573,47 @@ class OpenEnvTextEnv(TextEnv):
                 "target must be an OpenEnv server URL, an openenv Environment or a function "
                 f"making one, not {type(target).__name__}"
             )
-        self.action_fn = action_fn
-        self.observation_fn = observation_fn
-        self._text_field: str | None = None
-        self._message_field = False
-        if action_fn is None:
-            schema = self._backend.action_schema()
-            self._text_field = _text_field(schema)
-            if self._text_field is None:
-                raise OpenEnvError(
-                    f"the action of {self.target_name} has no text field to put the model's "
-                    f"text in (schema properties: {sorted(schema.get('properties', {}))}); "
-                    "pass action_fn=text -> action"
+        try:
+            self.action_fn = action_fn
+            self.observation_fn = observation_fn
+            self._text_field: str | None = None
+            self._message_field = False
+            if action_fn is None:
+                schema = self._backend.action_schema()
+                self._text_field = _text_field(schema)
+                if self._text_field is None:
+                    raise OpenEnvError(
+                        f"the action of {self.target_name} has no text field to put the model's "
+                        f"text in (schema properties: {sorted(schema.get('properties', {}))}); "
+                        "pass action_fn=text -> action"
+                    )
+                message_prop = schema.get("properties", {}).get("message", {})
+                self._message_field = self._text_field != "message" and _is_type(
+                    message_prop, "object"
                 )
-            message_prop = schema.get("properties", {}).get("message", {})
-            self._message_field = self._text_field != "message" and _is_type(message_prop, "object")
-        advertised = self._advertised()
-        self.rlenv_served = bool(advertised)
-        for name, value in (
-            ("max_reward", max_reward),
-            ("min_reward", min_reward),
-        ):
-            value = value if value is not None else advertised.get(name)
-            if value is not None:
-                setattr(self, name, float(value))
-        max_turns = max_turns if max_turns is not None else advertised.get("max_turns")
-        if max_action_chars is None:
-            max_action_chars = advertised.get("max_action_chars")
-        self._pending: tuple[dict[str, Any], Any, bool] | None = None
-        self._failure: str | None = None
-        self._refusal: str | None = None
-        self._truncate = False
-        self._last_observation: dict[str, Any] = {}
-        super().__init__(max_turns=max_turns, max_action_chars=max_action_chars, **kwargs)
+            advertised = self._advertised()
+            self.rlenv_served = bool(advertised)
+            for name, value in (
+                ("max_reward", max_reward),
+                ("min_reward", min_reward),
+            ):
+                value = value if value is not None else advertised.get(name)
+                if value is not None:
+                    setattr(self, name, float(value))
+            max_turns = max_turns if max_turns is not None else advertised.get("max_turns")
+            if max_action_chars is None:
+                max_action_chars = advertised.get("max_action_chars")
+            self._pending: tuple[dict[str, Any], Any, bool] | None = None
+            self._failure: str | None = None
+            self._refusal: str | None = None
+            self._truncate = False
+            self._last_observation: dict[str, Any] = {}
+            super().__init__(max_turns=max_turns, max_action_chars=max_action_chars, **kwargs)
+        except BaseException:
+            # a refused setting or schema must not leave the session open (it holds one
+            # of the server's max_concurrent_envs) nor an owned environment
+            self._backend.close()
+            raise
 
     def _advertised(self) -> dict[str, Any]:
         """The limits an rlenv env served by :func:`create_app` puts in its state."""

@@ -771,26 +771,30 @@ def _close_quietly(env: TextEnv) -> None:
 
 # ------------------------------------------------------------------------------ env calls
 # These run in worker threads and return the response body as bytes, so that the JSON work
-# stays off the event loop too.
+# stays off the event loop too. They read the session's state but never write it: a call
+# abandoned at its deadline may return much later, when the session has moved on (a new env,
+# a new episode), so what a call changes is returned and applied by its caller, on the event
+# loop, only when the call was answered in time.
 
 
-def _reset_env(session: _Session, seed: int | None, options: dict[str, Any] | None) -> bytes:
+def _reset_env(
+    env: TextEnv, seed: int | None, options: dict[str, Any] | None
+) -> tuple[bytes, list[Any]]:
+    """The answer to a reset, and the conversation sent (the session's next ``sent``)."""
     try:
-        observation, info = session.env.reset(seed=seed, options=options)
+        observation, info = env.reset(seed=seed, options=options)
     except RLEnvError:  # mapped to a status by the app's handler
         raise
     except (ValueError, TypeError, KeyError) as error:  # bad options
         raise _ApiError(400, type(error).__name__, f"reset failed: {error}") from None
-    session.needs_reset = ""
-    session.sent = observation
-    return _json_bytes({"observation": observation, "info": _info_dict(info)})
+    return _json_bytes({"observation": observation, "info": _info_dict(info)}), observation
 
 
-def _tail(session: _Session, observation: list[Any], since: int | None) -> dict[str, Any]:
+def _tail(previous: list[Any], observation: list[Any], since: int | None) -> dict[str, Any]:
     """The answer's observation fields: the whole conversation, or with ``since`` what the
     client lacks (from ``since`` when its messages are a prefix of it, which it is unless the
-    client is out of step or the env rewrote its history: then all of it, from 0)."""
-    previous, session.sent = session.sent, observation
+    client is out of step or the env rewrote its history: then all of it, from 0).
+    ``previous`` is the conversation of the session's last answer."""
     if since is None:
         return {"observation": observation}
     # A list compares its items by identity first: the env's messages are the objects sent.
@@ -800,46 +804,55 @@ def _tail(session: _Session, observation: list[Any], since: int | None) -> dict[
     return {"observation": observation, "observation_from": 0}
 
 
-def _step_env(session: _Session, action: str | dict[str, Any], since: int | None = None) -> bytes:
+def _step_env(
+    env: TextEnv,
+    env_id: str,
+    previous: list[Any],
+    action: str | dict[str, Any],
+    since: int | None = None,
+) -> tuple[bytes, list[Any], str]:
+    """(the answer, the conversation sent, why the session must be reset now or "")."""
     try:
-        observation, reward, terminated, truncated, info = session.env.step(action)
+        observation, reward, terminated, truncated, info = env.step(action)
     except RLEnvError:  # the caller's mistake: step before reset, a malformed message dict
         raise
     except Exception as error:
         # TextEnv promises that no text makes step raise; an env that breaks the promise must
         # not turn model output into a 5xx. Report it like a crashed verifier: an unscored 0.
-        logger.warning("%s.step raised on a model action", session.env_id, exc_info=True)
-        session.needs_reset = "the last step failed inside the environment"
-        return _failed_step(
-            session, "EnvError", f"environment failed: {type(error).__name__}: {error}", since
+        logger.warning("%s.step raised on a model action", env_id, exc_info=True)
+        content, sent = _failed_step(
+            env, previous, "EnvError", f"environment failed: {type(error).__name__}: {error}", since
         )
+        return content, sent, "the last step failed inside the environment"
     body = {
-        **_tail(session, observation, since),
+        **_tail(previous, observation, since),
         "reward": reward,
         "terminated": terminated,
         "truncated": truncated,
         "info": _info_dict(info),
     }
-    return _json_bytes(body)
+    return _json_bytes(body), observation, ""
 
 
-def _failed_step(session: _Session, error: str, message: str, since: int | None = None) -> bytes:
-    """The answer to a step the environment could not finish (it raised, or hung): the episode
-    ends truncated with reward 0 and an unscored verdict, so trainers leave it out rather than
-    learn a 0, and ``info["error"]`` names the fault."""
+def _failed_step(
+    env: TextEnv, previous: list[Any], error: str, message: str, since: int | None = None
+) -> tuple[bytes, list[Any]]:
+    """The answer to a step the environment could not finish (it raised, or hung), and the
+    conversation sent: the episode ends truncated with reward 0 and an unscored verdict, so
+    trainers leave it out rather than learn a 0, and ``info["error"]`` names the fault."""
     verdict = Verdict(reward=0.0, scored=False, error=message)
     try:  # a hung step's env belongs to its thread now: read what it holds, nothing more
-        observation, turn = list(session.env.messages), session.env.turn
+        observation, turn = list(env.messages), env.turn
     except Exception:
         observation, turn = [], None
     info = {"turn": turn, "error": error, "verdict": _verdict_dict(verdict)}
     body = {
-        **_tail(session, observation, since),
+        **_tail(previous, observation, since),
         "reward": 0.0,
         "terminated": False,
         "truncated": True,
     }
-    return _json_bytes({**body, "info": info})
+    return _json_bytes({**body, "info": info}), observation
 
 
 def _verify(pool: EnvPool, request: VerifyRequest) -> bytes:
@@ -1180,9 +1193,9 @@ async def _reset(state: _State, session_id: str, body: ResetRequest) -> Response
                 )
                 session.abandoned = False
             try:
-                content = await state.run(
+                content, sent = await state.run(
                     _reset_env,
-                    session,
+                    session.env,
                     body.seed,
                     body.options,
                     on_abandon=functools.partial(_close_quietly, session.env),
@@ -1191,6 +1204,7 @@ async def _reset(state: _State, session_id: str, body: ResetRequest) -> Response
                 session.abandoned = True
                 session.needs_reset = f"{late}"
                 raise _ApiError(504, "EnvTimeout", f"{late}; reset again") from None
+            session.needs_reset, session.sent = "", sent
             session.remember(body.step_id, "reset", content)
             session.last_used = time.monotonic()
     return Response(content, media_type="application/json")
@@ -1208,9 +1222,11 @@ async def _step(state: _State, session_id: str, body: StepRequest) -> Response:
             if session.needs_reset:
                 raise EpisodeFinishedError(f"{session.needs_reset}; reset first")
             try:
-                content = await state.run(
+                content, session.sent, session.needs_reset = await state.run(
                     _step_env,
-                    session,
+                    session.env,
+                    session.env_id,
+                    session.sent,
                     body.action,
                     body.since,
                     on_abandon=functools.partial(_close_quietly, session.env),
@@ -1218,8 +1234,8 @@ async def _step(state: _State, session_id: str, body: StepRequest) -> Response:
             except _DeadlineExceeded as late:
                 session.abandoned = True
                 session.needs_reset = f"{late}"
-                content = _failed_step(
-                    session, "StepTimeout", f"{late}; reset to go on", body.since
+                content, session.sent = _failed_step(
+                    session.env, session.sent, "StepTimeout", f"{late}; reset to go on", body.since
                 )
             session.remember(body.step_id, "step", content)
             session.last_used = time.monotonic()

@@ -1,0 +1,105 @@
+"""Faults found in a review of the served env's fault handling, each against a real server on
+loopback: a hung env call that returns after its deadline must not touch the session that
+moved on without it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import closing
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+from server_helpers import Client
+
+import rlenv
+from rlenv import GeneratedTasks, Task, TextEnv, Turn, Verdict
+from rlenv.server import ServerLimits, serve_in_thread
+
+LATE = "rlenvtest/Late-v0"
+
+
+class Late(TextEnv):
+    """The action ``"hang"`` waits on :attr:`release` (10 s at most) and then raises out of
+    ``step`` (as an env overriding ``step`` may); a task whose id is ``"hang"`` hangs the reset
+    the same way (and then poses the task); anything else replies."""
+
+    max_turns = 100
+    release = threading.Event()
+
+    def load_tasks(self) -> GeneratedTasks:
+        return GeneratedTasks(lambda rng: Task(prompt=f"Say {rng.randint(1, 9)}.", answer="x"))
+
+    def start(self, task: Task) -> list:
+        if task.id == "hang":
+            Late.release.wait(10)
+        return super().start(task)
+
+    def step(self, action):
+        if action == "hang":
+            Late.release.wait(10)
+            raise RuntimeError("came back broken")
+        return super().step(action)
+
+    def respond(self, message) -> Turn:
+        return Turn.reply(f"turn {self.turn}", verdict=Verdict(reward=1.0))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def late_env():
+    rlenv.register(LATE, Late)
+    yield
+    rlenv.unregister(LATE)
+
+
+@pytest.fixture(autouse=True)
+def released():
+    Late.release.clear()
+    yield
+    Late.release.set()
+
+
+def _wait_until_no_hung_calls(client: Client) -> None:
+    deadline = time.monotonic() + 5
+    while client.call("GET", "/health")[1].get("hung_calls"):
+        assert time.monotonic() < deadline, "the hung call never returned"
+        time.sleep(0.02)
+
+
+# ------------------------------------------------------------------ late results of hung calls
+
+
+def test_a_hung_step_that_raises_after_its_deadline_does_not_end_the_next_episode():
+    limits = ServerLimits(step_timeout=0.3)
+    with serve_in_thread([LATE], limits=limits) as url, closing(Client(url)) as client:
+        session = client.session(LATE)
+        path = f"/sessions/{session}"
+        assert client.call("POST", f"{path}/reset", {"seed": 0})[0] == 200
+        status, body = client.call("POST", f"{path}/step", {"action": "hang"})
+        assert (status, body["info"]["error"]) == (200, "StepTimeout")
+        assert client.call("POST", f"{path}/reset", {"seed": 1})[0] == 200  # a new env
+        Late.release.set()  # the abandoned step returns now, raising, on the old env
+        _wait_until_no_hung_calls(client)
+        status, body = client.call("POST", f"{path}/step", {"action": "hi"})
+        assert status == 200, body  # the new episode goes on
+        assert (body["reward"], body["info"]["turn"]) == (1.0, 1)
+
+
+def test_a_hung_reset_that_returns_after_its_deadline_still_needs_a_reset():
+    limits = ServerLimits(step_timeout=0.3)
+    with serve_in_thread([LATE], limits=limits) as url, closing(Client(url)) as client:
+        session = client.session(LATE)
+        path = f"/sessions/{session}"
+        hang = {"options": {"task": {"id": "hang", "prompt": "x"}}}
+        status, body = client.call("POST", f"{path}/reset", hang)
+        assert (status, body["error"]) == (504, "EnvTimeout")
+        Late.release.set()  # the abandoned reset returns now, on the abandoned env
+        _wait_until_no_hung_calls(client)
+        status, body = client.call("POST", f"{path}/step", {"action": "hi"})
+        # Not a step on the abandoned (and closed) env, whose reset was answered 504.
+        assert (status, body["error"]) == (409, "EpisodeFinishedError"), body
+        assert client.call("POST", f"{path}/reset", {"seed": 0})[0] == 200
+        assert client.call("POST", f"{path}/step", {"action": "hi"})[0] == 200

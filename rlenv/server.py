@@ -594,8 +594,13 @@ class _State:
         function: Callable[..., _T],
         *args: Any,
         on_abandon: Callable[[], None] | None = None,
+        admit: bool = True,
     ) -> _T:
         """``function(*args)`` in the environment thread pool, within ``step_timeout``.
+
+        ``admit=False`` (closing an env): never refused for a degraded or busy server, only
+        queued for a thread; a refused close would leave the env (a sandbox, a subprocess)
+        open for good.
 
         The deadline counts from when the call has a thread (waiting for one is not the env's
         fault). Past it, the call is abandoned (its thread runs on, counted; ``on_abandon``
@@ -604,23 +609,8 @@ class _State:
         a connection that stays open, and is logged with its traceback.
         """
         limits = self.limits
-        if self.abandoned >= limits.max_abandoned:
-            raise _ApiError(
-                503,
-                "ServerDegraded",
-                f"{self.abandoned} env calls hung past the {limits.step_timeout:g} s deadline "
-                "and still hold their threads; this server takes no env calls until some "
-                "return: restart it (rlenv serve), or retry later",
-                retry_after=5,
-            )
-        if self.calls >= limits.threads + limits.max_waiting:
-            raise _ApiError(
-                429,
-                "ServerBusy",
-                f"{self.calls} env calls are running or waiting for one of {limits.threads} "
-                "threads (--threads, --max-waiting): retry after Retry-After seconds",
-                retry_after=1,
-            )
+        if admit:
+            self._admit()
         if self.limiter is None:  # a mounted app's lifespan does not run: make it here
             self.limiter = asyncio.Semaphore(limits.threads)
         self.calls += 1
@@ -651,6 +641,27 @@ class _State:
             raise _ApiError(500, "InternalError", f"{type(error).__name__}: {error}") from None
         finally:
             self.calls -= 1
+
+    def _admit(self) -> None:
+        """Refuse an env call: 503 with too many hung calls, 429 with too many waiting."""
+        limits = self.limits
+        if self.abandoned >= limits.max_abandoned:
+            raise _ApiError(
+                503,
+                "ServerDegraded",
+                f"{self.abandoned} env calls hung past the {limits.step_timeout:g} s deadline "
+                "and still hold their threads; this server takes no env calls until some "
+                "return: restart it (rlenv serve), or retry later",
+                retry_after=5,
+            )
+        if self.calls >= limits.threads + limits.max_waiting:
+            raise _ApiError(
+                429,
+                "ServerBusy",
+                f"{self.calls} env calls are running or waiting for one of {limits.threads} "
+                "threads (--threads, --max-waiting): retry after Retry-After seconds",
+                retry_after=1,
+            )
 
     async def run_or_504(self, function: Callable[..., _T], *args: Any) -> _T:
         """:meth:`run`, a deadline answered 504 (calls with no episode to end: make, verify)."""
@@ -728,9 +739,15 @@ class _State:
 
     def close_later(self, env: TextEnv) -> None:
         """Close ``env`` in the thread pool (a sandbox may take a while), not on the loop."""
-        task = asyncio.get_running_loop().create_task(self.run(_close_quietly, env))
+        task = asyncio.get_running_loop().create_task(self.close_env(env))
         self.closing.add(task)
         task.add_done_callback(self.closing.discard)
+
+    async def close_env(self, env: TextEnv) -> None:
+        """Close ``env`` in the thread pool, even when the server refuses env calls; a close
+        past the deadline is left to its thread (never an error: nobody waits for it)."""
+        with contextlib.suppress(_DeadlineExceeded, _ApiError):
+            await self.run(_close_quietly, env, admit=False)
 
     def expire_idle(self) -> int:
         now = time.monotonic()
@@ -1162,8 +1179,7 @@ def create_app(env_ids: Sequence[str], limits: ServerLimits | None = None) -> Fa
             state.sessions.pop(session.id, None)
             session.closed = True
             if not session.abandoned:  # an abandoned env is closed by its hung thread
-                with contextlib.suppress(_DeadlineExceeded, _ApiError):
-                    await state.run(_close_quietly, session.env)
+                await state.close_env(session.env)
         return {"session_id": session_id, "closed": True}
 
     @app.post("/verify", response_model=VerifyResponse, responses=_ERROR_RESPONSES)

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from server_helpers import Client
+from server_helpers import Client, Closing
 
 import rlenv
 from rlenv import GeneratedTasks, Task, TextEnv, Turn, Verdict
@@ -103,3 +103,39 @@ def test_a_hung_reset_that_returns_after_its_deadline_still_needs_a_reset():
         assert (status, body["error"]) == (409, "EpisodeFinishedError"), body
         assert client.call("POST", f"{path}/reset", {"seed": 0})[0] == 200
         assert client.call("POST", f"{path}/step", {"action": "hi"})[0] == 200
+
+
+# ------------------------------------------------------------------ closing envs under load
+
+
+def test_envs_of_sessions_closed_or_expired_while_the_server_is_busy_are_still_closed():
+    # One thread, no waiting room: while a step hangs, every other env call gets 429. A close
+    # is no request to refuse: refused, the env (a sandbox, a subprocess) was never closed.
+    Closing.closed.clear()
+    limits = ServerLimits(threads=1, max_waiting=0, step_timeout=None, session_ttl=0.3)
+    served = [LATE, "rlenvtest/Closing-v0"]
+    with serve_in_thread(served, limits=limits) as url, closing(Client(url)) as client:
+        deleted = client.session("rlenvtest/Closing-v0")
+        expiring = client.session("rlenvtest/Closing-v0")
+        busy = client.session(LATE)
+        assert client.call("POST", f"/sessions/{busy}/reset", {"seed": 0})[0] == 200
+        hung = threading.Thread(
+            target=lambda: Client(url).call("POST", f"/sessions/{busy}/step", {"action": "hang"})
+        )
+        hung.start()
+        time.sleep(0.1)
+        status, body = client.call("POST", f"/sessions/{deleted}/reset", {"seed": 0})
+        assert (status, body["error"]) == (429, "ServerBusy")  # the server is full
+        deleting = threading.Thread(
+            target=lambda: Client(url).call("DELETE", f"/sessions/{deleted}")
+        )
+        deleting.start()
+        time.sleep(0.6)  # `expiring` expires meanwhile
+        Late.release.set()
+        hung.join(5)
+        deleting.join(5)
+        deadline = time.monotonic() + 5
+        while len(Closing.closed) < 2:
+            assert time.monotonic() < deadline, f"closed {len(Closing.closed)} of 2 envs"
+            time.sleep(0.02)
+        assert client.call("POST", f"/sessions/{expiring}/reset", {})[0] == 404

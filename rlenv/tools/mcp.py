@@ -157,6 +157,7 @@ class MCPConnection:
         self._session: Any = None
         self._stop: asyncio.Event | None = None
         self._main: concurrent.futures.Future | None = None
+        self._task: asyncio.Task | None = None
         self.lost: str | None = None
         """Why the session ended, when the server went away (None while it is up)."""
         self.tools: list[Any] = []
@@ -175,6 +176,10 @@ class MCPConnection:
         try:
             self.tools = ready.result(timeout=self.connect_timeout)
         except concurrent.futures.TimeoutError:
+            # the session task is stuck in the handshake or tools/list, not waiting on `stop`:
+            # cancel it, so that its transport ends the server process (shielded) before this
+            # returns, instead of a 10 s wait that leaves the process running
+            self._loop.call_soon_threadsafe(self._cancel_run)
             self._close_session()
             raise MCPConnectError(
                 f"the MCP server {self.describe()} did not finish the handshake within "
@@ -195,6 +200,7 @@ class MCPConnection:
         from mcp import ClientSession, stdio_client
         from mcp.client.streamable_http import streamable_http_client
 
+        self._task = asyncio.current_task()
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if self.kind == "http":
@@ -259,6 +265,11 @@ class MCPConnection:
                 self.lost = _explain(error)
                 raise MCPServerLostError(self.lost) from None
             raise MCPToolError(_explain(error)) from None
+
+    def _cancel_run(self) -> None:
+        # on the loop thread, after the session task's first step (both were queued in order)
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
 
     def _close_session(self) -> None:
         stop, main = self._stop, self._main
@@ -467,7 +478,13 @@ class MCPToolEnv(ToolEnv):
             )
         self._server_stderr = server_stderr
         self.connection: MCPConnection | None = None
-        super().__init__(tasks, **kwargs)
+        try:
+            super().__init__(tasks, **kwargs)
+        except BaseException:
+            # a refused schema or setting must not leave the server process and its thread
+            if self.connection is not None:
+                self.connection.close()
+            raise
 
     def load_tools(self) -> list[Tool]:
         self.connection = MCPConnection(

@@ -189,7 +189,8 @@ class ServerLimits(BaseModel):
 _STEP_ID_DOC = (
     "The session's request number, chosen by the client and larger at each reset and step of "
     "the session. The same id again (a retry after a dropped connection) gets the first "
-    "answer back without stepping again; a smaller one is a late duplicate (409 StaleStep)."
+    "answer back without stepping again when the request is the same (another request with "
+    "that id is a 409 StepIdReused); a smaller one is a late duplicate (409 StaleStep)."
 )
 
 
@@ -347,7 +348,7 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for status, description in (
         (400, "a bad argument (constructor kwargs, reset options)"),
         (404, "unknown or expired session, environment not served, unknown task id"),
-        (409, "step before reset, or after the episode ended"),
+        (409, "step before reset or after the episode ended; a step_id out of order or reused"),
         (413, "request body too large"),
         (415, "a body not labelled as JSON (send Content-Type: application/json)"),
         (422, "the body is not valid JSON of the documented shape"),
@@ -417,16 +418,26 @@ class _Session:
     last_id: int = -1
     last_kind: str = ""
     last_answer: bytes = b""
+    last_request: tuple[Any, ...] = ()  # what was asked: a retry asks the same again
     # The conversation as of the last reset or step answer (its message objects), against
     # which a step's ``since`` is checked: only a true prefix is left out of the answer.
     sent: list[Any] = field(default_factory=list)
 
-    def replay(self, step_id: int | None, kind: str) -> bytes | None:
-        """The stored answer when ``step_id`` was answered already; None when it is new."""
+    def replay(self, step_id: int | None, kind: str, request: tuple[Any, ...]) -> bytes | None:
+        """The stored answer when ``step_id`` was answered already; None when it is new.
+        ``request`` is what the request asks (a retry asks the same again)."""
         if step_id is None or step_id > self.last_id:
             return None
         if step_id == self.last_id and kind == self.last_kind:
-            return self.last_answer
+            if request == self.last_request:
+                return self.last_answer
+            raise _ApiError(
+                409,
+                "StepIdReused",
+                f"step_id {step_id} ({kind}) was answered already for another request: it is "
+                "no retry, and its answer is not yours. Send a new, larger id for each request; "
+                "one client per session (a copied client shares the session and its ids)",
+            )
         raise _ApiError(
             409,
             "StaleStep",
@@ -434,11 +445,14 @@ class _Session:
             f"{self.last_kind}): a late duplicate, ignored; send increasing ids",
         )
 
-    def remember(self, step_id: int | None, kind: str, answer: bytes) -> None:
+    def remember(
+        self, step_id: int | None, kind: str, request: tuple[Any, ...], answer: bytes
+    ) -> None:
         # The answer is stored as sent. An answer shaped by its request (only the new messages,
         # say) stays right for a retry, which sends the same request again.
         if step_id is not None:
             self.last_id, self.last_kind, self.last_answer = step_id, kind, answer
+            self.last_request = request
 
 
 class _Call:
@@ -1200,7 +1214,8 @@ async def _reset(state: _State, session_id: str, body: ResetRequest) -> Response
         session = state.get(session_id)
         async with session.lock:
             _check_open(session)
-            replayed = session.replay(body.step_id, "reset")
+            asked = (body.seed, body.options)
+            replayed = session.replay(body.step_id, "reset", asked)
             if replayed is not None:
                 return _replayed(replayed)
             if session.abandoned:  # the old env is stuck in a hung thread: a new one
@@ -1221,7 +1236,7 @@ async def _reset(state: _State, session_id: str, body: ResetRequest) -> Response
                 session.needs_reset = f"{late}"
                 raise _ApiError(504, "EnvTimeout", f"{late}; reset again") from None
             session.needs_reset, session.sent = "", sent
-            session.remember(body.step_id, "reset", content)
+            session.remember(body.step_id, "reset", asked, content)
             session.last_used = time.monotonic()
     return Response(content, media_type="application/json")
 
@@ -1232,7 +1247,8 @@ async def _step(state: _State, session_id: str, body: StepRequest) -> Response:
         session = state.get(session_id)
         async with session.lock:
             _check_open(session)
-            replayed = session.replay(body.step_id, "step")
+            asked = (body.action, body.since)
+            replayed = session.replay(body.step_id, "step", asked)
             if replayed is not None:
                 return _replayed(replayed)
             if session.needs_reset:
@@ -1253,7 +1269,7 @@ async def _step(state: _State, session_id: str, body: StepRequest) -> Response:
                 content, session.sent = _failed_step(
                     session.env, session.sent, "StepTimeout", f"{late}; reset to go on", body.since
                 )
-            session.remember(body.step_id, "step", content)
+            session.remember(body.step_id, "step", asked, content)
             session.last_used = time.monotonic()
     return Response(content, media_type="application/json")
 

@@ -139,3 +139,28 @@ def test_envs_of_sessions_closed_or_expired_while_the_server_is_busy_are_still_c
             assert time.monotonic() < deadline, f"closed {len(Closing.closed)} of 2 envs"
             time.sleep(0.02)
         assert client.call("POST", f"/sessions/{expiring}/reset", {})[0] == 404
+
+
+# ------------------------------------------------------------------ one step_id, two requests
+
+
+def test_a_step_id_sent_again_with_another_request_is_refused_not_answered_with_the_first():
+    # Two clients on one session (a copied RemoteEnv, a client bug): the second's request is no
+    # retry, and must not get the first one's task or reward as its own.
+    with serve_in_thread([LATE]) as url, closing(Client(url)) as client:
+        session = client.session(LATE)
+        path = f"/sessions/{session}"
+        first = client.call("POST", f"{path}/reset", {"seed": 1, "step_id": 0})
+        assert first[0] == 200
+        assert client.call("POST", f"{path}/reset", {"seed": 1, "step_id": 0}) == first  # a retry
+        status, body = client.call("POST", f"{path}/reset", {"seed": 2, "step_id": 0})
+        assert (status, body["error"]) == (409, "StepIdReused"), body
+        answer = client.call("POST", f"{path}/step", {"action": "a", "step_id": 1, "since": 2})
+        assert answer[0] == 200
+        again = {"action": "a", "step_id": 1, "since": 2}
+        assert client.call("POST", f"{path}/step", again) == answer  # a retry
+        for other in ({"action": "b", "step_id": 1, "since": 2}, {"action": "a", "step_id": 1}):
+            status, body = client.call("POST", f"{path}/step", other)
+            assert (status, body["error"]) == (409, "StepIdReused"), body
+        status, body = client.call("POST", f"{path}/step", {"action": "c", "step_id": 2})
+        assert (status, body["info"]["turn"]) == (200, 2)  # stepped twice in all

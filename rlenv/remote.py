@@ -477,6 +477,17 @@ class RemoteEnv(gym.Env[Observation, Action]):
     def __repr__(self) -> str:
         return f"<RemoteEnv {self.env_id} at {self.base_url}>"
 
+    def _not_copied(self, *args: Any) -> Any:
+        # A copy would be a second client of this session: a shallow one shares the connection
+        # and the conversation, and either's steps reuse the other's step_ids (409
+        # StepIdReused). Make another RemoteEnv, which opens its own session.
+        raise TypeError(
+            "a RemoteEnv is a client of one session on its server and cannot be copied or "
+            "pickled: make another RemoteEnv(base_url, env_id, ...) (it opens its own session)"
+        )
+
+    __copy__ = __deepcopy__ = __reduce_ex__ = _not_copied
+
 
 def _jsonable(value: Any) -> Any:
     """Tasks and other pydantic models as plain JSON data."""

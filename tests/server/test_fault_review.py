@@ -4,6 +4,8 @@ moved on without it."""
 
 from __future__ import annotations
 
+import copy
+import pickle
 import threading
 import time
 from contextlib import closing
@@ -17,6 +19,7 @@ from server_helpers import Client, Closing
 
 import rlenv
 from rlenv import GeneratedTasks, Task, TextEnv, Turn, Verdict
+from rlenv.remote import NO_RETRIES, RemoteEnv
 from rlenv.server import ServerLimits, serve_in_thread
 
 LATE = "rlenvtest/Late-v0"
@@ -164,3 +167,15 @@ def test_a_step_id_sent_again_with_another_request_is_refused_not_answered_with_
             assert (status, body["error"]) == (409, "StepIdReused"), body
         status, body = client.call("POST", f"{path}/step", {"action": "c", "step_id": 2})
         assert (status, body["info"]["turn"]) == (200, 2)  # stepped twice in all
+
+
+def test_a_remote_env_cannot_be_copied_or_pickled_into_a_second_client_of_its_session(server_url):
+    # A copy would share the session (and a shallow one the connection and the conversation):
+    # its steps would be refused as StepIdReused or interleave with the original's episode.
+    env = RemoteEnv(server_url, "rlenv/Arithmetic-v0", retry_policy=NO_RETRIES)
+    env.reset(seed=0)
+    for copier in (copy.copy, copy.deepcopy, pickle.dumps):
+        with pytest.raises(TypeError, match="RemoteEnv"):
+            copier(env)
+    assert env.step("1")[4]["turn"] == 1  # the original goes on
+    env.close()

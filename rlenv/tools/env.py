@@ -134,6 +134,13 @@ class ToolEnv(TextEnv):
         parsed = parse_message(message, self.parser, tools=self.tools)
         self._parsed = parsed
         if not parsed.calls:
+            if message.get("tool_calls"):
+                # the message's own tool_calls, none usable (parsed.errors say why): record it
+                # without them, so that respond runs none of them (json.loads of bad arguments
+                # crashed the episode as an env failure, unscored) and no call goes unanswered
+                kept = {key: value for key, value in message.items() if key != "tool_calls"}
+                kept["content"] = kept.get("content") or ""
+                return kept
             return message
         parser = get_parser(self.parser) if isinstance(self.parser, str) else self.parser
         return as_assistant_message(

@@ -54,3 +54,44 @@ def test_a_refused_setting_does_not_leak_the_servers_session():
             assert info["task_id"].startswith("openenv-seed-")
         finally:
             env.close()
+
+
+def _call(name, arguments):
+    call = {
+        "id": "call001_0",
+        "type": "function",
+        "function": {"name": name, "arguments": arguments},
+    }
+    return {"message": {"role": "assistant", "content": "", "tool_calls": [call]}}
+
+
+def test_a_tool_call_with_malformed_arguments_over_openenv_is_scored_zero():
+    """A tool env served over OpenEnv, sent an assistant message (the OpenAI wire form a
+    vLLM/TRL client sends) whose call's arguments are not JSON: ToolEnv ran the message's raw
+    tool_calls and json.loads raised in respond, so the model's mistake ended the episode as an
+    *environment failure* (truncated, unscored: left out of training). It is a parse error:
+    reward 0, scored, the reason shown, the episode goes on; no call runs."""
+    app = create_app("rlenv/Calculator-v0", max_concurrent_envs=2)
+    with serve_in_thread(app) as url, GenericEnvClient(base_url=url).sync() as client:
+        for arguments in ('{"expression": "6*', "[1, 2]", '{"expression": "6*7"} trailing'):
+            client.reset(seed=0)
+            result = client.step(_call("calculate", arguments))
+            verdict = result.observation["verdict"]
+            assert result.reward == 0.0 and not result.done, (arguments, verdict)
+            assert verdict["scored"] and "parse error" in verdict["error"], verdict
+            assert not result.observation["truncated"]
+            new = result.observation["new_messages"]
+            assert "tool_calls" not in new[0] and [m["role"] for m in new] == [
+                "assistant",
+                "user",
+            ]
+            assert "function.arguments" in new[1]["content"]
+        # a well-formed call in the same wire form still runs
+        client.reset(seed=0)
+        result = client.step(_call("calculate", '{"expression": "6*7"}'))
+        assert result.observation["new_messages"][1] == {
+            "role": "tool",
+            "tool_call_id": "call001_0",
+            "name": "calculate",
+            "content": "42",
+        }

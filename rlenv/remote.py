@@ -449,14 +449,14 @@ class RemoteEnv(gym.Env[Observation, Action]):
     def close(self) -> None:
         """End the session on the server (an already expired one is fine) and disconnect."""
         session_id, self.session_id = self.session_id, None
-        if session_id is not None:
-            try:
+        try:
+            if session_id is not None:
                 # One try: a session not closed expires on its own (session_ttl).
                 self._client.request("DELETE", f"/sessions/{session_id}", retry=False)
-            except RemoteEnvError as error:  # expired, or the server is gone: nothing to end
-                if not isinstance(error, SessionNotFoundError) and error.status is not None:
-                    raise
-        self._client.close()
+        except (SessionNotFoundError, ServerUnreachableError):
+            pass  # expired, or the server is gone (no answer, or a gateway's 502/504)
+        finally:
+            self._client.close()
 
     def _send(self, verb: str, body: dict[str, Any]) -> Any:
         """A reset or step with the session's next ``step_id`` (kept across its retries)."""

@@ -5,6 +5,7 @@ moved on without it."""
 from __future__ import annotations
 
 import copy
+import http.server
 import pickle
 import threading
 import time
@@ -179,3 +180,41 @@ def test_a_remote_env_cannot_be_copied_or_pickled_into_a_second_client_of_its_se
             copier(env)
     assert env.step("1")[4]["turn"] == 1  # the original goes on
     env.close()
+
+
+# ------------------------------------------------------------------ closing behind a gateway
+
+
+class _Gateway(http.server.BaseHTTPRequestHandler):
+    """A reverse proxy whose server behind it is down: 502 to everything."""
+
+    def _bad_gateway(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        body = b"<html>502 Bad Gateway</html>"
+        self.send_response(502)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_DELETE = _bad_gateway
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_close_behind_a_gateway_whose_server_is_gone_ends_quietly_and_disconnects(server_url):
+    # A refused connection is "the server is gone, its session expires on its own"; a 502 from a
+    # proxy in front says the same, and close() (a `with` block's exit) must not raise for it.
+    gateway = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Gateway)
+    threading.Thread(target=gateway.serve_forever, daemon=True).start()
+    try:
+        env = RemoteEnv(server_url, "rlenv/Arithmetic-v0", retry_policy=NO_RETRIES)
+        env.reset(seed=0)
+        env._client.connection.close()
+        env._client.connection.host, env._client.connection.port = gateway.server_address[:2]
+        env.close()
+        assert env._client.connection.sock is None  # disconnected
+        env.close()  # twice is fine
+    finally:
+        gateway.shutdown()
+        gateway.server_close()

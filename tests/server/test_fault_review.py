@@ -1,6 +1,9 @@
 """Faults found in a review of the served env's fault handling, each against a real server on
-loopback: a hung env call that returns after its deadline must not touch the session that
-moved on without it."""
+loopback: a hung env call that returns after its deadline must not touch the session that moved
+on without it; a busy or degraded server still closes the envs of closed and expired sessions;
+one step_id with another request is refused (409 StepIdReused), never answered with the first
+request's answer; a RemoteEnv cannot be copied into a second client of its session; close()
+behind a gateway whose server is gone ends quietly and disconnects."""
 
 from __future__ import annotations
 

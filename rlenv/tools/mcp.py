@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from rlenv.chat import AssistantMessage
 from rlenv.env import Turn
-from rlenv.errors import RLEnvError
+from rlenv.errors import RLEnvError, ServiceError
 from rlenv.tools.core import Tool, _render
 from rlenv.tools.env import ToolEnv
 from rlenv.verdict import Verdict
@@ -58,6 +58,7 @@ __all__ = [
     "MCPConnectError",
     "MCPConnection",
     "MCPServerLostError",
+    "MCPServerUnreachableError",
     "MCPToolEnv",
     "MCPToolError",
     "build_server",
@@ -77,6 +78,14 @@ SERVER_LOST = "mcp server lost"
 class MCPConnectError(RLEnvError, ConnectionError):
     """The MCP server could not be started or reached, or did not finish the handshake in time.
     Check the command (or URL) by running it yourself; its stderr is passed through."""
+
+
+class MCPServerUnreachableError(MCPConnectError, ServiceError):
+    """A streamable-HTTP MCP server could not be reached or did not finish the handshake (at
+    construction, or at the ``reset`` that reconnects after a lost session): a failure of the
+    service, so the rollout engine records the episode unscored and goes on
+    (:class:`~rlenv.errors.ServiceError`). A stdio command that fails stays a plain
+    :class:`MCPConnectError` (a wrong command is the caller's to fix)."""
 
 
 class MCPServerLostError(RLEnvError, ConnectionError):
@@ -181,15 +190,19 @@ class MCPConnection:
             # returns, instead of a 10 s wait that leaves the process running
             self._loop.call_soon_threadsafe(self._cancel_run)
             self._close_session()
-            raise MCPConnectError(
+            raise self._connect_error(
                 f"the MCP server {self.describe()} did not finish the handshake within "
                 f"{self.connect_timeout} s"
             ) from None
         except Exception as error:
             self._close_session()
-            raise MCPConnectError(
+            raise self._connect_error(
                 f"could not connect to the MCP server {self.describe()}: {_explain(error)}"
             ) from error
+
+    @property
+    def _connect_error(self) -> type[MCPConnectError]:
+        return MCPServerUnreachableError if self.kind == "http" else MCPConnectError
 
     def describe(self) -> str:
         if self.kind == "http":

@@ -5,6 +5,8 @@ fault found in review."""
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -64,3 +66,65 @@ def test_a_refused_tool_schema_does_not_leak_the_server(tmp_path):
     with open(os.devnull, "w") as quiet, pytest.raises(ValueError, match="invalid inputSchema"):
         OddTools(server=command, connect_timeout=10, server_stderr=quiet)
     assert not _running(pidfile)
+
+
+DEMO = str(Path(__file__).with_name("mcp_demo_server.py"))
+
+
+class HttpAdder(MCPToolEnv):
+    call_timeout = 3.0
+
+    def load_tasks(self):
+        return TaskList([Task(id="sum", prompt="What is 2 + 3? Use the add tool.", answer="5")])
+
+
+def test_an_http_server_gone_between_episodes_leaves_them_unscored_not_a_crash():
+    """An HTTP MCP server that is down when the rollout engine (rlenv eval, the trainers) makes
+    or reconnects an env: MCPConnectError was not a ServiceError, so the whole rollout raised
+    instead of recording those episodes unscored (as the OpenEnv bridge and RemoteEnv do)."""
+    import rlenv
+    from rlenv.errors import ServiceError
+    from rlenv.rollout import ScriptedPolicy
+    from rlenv.rollout.collector import episodes, rollout
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/mcp"
+    server = subprocess.Popen(
+        [sys.executable, DEMO, "streamable-http", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    env_id = "mcp-review/HttpAdder-v0"
+    rlenv.register(env_id, HttpAdder, kwargs={"server": url, "connect_timeout": 5})
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        specs = episodes(env_id, n_tasks=2, seed=0)
+        env = HttpAdder(server=url, connect_timeout=5)
+        try:
+            env.reset(seed=0)
+            server.kill()
+            server.wait(timeout=10)
+            call = '<tool_call>{"name": "add", "arguments": {"a": 2, "b": 3}}</tool_call>'
+            _, _, terminated, _, info = env.step(call)
+            assert terminated and not info["verdict"].scored  # lost mid-episode: unscored
+            with pytest.raises(ServiceError):  # the reset that reconnects: a service failure
+                env.reset(seed=0)
+        finally:
+            env.close()
+        with pytest.raises(ServiceError):  # making one while it is down, too
+            HttpAdder(server=url, connect_timeout=5)
+        trajectories = rollout(ScriptedPolicy(answers=["5"]), specs, env_workers=1)
+        assert [t.scored for t in trajectories] == [False, False]
+        assert {t.stop_reason for t in trajectories} == {"reset_failed"}
+    finally:
+        rlenv.unregister(env_id)
+        server.kill()
+        server.wait(timeout=10)

@@ -171,7 +171,11 @@ class MCPConnection:
         """Why the session ended, when the server went away (None while it is up)."""
         self.tools: list[Any] = []
         """The server's ``mcp.types.Tool`` list, read at connection."""
-        self.open()
+        try:
+            self.open()
+        except BaseException:
+            self.close()  # the loop thread too: the raised error keeps this object alive
+            raise
 
     def open(self) -> None:
         """Open the session (start the server for stdio), handshake, and list the tools."""

@@ -128,3 +128,18 @@ def test_an_http_server_gone_between_episodes_leaves_them_unscored_not_a_crash()
         rlenv.unregister(env_id)
         server.kill()
         server.wait(timeout=10)
+
+
+def test_a_failed_connection_stops_its_loop_thread():
+    """MCPConnection started its event-loop thread, then the connection failed: the thread ran
+    on for as long as the raised error (which holds the half-made object) was kept, e.g. in
+    the rollout engine's list of reset failures."""
+    import threading
+
+    def loops():
+        return sum(t.name == "rlenv-mcp-client" for t in threading.enumerate())
+
+    before = loops()
+    with pytest.raises(MCPConnectError) as caught:
+        MCPConnection(["/nonexistent/mcp-server"], connect_timeout=5)
+    assert caught.value is not None and loops() == before

@@ -126,13 +126,18 @@ def test_envs_of_sessions_closed_or_expired_while_the_server_is_busy_are_still_c
         expiring = client.session("rlenvtest/Closing-v0")
         busy = client.session(LATE)
         assert client.call("POST", f"/sessions/{busy}/reset", {"seed": 0})[0] == 200
-        hung = threading.Thread(
-            target=lambda: Client(url).call("POST", f"/sessions/{busy}/step", {"action": "hang"})
-        )
+
+        def hang() -> None:  # until it holds the thread (a reset below may hold it a moment)
+            with closing(Client(url)) as other:
+                while other.call("POST", f"/sessions/{busy}/step", {"action": "hang"})[0] == 429:
+                    time.sleep(0.01)
+
+        hung = threading.Thread(target=hang)
         hung.start()
-        time.sleep(0.1)
-        status, body = client.call("POST", f"/sessions/{deleted}/reset", {"seed": 0})
-        assert (status, body["error"]) == (429, "ServerBusy")  # the server is full
+        deadline = time.monotonic() + 5
+        while (seen := client.call("POST", f"/sessions/{deleted}/reset", {"seed": 0}))[0] != 429:
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.02)
         deleting = threading.Thread(
             target=lambda: Client(url).call("DELETE", f"/sessions/{deleted}")
         )

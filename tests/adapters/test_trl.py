@@ -107,15 +107,16 @@ def test_trl_grpo_trains_on_env_rewards(tmp_path):
     assert any(value > 0 for values in seen for value in values)
 
 
-def test_trl_grpo_trains_multi_turn_episodes_with_env_tokens_masked(tmp_path):
+def _train_say_more(tmp_path, rollout_func):
+    """TRL's GRPOTrainer for two steps on SayMore-v0 (multi-turn) with ``rollout_func``; returns
+    the tokenizer, the trainer and each call's ``(prompts, output)``."""
     model, tokenizer = tiny_chat_model()
     dataset = build_dataset("adaptertest/SayMore-v0", n_tasks=8)
-    rollout_func = RolloutFunction(max_new_tokens=6)
     outputs = []
 
     def spy(prompts, trainer):
         output = rollout_func(prompts, trainer)
-        outputs.append((len(prompts), output))
+        outputs.append((list(prompts), output))
         return output
 
     trainer = trl.GRPOTrainer(
@@ -124,8 +125,14 @@ def test_trl_grpo_trains_multi_turn_episodes_with_env_tokens_masked(tmp_path):
         rollout_func=spy,
     )  # fmt: skip
     trainer.train()
+    return tokenizer, trainer, outputs
+
+
+def test_trl_grpo_trains_multi_turn_episodes_with_env_tokens_masked(tmp_path):
+    rollout_func = RolloutFunction(max_new_tokens=6)
+    tokenizer, trainer, outputs = _train_say_more(tmp_path, rollout_func)
     assert rollout_func.calls == 2
-    assert [count for count, _ in outputs] == [4, 4]  # TRL 1.16 hands over repeated prompts
+    assert [len(prompts) for prompts, _ in outputs] == [4, 4]  # TRL 1.16: repeated prompts
     assert all(len(output["completion_ids"]) == 4 for _, output in outputs)
     say_more = tokenizer("Say more.", add_special_tokens=False)["input_ids"]
     for _, output in outputs:
@@ -153,8 +160,6 @@ def test_trl_grpo_trains_on_when_a_served_env_fails_at_reset(tmp_path, monkeypat
     from rlenv.remote import ServerUnreachableError
     from rlenv.rollout.collector import _reset_failed
 
-    model, tokenizer = tiny_chat_model()
-    dataset = build_dataset("adaptertest/SayMore-v0", n_tasks=8)
     real = rlenv.rollout.rollout
 
     def one_lost(policy, specs, **kwargs):  # entry 1 of each call: its server went away
@@ -164,20 +169,7 @@ def test_trl_grpo_trains_on_when_a_served_env_fails_at_reset(tmp_path, monkeypat
         return trajectories
 
     monkeypatch.setattr(rlenv.rollout, "rollout", one_lost)
-    rollout_func = RolloutFunction(max_new_tokens=6)
-    outputs = []
-
-    def spy(prompts, trainer):
-        output = rollout_func(prompts, trainer)
-        outputs.append((list(prompts), output))
-        return output
-
-    trainer = trl.GRPOTrainer(
-        model=model, reward_funcs=episode_reward, train_dataset=dataset,
-        args=_args(tmp_path, max_completion_length=40), processing_class=tokenizer,
-        rollout_func=spy,
-    )  # fmt: skip
-    trainer.train()
+    tokenizer, trainer, outputs = _train_say_more(tmp_path, RolloutFunction(max_new_tokens=6))
     assert len(outputs) == 2
     for prompts, output in outputs:
         rendered = tokenizer.apply_chat_template(

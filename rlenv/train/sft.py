@@ -21,6 +21,7 @@ forward passes run under bf16 autocast where it is fast (``precision="auto"``), 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 from collections.abc import Callable, Iterator, Sequence
@@ -36,6 +37,8 @@ from rlenv.train._runtime import Trainer
 from rlenv.train.config import TrainConfig
 
 __all__ = ["SFTConfig", "SFTExample", "SFTTrainer", "chat_example", "load_examples"]
+
+logger = logging.getLogger("rlenv")
 
 
 class SFTConfig(TrainConfig):
@@ -164,19 +167,31 @@ def _opening_marker(
 
 def load_examples(paths: Sequence[str | Path], tokenizer: Any) -> list[SFTExample]:
     """Read JSONL files of trajectories and ``{"messages": [...]}`` transcripts; errors name the
-    file and line."""
+    file and line. Episodes that never started (their served env failed at reset:
+    ``stop_reason="reset_failed"``, no turns, as ``rlenv collect --keep all`` may write them)
+    hold nothing to learn and are skipped, with a warning that counts them."""
     examples = []
+    unstarted = 0
     for path in paths:
         with Path(path).open(encoding="utf-8") as handle:
             for number, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue
                 try:
-                    examples.append(_example(json.loads(line), tokenizer))
+                    record = json.loads(line)
+                    if isinstance(record, dict) and record.get("stop_reason") == "reset_failed":
+                        unstarted += 1
+                        continue
+                    examples.append(_example(record, tokenizer))
                 except (json.JSONDecodeError, ValueError, KeyError, TypeError) as error:
                     raise ValueError(
                         f"{path}:{number}: cannot train on this line: {error}"
                     ) from None
+    if unstarted:
+        logger.warning(
+            "skipped %d episode(s) that never started (their served env failed at reset)",
+            unstarted,
+        )
     if not examples:
         raise ValueError(f"no training examples in {', '.join(map(str, paths))}")
     return examples

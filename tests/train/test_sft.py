@@ -40,6 +40,31 @@ def _trajectories(model, tokenizer, env_id: str = "tests/SayMore-v0", n: int = 3
     return rollout(policy, episodes(env_id, n_tasks=n), params=params)
 
 
+def test_episodes_that_never_started_are_skipped_with_a_warning(tmp_path, tiny, caplog):
+    """``rlenv collect --keep all`` may write an episode whose served env failed at reset (no
+    turns): nothing to learn, so it is skipped (counted in a warning), not an error that stops
+    the whole file."""
+    from types import SimpleNamespace
+
+    from rlenv.remote import ServerUnreachableError
+    from rlenv.rollout import EpisodeSpec
+    from rlenv.rollout.collector import _reset_failed
+
+    model, tokenizer = tiny
+    played = _trajectories(model, tokenizer, n=2)
+    gone = ServerUnreachableError("POST http://127.0.0.1:9/sessions failed: refused")
+    lost = _reset_failed(EpisodeSpec("tests/SayMore-v0", seed=7), SimpleNamespace(name="p"), [gone])
+    path = tmp_path / "all.jsonl"
+    write_trajectories([played[0], lost, played[1]], path)
+    with caplog.at_level("WARNING", logger="rlenv"):
+        examples = load_examples([path], tokenizer)
+    assert [e.token_ids for e in examples] == [t.token_sequence().token_ids for t in played]
+    assert "skipped 1 episode(s) that never started" in caplog.text
+    write_trajectories([lost], path)
+    with pytest.raises(ValueError, match="no training examples"):
+        load_examples([path], tokenizer)
+
+
 def test_trajectory_examples_train_exactly_on_the_model_tokens(tmp_path, tiny):
     model, tokenizer = tiny
     trajectories = _trajectories(model, tokenizer)

@@ -27,6 +27,7 @@ trl = pytest.importorskip("trl")
 datasets = pytest.importorskip("datasets")
 
 from openenv.core import GenericEnvClient  # noqa: E402
+from test_trl import _args  # noqa: E402
 from test_trl_environment import _scripted_model, _tool_chat_tokenizer  # noqa: E402
 
 import rlenv  # noqa: E402
@@ -187,12 +188,7 @@ def _train(tmp_path, factory, reward_func, server):
         return values
 
     recorded.__name__ = "reward_func"
-    args = trl.GRPOConfig(
-        output_dir=str(tmp_path), use_cpu=True, bf16=False, per_device_train_batch_size=4,
-        num_generations=4, max_completion_length=96, max_steps=2, logging_steps=1,
-        learning_rate=1e-3, report_to=[], save_strategy="no", seed=0, disable_tqdm=True,
-        max_tool_calling_iterations=3,
-    )  # fmt: skip
+    args = _args(tmp_path, max_completion_length=96, max_tool_calling_iterations=3)
     trainer = trl.GRPOTrainer(
         model=_scripted_model(tokenizer), reward_funcs=recorded, args=args, train_dataset=dataset,
         processing_class=tokenizer, environment_factory=make,

@@ -15,6 +15,8 @@ pytest.importorskip("transformers")
 trl = pytest.importorskip("trl")
 pytest.importorskip("datasets")
 
+from test_trl import _args  # noqa: E402
+
 import rlenv  # noqa: E402
 from rlenv import GeneratedTasks, Task, Verdict  # noqa: E402
 from rlenv.adapters.trl import TASK_KEY, build_dataset, reward_function  # noqa: E402
@@ -506,12 +508,7 @@ def test_trl_grpo_trains_with_the_environment_factory(tmp_path, monkeypatch):
         return values
 
     recorded.__name__ = "rlenv_reward"
-    args = trl.GRPOConfig(
-        output_dir=str(tmp_path), use_cpu=True, bf16=False, per_device_train_batch_size=4,
-        num_generations=4, max_completion_length=96, max_steps=2, logging_steps=1,
-        learning_rate=1e-3, report_to=[], save_strategy="no", seed=0, disable_tqdm=True,
-        max_tool_calling_iterations=3,
-    )  # fmt: skip
+    args = _args(tmp_path, max_completion_length=96, max_tool_calling_iterations=3)
     trainer = trl.GRPOTrainer(
         model=model, reward_funcs=recorded, args=args, train_dataset=dataset,
         processing_class=tokenizer, environment_factory=factory,

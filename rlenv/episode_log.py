@@ -262,11 +262,8 @@ class EpisodeLog:
                 trajectory = Trajectory.model_validate(record)
             except ValueError as error:
                 raise ResumeError(f"{self.path}:{number}: not a trajectory: {error}") from None
-            position = self._position_of(trajectory, number)
-            if trajectory.stop_reason == "reset_failed":
-                self._mark_failed(position, number)
-            else:
-                self._mark(position, True, number)
+            failed = trajectory.stop_reason == "reset_failed"
+            self._mark(self._position_of(trajectory, number), True, number, failed=failed)
         skipped, note = _read_lines(self.skipped_path)
         if note:
             self.notes.append(note)
@@ -274,10 +271,9 @@ class EpisodeLog:
             key = tuple(record["key"]) if isinstance(record, dict) else None
             if key not in self._positions:
                 raise ResumeError(f"{self.skipped_path}:{number}: not an episode of this run")
-            if _failed_key(record):
-                self._mark_failed(self._positions[key], number, self.skipped_path)
-            else:
-                self._mark(self._positions[key], False, number, self.skipped_path)
+            self._mark(
+                self._positions[key], False, number, self.skipped_path, failed=_failed_key(record)
+            )
         if self._failed:
             self.notes.append(
                 f"{self.path}: {len(self._failed)} episode(s) whose served env failed at reset "
@@ -293,21 +289,26 @@ class EpisodeLog:
             f"task={trajectory.task_id} sample={trajectory.group} is not one of this run's"
         )
 
-    def _mark_failed(self, position: int, number: int, path: Path | None = None) -> None:
+    def _mark(
+        self,
+        position: int,
+        kept: bool,
+        number: int,
+        path: Path | None = None,
+        *,
+        failed: bool = False,
+    ) -> None:
+        """Record a stored episode as played (``kept`` or skipped), or, ``failed`` (its env
+        failed at reset), as one to play again."""
         if position in self._played or position in self._failed:
             raise ResumeError(
                 f"{path or self.path}:{number}: episode {episode_key(self.specs[position])} "
                 "is recorded twice; remove one, or pass --force to start over"
             )
-        self._failed.add(position)
-
-    def _mark(self, position: int, kept: bool, number: int, path: Path | None = None) -> None:
-        if position in self._played or position in self._failed:
-            raise ResumeError(
-                f"{path or self.path}:{number}: episode {episode_key(self.specs[position])} "
-                "is recorded twice; remove one, or pass --force to start over"
-            )
-        self._played[position] = kept
+        if failed:
+            self._failed.add(position)
+        else:
+            self._played[position] = kept
 
     @property
     def remaining(self) -> list[tuple[int, EpisodeSpec]]:

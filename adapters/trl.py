@@ -459,14 +459,13 @@ def trl_samples(
 def _prompt_ids(trainer: Any, prompt: Any) -> tuple[list[int], int]:
     """An entry's prompt as TRL renders it (the chat template with the generation prompt, or
     the text), and the tokenizer's end token: the sample of an episode that never started."""
+    from rlenv.rollout.transformers import render_prompt_ids
+
     tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
     if isinstance(prompt, str):
-        text = prompt
+        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     else:
-        text = tokenizer.apply_chat_template(
-            list(prompt), tokenize=False, add_generation_prompt=True
-        )
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = render_prompt_ids(tokenizer, prompt)
     end = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.pad_token_id
     return list(ids), int(end)
 

@@ -63,18 +63,16 @@ MAX_BODY = 2 * 1024 * 1024  # the server's default limit
 
 
 def start_server(
-    threads: int | None, echo: bool = False, openenv: bool = False
+    threads: int, echo: bool = False, openenv: bool = False
 ) -> tuple[subprocess.Popen, str]:
     """``rlenv serve`` in a child process (``echo``: this file's echo env, served the same
-    way after registering it); returns it and its base URL. ``threads=None``: the server's
-    default (``rlenv.server.default_threads()``)."""
-    flags = [] if threads is None else ["--threads", str(threads)]
+    way after registering it); returns it and its base URL."""
     command = [
         sys.executable, "-m", "rlenv.cli", "serve", ENV_ID, "--port", "0",
-        "--max-sessions", "4096", *flags,
+        "--max-sessions", "4096", "--threads", str(threads),
     ]  # fmt: skip
     if echo:
-        command = [sys.executable, __file__, "--serve-echo", *flags]
+        command = [sys.executable, __file__, "--serve-echo", "--threads", str(threads)]
     if openenv:
         command = [sys.executable, __file__, "--serve-openenv"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -419,7 +417,7 @@ def _echo_class():
     return Echo
 
 
-def serve_echo(threads: int | None) -> None:
+def serve_echo(threads: int) -> None:
     from rlenv.server import ServerLimits, serve
 
     rlenv.register(ECHO_ID, _echo_class())
@@ -427,12 +425,7 @@ def serve_echo(threads: int | None) -> None:
     def ready(url: str) -> None:
         print(f"rlenv: serving {ECHO_ID} at {url}", flush=True)
 
-    serve(
-        [ECHO_ID],
-        port=0,
-        limits=ServerLimits(**({} if threads is None else {"threads": threads})),
-        on_ready=ready,
-    )
+    serve([ECHO_ID], port=0, limits=ServerLimits(threads=threads), on_ready=ready)
 
 
 def _episode(env, turns: int) -> list[float]:
@@ -571,11 +564,9 @@ def versus_openenv(args) -> dict:
         from importlib.metadata import version as _version
 
         version = _version("openenv-core")
-    from rlenv.server import default_threads
-
     report: dict = {
         "openenv_core": version, "rlenv": rlenv.__version__, "seconds": args.seconds,
-        "rlenv_threads": args.threads or default_threads(),
+        "rlenv_threads": args.threads,
         "client_processes": args.client_processes,
     }  # fmt: skip
     try:
@@ -686,6 +677,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="long: interleaved rounds (3)")
     parser.add_argument("--serve-echo", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads is None:  # rlenv serve's own default, stated in the report
+        from rlenv.server import default_threads
+
+        args.threads = default_threads()
     if args.serve_echo:
         serve_echo(args.threads)
         return 0
@@ -702,10 +697,7 @@ def main() -> int:
     server, url = start_server(args.threads)
     report: dict = {"url": url, "cpus": os.cpu_count()}
     try:
-        from rlenv.server import default_threads
-
-        threads = args.threads or default_threads()
-        print(f"server: {url} (one process, {threads} env threads), {os.cpu_count()} CPUs")
+        print(f"server: {url} (one process, {args.threads} env threads), {os.cpu_count()} CPUs")
 
         result = load(url, args.clients, args.client_processes, args.seconds)
         steps_per_s = result["steps"] / result["seconds"]

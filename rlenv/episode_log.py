@@ -62,11 +62,6 @@ def _trajectory_keys(trajectory: Trajectory) -> tuple[tuple, tuple]:
     )
 
 
-def _failed_line(record: Any) -> bool:
-    """A trajectory line of an episode whose served env failed at reset."""
-    return isinstance(record, dict) and record.get("stop_reason") == "reset_failed"
-
-
 def _failed_key(record: Any) -> bool:
     """A ``FILE.skipped`` line of an episode whose served env failed at reset."""
     return isinstance(record, dict) and record.get("reset_failed") is True
@@ -229,9 +224,9 @@ class EpisodeLog:
                 self.settings_path, (json.dumps(self.settings, indent=1) + "\n").encode()
             )
         elif self._failed:  # drop the reset failures that this run plays again
-            trajectories, _ = _read_lines(self.path)
-            lines = [Trajectory.model_validate(r).to_json() for r in trajectories
-                     if not _failed_line(r)]  # fmt: skip
+            records, _ = _read_lines(self.path)
+            trajectories = map(Trajectory.model_validate, records)
+            lines = [t.to_json() for t in trajectories if t.stop_reason != "reset_failed"]
             _write_atomically(self.path, "".join(line + "\n" for line in lines).encode())
             if self.skipped_path.exists():
                 skipped, _ = _read_lines(self.skipped_path)
